@@ -220,7 +220,7 @@ point of the README's main job: fine-tune it on device for a new task (MNIST dig
   to full int8 (`inference_input_type = inference_output_type = tf.int8`).
 - Int8 test accuracy through the tflite-micro interpreter: **{facts['accuracy'] * 100:.2f}%** on
   {facts['eval_count']} Fashion-MNIST test images.
-- Ops: {', '.join(facts['ops'])}.
+- Ops (execution order): {', '.join(facts['ops'])}.
 - File size: {facts['size']} bytes.
 """
     path.write_text(text)
@@ -229,7 +229,7 @@ point of the README's main job: fine-tune it on device for a new task (MNIST dig
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output .tflite path")
-    parser.add_argument("--epochs", type=int, default=4, help="float training epochs")
+    parser.add_argument("--epochs", type=int, default=3, help="float training epochs")
     parser.add_argument("--qat-epochs", type=int, default=1, help="quantization-aware training epochs")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--train-count", type=int, default=60000, help="training images used (of 60000)")

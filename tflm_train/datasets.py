@@ -186,7 +186,7 @@ def to_int8_input(images_uint8: np.ndarray, scale: float, zero_point: int,
 
     Pixels are first mapped linearly from 0..255 to ``input_range`` (the real range the
     model was trained on, 0..1 by default), then quantized as ``round(x / scale) + zero_point``
-    and saturated to int8.
+    (halves away from zero, as TFLite's QUANTIZE kernel rounds) and saturated to int8.
     """
     images_uint8 = np.asarray(images_uint8)
     if images_uint8.dtype != np.uint8:
@@ -195,7 +195,8 @@ def to_int8_input(images_uint8: np.ndarray, scale: float, zero_point: int,
         raise ValueError(f"to_int8_input: scale must be a positive finite number, got {scale}")
     lo, hi = input_range
     real = lo + images_uint8.astype(np.float64) * ((hi - lo) / 255.0)
-    q = np.rint(real / scale) + int(zero_point)
+    scaled = real / scale
+    q = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + int(zero_point)
     return np.clip(q, -128, 127).astype(np.int8)
 
 
