@@ -51,7 +51,10 @@ def _op_name(model, opcode_index: int) -> str:
 def _attrs(op_type: str, opts) -> dict:
     """Builtin options -> QuantGraph attrs (see graph.Op)."""
     def act():
-        return ACTIVATIONS.get(getattr(opts, "fusedActivationFunction", 0), None) if opts else "NONE"
+        code = getattr(opts, "fusedActivationFunction", 0) if opts else 0
+        if code not in ACTIVATIONS:
+            raise GraphError(f"{op_type}: fused activation code {code} is unsupported")
+        return ACTIVATIONS[code]
 
     if op_type in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         a = dict(
