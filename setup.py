@@ -1,4 +1,22 @@
-from setuptools import find_packages, setup
+import glob
+import os
+
+from setuptools import Extension, find_packages, setup
+
+_MICRO_OPS = os.path.join("tflm_train", "micro_ops")
+
+# The C++ micro runtime as a shared library (loaded by tflm_train.micro with ctypes).
+micro_runtime = Extension(
+    "tflm_train.micro._runtime",
+    sources=sorted(
+        glob.glob(os.path.join(_MICRO_OPS, "src", "*.cc"))
+        + glob.glob(os.path.join(_MICRO_OPS, "src", "kernels", "*.cc"))
+    )
+    + [os.path.join(_MICRO_OPS, "port", "python", "module.cc")],
+    include_dirs=[os.path.join(_MICRO_OPS, "include")],
+    extra_compile_args=["-std=c++17", "-O2", "-fno-exceptions", "-fno-rtti"],
+    language="c++",
+)
 
 setup(
     name="tflm_train",
@@ -13,4 +31,5 @@ setup(
         "ai-edge-litert==2.3.0",
     ],
     entry_points={"console_scripts": ["tflm-train=tflm_train.cli:main"]},
+    ext_modules=[micro_runtime],
 )

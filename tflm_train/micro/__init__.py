@@ -1,0 +1,238 @@
+"""Python binding of the C++ micro runtime (``tflm_train/micro_ops``).
+
+The runtime is built by ``pip install -e .`` (setup.py) into the shared library
+``tflm_train/micro/_runtime*.so``; this module calls its C API
+(``micro_ops/include/tflm_train.h``) with ctypes, the same interface the
+firmware and Arduino sketches use.
+
+    from tflm_train.micro import Interpreter
+    it = Interpreter(open("model.tflite", "rb").read())   # arena sized exactly
+    y = it.infer(x)                                         # int8 in, int8 out
+    it.arena_bytes                                          # arena bytes in use
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["Interpreter", "MicroRuntimeError", "library_path"]
+
+TT_MESSAGE_CAPACITY = 200
+TT_MAX_RANK = 6
+TT_NO_OFFSET = 0xFFFFFFFF
+
+STATUS_NAMES = {
+    0: "TT_OK",
+    1: "TT_MALFORMED_MODEL",
+    2: "TT_UNSUPPORTED",
+    3: "TT_ARENA_TOO_SMALL",
+    4: "TT_SHAPE_MISMATCH",
+    5: "TT_INVALID_ARGUMENT",
+    6: "TT_NOT_READY",
+    7: "TT_INTERNAL_ERROR",
+}
+ARENA_TOO_SMALL = 3
+
+# TFLite TensorType codes -> numpy dtypes (the types the runtime handles).
+TENSOR_DTYPES = {0: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8}
+
+ALIGNMENT = 16
+
+
+class MicroRuntimeError(ValueError):
+    """An error reported by the C++ runtime: ``status`` (e.g. "TT_UNSUPPORTED") and its one-line message."""
+
+    def __init__(self, status: int, message: str):
+        self.status = STATUS_NAMES.get(status, f"status {status}")
+        self.message = message
+        super().__init__(f"{self.status}: {message}")
+
+
+class _Interpreter(ctypes.Structure):
+    _fields_ = [
+        ("impl", ctypes.c_void_p),
+        ("arena_needed", ctypes.c_size_t),
+        ("status", ctypes.c_int),
+        ("message", ctypes.c_char * TT_MESSAGE_CAPACITY),
+    ]
+
+
+class _TensorInfo(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_int32),
+        ("rank", ctypes.c_int32),
+        ("dims", ctypes.c_int32 * TT_MAX_RANK),
+        ("bytes", ctypes.c_size_t),
+        ("scale", ctypes.c_float),
+        ("zero_point", ctypes.c_int32),
+    ]
+
+
+def library_path() -> str:
+    """Path of the compiled runtime library (built by ``pip install -e .``)."""
+    spec = importlib.util.find_spec("tflm_train.micro._runtime")
+    if spec is None or not spec.origin or not os.path.exists(spec.origin):
+        raise ImportError(
+            "the C++ micro runtime is not built: run `pip install -e .` "
+            "(or `python setup.py build_ext --inplace`) in the repository"
+        )
+    return spec.origin
+
+
+_LIB = None
+
+
+def _lib():
+    global _LIB
+    if _LIB is not None:
+        return _LIB
+    lib = ctypes.CDLL(library_path())
+    P = ctypes.POINTER
+    it, u8p, vp, sz = P(_Interpreter), P(ctypes.c_uint8), ctypes.c_void_p, ctypes.c_size_t
+    sigs = {
+        "tt_init": ([it, u8p, sz, u8p, sz], ctypes.c_int),
+        "tt_init_planned": ([it, u8p, sz, u8p, sz, P(ctypes.c_uint32), sz], ctypes.c_int),
+        "tt_infer": ([it, vp, sz, vp, sz], ctypes.c_int),
+        "tt_set_input": ([it, sz, vp, sz], ctypes.c_int),
+        "tt_invoke": ([it], ctypes.c_int),
+        "tt_get_output": ([it, sz, vp, sz], ctypes.c_int),
+        "tt_input_count": ([it], sz),
+        "tt_output_count": ([it], sz),
+        "tt_input_info": ([it, sz, P(_TensorInfo)], ctypes.c_int),
+        "tt_output_info": ([it, sz, P(_TensorInfo)], ctypes.c_int),
+        "tt_op_count": ([it], sz),
+        "tt_op_name": ([it, sz], ctypes.c_char_p),
+        "tt_arena_used": ([it], sz),
+        "tt_arena_needed": ([it], sz),
+        "tt_error_message": ([it], ctypes.c_char_p),
+    }
+    for name, (args, res) in sigs.items():
+        fn = getattr(lib, name)
+        fn.argtypes = args
+        fn.restype = res
+    _LIB = lib
+    return lib
+
+
+def _aligned_bytes(n: int) -> np.ndarray:
+    """A zeroed uint8 array of n bytes whose data starts on a 16-byte boundary."""
+    raw = np.zeros(n + ALIGNMENT, dtype=np.uint8)
+    start = (-raw.ctypes.data) % ALIGNMENT
+    return raw[start : start + n]
+
+
+def _u8ptr(a: np.ndarray):
+    return a.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+
+
+class Interpreter:
+    """The C++ micro runtime on the host: one model, one arena.
+
+    ``model_bytes``: a .tflite flatbuffer (subgraph 0 is run). ``arena_size``:
+    bytes of arena to give the runtime; ``None`` sizes it exactly (the runtime
+    reports what it needs). ``offsets``: optional memory plan, one arena offset
+    per tensor of subgraph 0 (``TT_NO_OFFSET`` for none), instead of the runtime's
+    own first-fit placement. Errors raise :class:`MicroRuntimeError` with the
+    runtime's message.
+    """
+
+    def __init__(self, model_bytes, arena_size: Optional[int] = None, offsets: Optional[Sequence[int]] = None):
+        self._lib = _lib()
+        data = bytes(model_bytes)
+        self._model = _aligned_bytes(len(data))
+        self._model[:] = np.frombuffer(data, dtype=np.uint8)
+        self._offsets = None if offsets is None else np.ascontiguousarray(offsets, dtype=np.uint32)
+        self._it = _Interpreter()
+        if arena_size is None:
+            # Ask with an empty arena, then with the size the runtime reports
+            # (exact, or an upper bound if even its state did not fit), then shrink to what it used.
+            status = self._init(0)
+            if status == ARENA_TOO_SMALL:
+                status = self._init(self._lib.tt_arena_needed(ctypes.byref(self._it)))
+                if status == 0:
+                    used = self._lib.tt_arena_used(ctypes.byref(self._it))
+                    if used < len(self._arena):
+                        status = self._init(used)
+        else:
+            if int(arena_size) < 0:
+                raise ValueError(f"arena_size must be >= 0, got {arena_size}")
+            status = self._init(int(arena_size))
+        self._check(status)
+        self.input_details = [self._info(True, i) for i in range(self._lib.tt_input_count(ctypes.byref(self._it)))]
+        self.output_details = [self._info(False, i) for i in range(self._lib.tt_output_count(ctypes.byref(self._it)))]
+
+    # ------------------------------------------------------------------ internals
+    def _init(self, arena_size: int) -> int:
+        self._arena = _aligned_bytes(arena_size)
+        ref = ctypes.byref(self._it)
+        if self._offsets is None:
+            return self._lib.tt_init(ref, _u8ptr(self._model), len(self._model), _u8ptr(self._arena), arena_size)
+        ptr = self._offsets.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32))
+        return self._lib.tt_init_planned(
+            ref, _u8ptr(self._model), len(self._model), _u8ptr(self._arena), arena_size, ptr, len(self._offsets)
+        )
+
+    def _check(self, status: int) -> None:
+        if status != 0:
+            raise MicroRuntimeError(status, self._lib.tt_error_message(ctypes.byref(self._it)).decode(errors="replace"))
+
+    def _info(self, is_input: bool, index: int) -> Dict:
+        info = _TensorInfo()
+        fn = self._lib.tt_input_info if is_input else self._lib.tt_output_info
+        self._check(fn(ctypes.byref(self._it), index, ctypes.byref(info)))
+        if info.type not in TENSOR_DTYPES:
+            raise MicroRuntimeError(2, f"{'input' if is_input else 'output'} {index} has TFLite type {info.type}")
+        return {
+            "index": index,
+            "shape": tuple(int(info.dims[k]) for k in range(info.rank)),
+            "dtype": np.dtype(TENSOR_DTYPES[info.type]),
+            "quantization": (float(info.scale), int(info.zero_point)),
+            "bytes": int(info.bytes),
+        }
+
+    def _as_input(self, x, index: int) -> np.ndarray:
+        d = self.input_details[index]
+        x = np.ascontiguousarray(x)
+        if x.dtype != d["dtype"]:
+            raise ValueError(f"input {index}: dtype {x.dtype}, the model expects {d['dtype']}")
+        return x
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def arena_bytes(self) -> int:
+        """Arena bytes in use: runtime state, op data and the planned tensors."""
+        return int(self._lib.tt_arena_used(ctypes.byref(self._it)))
+
+    @property
+    def ops(self) -> List[str]:
+        n = self._lib.tt_op_count(ctypes.byref(self._it))
+        return [self._lib.tt_op_name(ctypes.byref(self._it), i).decode() for i in range(n)]
+
+    def infer(self, x) -> np.ndarray:
+        """Run a single-input, single-output model on ``x``; returns the output (shape and dtype of the model)."""
+        if len(self.input_details) != 1 or len(self.output_details) != 1:
+            raise ValueError(
+                f"infer() needs one input and one output, the model has {len(self.input_details)} and "
+                f"{len(self.output_details)}: use invoke()"
+            )
+        return self.invoke([x])[0]
+
+    def invoke(self, inputs: Sequence) -> List[np.ndarray]:
+        """Set every input, run the model, return every output."""
+        if len(inputs) != len(self.input_details):
+            raise ValueError(f"{len(inputs)} inputs given, the model has {len(self.input_details)}")
+        ref = ctypes.byref(self._it)
+        for i, x in enumerate(inputs):
+            x = self._as_input(x, i)
+            self._check(self._lib.tt_set_input(ref, i, x.ctypes.data_as(ctypes.c_void_p), x.nbytes))
+        self._check(self._lib.tt_invoke(ref))
+        outputs = []
+        for d in self.output_details:
+            y = np.empty(d["shape"], dtype=d["dtype"])
+            self._check(self._lib.tt_get_output(ref, d["index"], y.ctypes.data_as(ctypes.c_void_p), y.nbytes))
+            outputs.append(y)
+        return outputs

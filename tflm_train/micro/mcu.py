@@ -1,0 +1,459 @@
+"""Run a model on an emulated Cortex-M4: firmware build and QEMU (mps2-an386) run.
+
+``run_model(model_bytes, inputs)`` builds a firmware image with arm-none-eabi-g++
+(Cortex-M4F, hard float, no exceptions/RTTI, newlib-nano, semihosting): the C++
+micro runtime, the model bytes and the input samples as constant arrays in
+flash, the arena as a static buffer in RAM. The linker script
+(``micro_ops/port/cortex_m/linker.ld``) gives 1 MB of flash and 256 KB of RAM:
+an image that does not fit fails to link (:class:`FirmwareTooLarge`).
+
+QEMU's ``mps2-an386`` machine (Cortex-M4 with FPU) has 4 MB of SSRAM at 0x0,
+where the image's "flash" lives, and SSRAM at 0x20000000, where its RAM is;
+the linker regions, not the board, set the budget. The firmware prints its
+results over semihosting. Instruction counts are exact: a small QEMU TCG plugin
+(``micro_ops/tools/qemu_icount_plugin.c``, built here with the host compiler)
+counts every executed guest instruction and records the count each time the
+firmware calls its marker function ``tt_mark``; a built-in calibration (a loop
+of exactly 2001 instructions between two markers) is checked on every run.
+
+Memory figures: RAM = .data + .bss (which holds the static arena) + the stack
+actually used (measured by painting the stack at reset); flash = everything
+loaded into the flash region (code, constants, the model, the samples, the
+initial values of .data), from the ELF section sizes.
+
+    python -m tflm_train.micro.mcu model.tflite [--samples N]
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["McuError", "FirmwareTooLarge", "McuReport", "check_tools", "run_model", "FLASH_BYTES", "RAM_BYTES"]
+
+MICRO_OPS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "micro_ops")
+PORT = os.path.join(MICRO_OPS, "port", "cortex_m")
+PLUGIN_SOURCE = os.path.join(MICRO_OPS, "tools", "qemu_icount_plugin.c")
+
+FLASH_BYTES = 1 << 20
+RAM_BYTES = 256 << 10
+DEFAULT_STACK_BYTES = 16 << 10
+CALIBRATION_INSTRUCTIONS = 2001  # the loop between markers 2 and 3 in firmware_main.cc
+
+TOOLS = {"cxx": "arm-none-eabi-g++", "cc": "arm-none-eabi-gcc", "size": "arm-none-eabi-size",
+         "nm": "arm-none-eabi-nm", "qemu": "qemu-system-arm", "host_cc": "gcc"}
+ARCH_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
+COMMON_FLAGS = ARCH_FLAGS + ["-ffunction-sections", "-fdata-sections", "-Wall", "-Wextra", "-g"]
+CXX_FLAGS = ["-std=c++17", "-fno-exceptions", "-fno-rtti", "-fno-threadsafe-statics", "-fno-use-cxa-atexit"]
+C_FLAGS = ["-std=c11"]
+LINK_FLAGS = ARCH_FLAGS + ["-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections"]
+
+
+class McuError(RuntimeError):
+    """The firmware could not be built or run (missing tool, compile error, QEMU failure)."""
+
+
+class FirmwareTooLarge(McuError):
+    """The image does not fit the device: ``region`` ("RAM" or "FLASH") overflowed by ``overflow`` bytes."""
+
+    def __init__(self, region: str, overflow: int, budget: int, detail: str):
+        self.region, self.overflow, self.budget = region, overflow, budget
+        super().__init__(
+            f"firmware does not fit: {region} ({budget // 1024} KB) overflowed by {overflow} bytes; {detail}")
+
+
+@dataclass
+class McuReport:
+    """What one QEMU run of the firmware measured."""
+
+    outputs: List[np.ndarray]
+    host_outputs: List[np.ndarray]
+    instructions_per_inference: List[int]
+    init_instructions: int
+    arena_used: int               # tt_arena_used on the device
+    arena_buffer: int             # size of the static arena in .bss
+    stack_high_water: int
+    stack_reserved: int
+    ram: Dict[str, int]
+    flash: Dict[str, int]
+    sections: Dict[str, int]
+    elf: str
+    console: str = field(repr=False, default="")
+
+    @property
+    def matches_host(self) -> bool:
+        return len(self.outputs) == len(self.host_outputs) and all(
+            a.tobytes() == b.tobytes() for a, b in zip(self.outputs, self.host_outputs))
+
+    def summary(self) -> str:
+        ins = self.instructions_per_inference
+        return (
+            f"outputs match host: {self.matches_host}; instructions per inference: "
+            f"{', '.join(str(n) for n in ins)} (init {self.init_instructions}); arena {self.arena_used} B; "
+            f"RAM used {self.ram['used']} B of {self.ram['region']} "
+            f"(data {self.ram['data']}, bss {self.ram['bss']} incl. "
+            f"arena {self.arena_buffer}, stack high-water {self.stack_high_water} of {self.stack_reserved} reserved); "
+            f"flash {self.flash['total']} B of {FLASH_BYTES} (model {self.flash['model']}, "
+            f"code+constants {self.flash['total'] - self.flash['model'] - self.flash['samples']})"
+        )
+
+
+# --------------------------------------------------------------------------- tools
+def check_tools() -> Dict[str, str]:
+    """First line of ``--version`` of each tool; McuError naming what is missing."""
+    versions, missing = {}, []
+    for key, tool in TOOLS.items():
+        path = shutil.which(tool)
+        if not path:
+            missing.append(tool)
+            continue
+        out = subprocess.run([path, "--version"], capture_output=True, text=True)
+        versions[key] = (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else tool
+    if missing:
+        raise McuError(
+            "missing tools: " + ", ".join(missing)
+            + " (Debian: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib "
+              "qemu-system-arm gcc)")
+    return versions
+
+
+def _run(cmd: Sequence[str], what: str, timeout: Optional[float] = None, cwd: Optional[str] = None):
+    try:
+        proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    except subprocess.TimeoutExpired:
+        raise McuError(f"{what}: timed out after {timeout} s") from None
+    except FileNotFoundError as e:
+        raise McuError(f"{what}: {e}") from None
+    if proc.returncode != 0:
+        raise McuError(f"{what} failed (exit {proc.returncode}):\n{(proc.stderr or proc.stdout)[-4000:]}")
+    return proc
+
+
+def cache_dir() -> str:
+    """Where compiled objects and the plugin are kept: $TFLM_TRAIN_CACHE or <repo>/.tflm_cache."""
+    root = os.environ.get("TFLM_TRAIN_CACHE") or os.path.join(os.path.dirname(os.path.dirname(MICRO_OPS)),
+                                                              ".tflm_cache")
+    try:
+        os.makedirs(root, exist_ok=True)
+        probe = os.path.join(root, ".write_test")
+        open(probe, "w").close()
+        os.remove(probe)
+    except OSError:
+        root = os.path.join(tempfile.gettempdir(), "tflm_train_cache")
+        os.makedirs(root, exist_ok=True)
+    return root
+
+
+def runtime_sources() -> List[str]:
+    src = os.path.join(MICRO_OPS, "src")
+    files = [os.path.join(src, f) for f in sorted(os.listdir(src)) if f.endswith(".cc")]
+    kernels = os.path.join(src, "kernels")
+    files += [os.path.join(kernels, f) for f in sorted(os.listdir(kernels)) if f.endswith(".cc")]
+    files += [os.path.join(PORT, f) for f in ("startup.c", "semihosting.c")]
+    return files
+
+
+def _digest(paths: Sequence[str], extra: Sequence[str]) -> str:
+    h = hashlib.sha256("\0".join(extra).encode())
+    for p in paths:
+        h.update(p.encode())
+        with open(p, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def _compile(src: str, obj: str, opt: str, includes: Sequence[str]) -> None:
+    is_c = src.endswith(".c")
+    tool = TOOLS["cc"] if is_c else TOOLS["cxx"]
+    flags = COMMON_FLAGS + [opt] + (C_FLAGS if is_c else CXX_FLAGS) + [f"-I{d}" for d in includes]
+    _run([tool, *flags, "-c", src, "-o", obj], f"compiling {os.path.relpath(src, MICRO_OPS)}")
+
+
+def build_runtime_objects(opt: str = "-O2") -> List[str]:
+    """The runtime and startup code compiled for the Cortex-M4 (cached by source content and flags)."""
+    sources = runtime_sources()
+    headers = []
+    for d, _, files in os.walk(MICRO_OPS):
+        headers += [os.path.join(d, f) for f in files if f.endswith(".h")]
+    key = _digest(sources + sorted(headers), [opt] + COMMON_FLAGS + CXX_FLAGS + C_FLAGS)
+    out = os.path.join(cache_dir(), "mcu", key)
+    objs = [os.path.join(out, os.path.relpath(s, MICRO_OPS).replace(os.sep, "_") + ".o") for s in sources]
+    if all(os.path.exists(o) for o in objs):
+        return objs
+    os.makedirs(out, exist_ok=True)
+    includes = [os.path.join(MICRO_OPS, "include"), PORT]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        for f in [pool.submit(_compile, s, o + ".tmp", opt, includes) for s, o in zip(sources, objs)]:
+            f.result()
+    for o in objs:
+        os.replace(o + ".tmp", o)
+    return objs
+
+
+def build_plugin() -> str:
+    """The instruction-count QEMU plugin as a host shared library (cached)."""
+    key = _digest([PLUGIN_SOURCE], [TOOLS["host_cc"]])
+    path = os.path.join(cache_dir(), f"qemu_icount_plugin_{key}.so")
+    if not os.path.exists(path):
+        _run([TOOLS["host_cc"], "-shared", "-fPIC", "-O2", "-Wall", "-o", path + ".tmp", PLUGIN_SOURCE],
+             "building the QEMU instruction-count plugin")
+        os.replace(path + ".tmp", path)
+    return path
+
+
+# --------------------------------------------------------------------------- firmware
+def _c_array(name: str, data: bytes, align: int = 16) -> str:
+    rows = []
+    for i in range(0, len(data), 24):
+        rows.append("  " + ",".join(f"0x{b:02x}" for b in data[i:i + 24]) + ",")
+    body = "\n".join(rows) if rows else "  0"
+    return f"alignas({align}) extern const uint8_t {name}[] = {{\n{body}\n}};\n"
+
+
+def write_firmware_data(model: bytes, samples: Sequence[np.ndarray], output_bytes: int, arena_bytes: int,
+                        out_dir: str) -> str:
+    """firmware_data.h/.cc: the model and input samples as flash arrays, and the build's sizes."""
+    sample_bytes = [np.ascontiguousarray(s).tobytes() for s in samples]
+    if not sample_bytes or len({len(b) for b in sample_bytes}) != 1:
+        raise ValueError("give one or more input samples of the same size")
+    header = (
+        "// Generated by tflm_train.micro.mcu: the model and samples embedded in flash.\n"
+        "#pragma once\n#include <stddef.h>\n#include <stdint.h>\n"
+        f"#define TT_FW_ARENA_BYTES {int(arena_bytes)}u\n"
+        f"#define TT_FW_SAMPLES {len(sample_bytes)}u\n"
+        f"#define TT_FW_INPUT_BYTES {len(sample_bytes[0])}u\n"
+        f"#define TT_FW_OUTPUT_BYTES {int(output_bytes)}u\n"
+        "extern const uint8_t tt_fw_model[];\nextern const size_t tt_fw_model_len;\n"
+        "extern const uint8_t tt_fw_inputs[];\n"
+    )
+    with open(os.path.join(out_dir, "firmware_data.h"), "w") as f:
+        f.write(header)
+    source = os.path.join(out_dir, "firmware_data.cc")
+    with open(source, "w") as f:
+        f.write('#include "firmware_data.h"\n\n')
+        f.write(_c_array("tt_fw_model", model))
+        f.write(f"extern const size_t tt_fw_model_len = {len(model)};\n\n")
+        f.write(_c_array("tt_fw_inputs", b"".join(sample_bytes)))
+    return source
+
+
+_OVERFLOW = re.compile(r"region [`'](\w+)' overflowed by (\d+) bytes")
+
+
+def link_firmware(objs: Sequence[str], out_dir: str, opt: str, stack_bytes: int, ram_bytes: int = RAM_BYTES) -> str:
+    includes = [os.path.join(MICRO_OPS, "include"), PORT, out_dir]
+    extra = []
+    for src in (os.path.join(PORT, "firmware_main.cc"), os.path.join(out_dir, "firmware_data.cc")):
+        obj = os.path.join(out_dir, os.path.basename(src) + ".o")
+        _compile(src, obj, opt, includes)
+        extra.append(obj)
+    elf = os.path.join(out_dir, "firmware.elf")
+    cmd = [TOOLS["cxx"], *LINK_FLAGS, f"-T{os.path.join(PORT, 'linker.ld')}",
+           f"-Wl,--defsym=TT_STACK_BYTES={int(stack_bytes)}", f"-Wl,-Map={os.path.join(out_dir, 'firmware.map')}",
+           *([f"-Wl,--defsym=TT_RAM_BYTES={int(ram_bytes)}"] if ram_bytes != RAM_BYTES else []),
+           *objs, *extra, "-lm", "-o", elf]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        overflows = _OVERFLOW.findall(proc.stderr)
+        if overflows:
+            region, n = max(overflows, key=lambda r: int(r[1]))
+            detail = "linker: " + "; ".join(f"region {r} overflowed by {b} bytes" for r, b in overflows)
+            raise FirmwareTooLarge(region, int(n), ram_bytes if region == "RAM" else FLASH_BYTES, detail)
+        raise McuError(f"linking the firmware failed:\n{proc.stderr[-4000:]}")
+    return elf
+
+
+def section_sizes(elf: str) -> Dict[str, int]:
+    out = _run([TOOLS["size"], "-A", elf], "arm-none-eabi-size").stdout
+    sizes = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].startswith(".") and parts[1].isdigit():
+            sizes[parts[0]] = int(parts[1])
+    return sizes
+
+
+def symbol_address(elf: str, name: str) -> int:
+    out = _run([TOOLS["nm"], elf], "arm-none-eabi-nm").stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == name:
+            return int(parts[0], 16)
+    raise McuError(f"{elf}: symbol {name} not found")
+
+
+def run_qemu(elf: str, timeout: float = 300.0):
+    """Run the firmware; returns (console text, marker readings)."""
+    plugin = build_plugin()
+    mark = symbol_address(elf, "tt_mark")
+    with tempfile.TemporaryDirectory() as tmp:
+        counts = os.path.join(tmp, "marks.txt")
+        cmd = [TOOLS["qemu"], "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "null",
+               "-semihosting-config", "enable=on,target=native", "-kernel", elf,
+               "-plugin", f"{plugin},mark={mark:#x},out={counts}"]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise McuError(f"QEMU did not finish within {timeout} s") from None
+        console = proc.stdout + proc.stderr
+        if proc.returncode != 0 or "TT end" not in console:
+            raise McuError(f"firmware run failed (QEMU exit {proc.returncode}):\n{console[-3000:]}")
+        readings = []
+        if os.path.exists(counts):
+            for line in open(counts):
+                if line.strip().isdigit():
+                    readings.append(int(line))
+    return console, readings
+
+
+# --------------------------------------------------------------------------- the whole run
+_INIT_LINE = re.compile(r"^TT init (-?\d+) arena_used=(\d+) arena_size=(\d+) ?(.*)$")
+_OUTPUT_LINE = re.compile(r"^TT output (\d+) ([0-9a-f]*)$")
+_STACK_LINE = re.compile(r"^TT stack high_water=(\d+) reserved=(\d+)$")
+
+
+def _parse_console(console: str) -> Dict:
+    """The firmware's "TT ..." lines (see port/cortex_m/firmware_main.cc)."""
+    facts = {"outputs": {}}
+    for line in console.splitlines():
+        line = line.rstrip("\r")
+        if m := _INIT_LINE.match(line):
+            facts.update(init_status=int(m[1]), arena_used=int(m[2]), init_message=m[4])
+        elif m := _OUTPUT_LINE.match(line):
+            facts["outputs"][int(m[1])] = bytes.fromhex(m[2])
+        elif m := _STACK_LINE.match(line):
+            facts.update(stack_high_water=int(m[1]), stack_reserved=int(m[2]))
+        elif line.startswith("TT error ") or line.startswith("TT fault "):
+            facts["error"] = line[3:]
+    return facts
+
+
+def _build_and_run(model: bytes, samples, output_bytes, arena_bytes, opt, stack_bytes, ram_bytes, work_dir,
+                   timeout):
+    objs = build_runtime_objects(opt)
+    write_firmware_data(model, samples, output_bytes, arena_bytes, work_dir)
+    elf = link_firmware(objs, work_dir, opt, stack_bytes, ram_bytes)
+    sections = section_sizes(elf)
+    if sections.get(".init_array", 0):
+        raise McuError("the firmware has global constructors (.init_array is not empty); the runtime must not")
+    console, readings = run_qemu(elf, timeout)
+    return elf, sections, console, readings, _parse_console(console)
+
+
+def run_model(model_bytes, inputs: Sequence[np.ndarray], *, arena_bytes: Optional[int] = None, opt: str = "-O2",
+              stack_bytes: int = DEFAULT_STACK_BYTES, ram_bytes: int = RAM_BYTES, work_dir: Optional[str] = None,
+              timeout: float = 300.0) -> McuReport:
+    """Build the firmware for ``model_bytes`` with ``inputs`` (one array per sample, the model's
+    single input) embedded, run it in QEMU and report outputs, instructions, RAM and flash.
+
+    ``arena_bytes=None``: the static arena is sized exactly: a first run with the host
+    runtime's figure (an upper bound: host pointers are wider), then a second with what the
+    device reported it uses. ``ram_bytes``: the RAM region of the link (the device budget,
+    256 KB; larger only to measure what a model that does not fit would need).
+    """
+    from . import Interpreter
+
+    check_tools()
+    model = bytes(model_bytes)
+    host = Interpreter(model)
+    if len(host.input_details) != 1 or len(host.output_details) != 1:
+        raise ValueError("run_model supports single-input, single-output models")
+    d_in, d_out = host.input_details[0], host.output_details[0]
+    samples = []
+    for x in inputs:
+        x = np.ascontiguousarray(x)
+        if x.dtype != d_in["dtype"] or x.nbytes != d_in["bytes"]:
+            raise ValueError(f"input sample {x.dtype}{list(x.shape)} does not match the model input "
+                             f"{d_in['dtype']}{list(d_in['shape'])}")
+        samples.append(x)
+    host_outputs = [host.infer(x) for x in samples]
+
+    own_dir = work_dir is None
+    work = tempfile.mkdtemp(prefix="tflm_fw_") if own_dir else work_dir
+    os.makedirs(work, exist_ok=True)
+    try:
+        size = int(arena_bytes) if arena_bytes is not None else host.arena_bytes
+        elf, sections, console, readings, facts = _build_and_run(model, samples, d_out["bytes"], size, opt,
+                                                                 stack_bytes, ram_bytes, work, timeout)
+        if arena_bytes is None and facts.get("init_status") in (0, 3) and facts.get("arena_used", 0) \
+                and facts["arena_used"] != size:
+            size = facts["arena_used"]  # exact on the device (status 3: what it asked for)
+            elf, sections, console, readings, facts = _build_and_run(model, samples, d_out["bytes"], size, opt,
+                                                                     stack_bytes, ram_bytes, work, timeout)
+        if facts.get("init_status") != 0:
+            raise McuError(f"tt_init on the device failed: status {facts.get('init_status')}: "
+                           f"{facts.get('init_message', '')}")
+        if "error" in facts:
+            raise McuError(f"firmware: {facts['error']}")
+        n = len(samples)
+        if len(readings) < 6 + 2 * n:
+            raise McuError(f"expected {6 + 2 * n} marker readings from the QEMU plugin, got {len(readings)}")
+        marker_cost = readings[1] - readings[0]
+        calibration = readings[3] - readings[2] - marker_cost
+        if calibration != CALIBRATION_INSTRUCTIONS:
+            raise McuError(f"instruction counting is off: the calibration loop counted {calibration}, "
+                           f"expected {CALIBRATION_INSTRUCTIONS}")
+        per_inference = [readings[7 + 2 * s] - readings[6 + 2 * s] - marker_cost for s in range(n)]
+        outputs = [np.frombuffer(facts["outputs"][s], dtype=d_out["dtype"]).reshape(d_out["shape"]).copy()
+                   for s in range(n)]
+        data = sections.get(".data", 0)
+        bss = sections.get(".bss", 0)
+        model_len, samples_len = len(model), sum(s.nbytes for s in samples)
+        flash_sections = (".isr_vector", ".text", ".rodata", ".ARM.extab", ".ARM.exidx", ".init_array", ".data")
+        flash_total = sum(sections.get(s, 0) for s in flash_sections)
+        ram = {"data": data, "bss": bss, "arena": size, "stack_reserved": facts["stack_reserved"],
+               "stack_high_water": facts["stack_high_water"],
+               "reserved": data + bss + facts["stack_reserved"], "region": int(ram_bytes),
+               "used": data + bss + facts["stack_high_water"]}
+        flash = {"total": flash_total, "model": model_len, "samples": samples_len,
+                 "text": sections.get(".text", 0), "rodata": sections.get(".rodata", 0)}
+        return McuReport(outputs=outputs, host_outputs=host_outputs, instructions_per_inference=per_inference,
+                         init_instructions=readings[5] - readings[4] - marker_cost, arena_used=facts["arena_used"],
+                         arena_buffer=size, stack_high_water=facts["stack_high_water"],
+                         stack_reserved=facts["stack_reserved"], ram=ram, flash=flash, sections=sections,
+                         elf=elf, console=console)
+    finally:
+        if own_dir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description="Run a .tflite model on an emulated Cortex-M4 (QEMU mps2-an386).")
+    p.add_argument("model")
+    p.add_argument("--samples", type=int, default=2, help="random input samples to run (default 2)")
+    p.add_argument("--opt", default="-O2")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ram-kb", type=int, default=RAM_BYTES // 1024,
+                   help="RAM region of the link in KB (default 256, the budget; larger only to measure)")
+    args = p.parse_args(argv)
+    from . import Interpreter
+
+    model = open(args.model, "rb").read()
+    d = Interpreter(model).input_details[0]
+    rng = np.random.default_rng(args.seed)
+    if d["dtype"] == np.float32:
+        xs = [rng.uniform(-1, 1, d["shape"]).astype(np.float32) for _ in range(args.samples)]
+    else:
+        info = np.iinfo(d["dtype"])
+        xs = [rng.integers(info.min, info.max + 1, d["shape"]).astype(d["dtype"]) for _ in range(args.samples)]
+    try:
+        report = run_model(model, xs, opt=args.opt, ram_bytes=args.ram_kb * 1024)
+    except McuError as e:
+        print(f"error: {e}")
+        return 1
+    print(report.summary())
+    return 0 if report.matches_host else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

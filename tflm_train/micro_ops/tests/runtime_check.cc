@@ -1,0 +1,284 @@
+// Host test driver of the micro runtime's C API, built with
+// -fsanitize=address,undefined by tests/test_micro_sanitizers.py.
+//
+//   runtime_check run MODEL INPUT EXPECTED   infer, compare with expected bytes
+//   runtime_check errors MODEL INPUT         C API error paths (arena, sizes, plans, bad headers, truncation)
+//   runtime_check fuzz MODEL ITERATIONS SEED random corruptions: init must fail cleanly or run
+//
+// Prints one line per check; exits non-zero on the first failed expectation
+// (the sanitizers abort on any invalid memory access or undefined behaviour).
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vector>
+
+#include "tflm_train.h"
+
+namespace {
+
+int failures = 0;
+
+void expect(bool ok, const char* what, const tt_interpreter* it) {
+  printf("%s %s%s%s\n", ok ? "ok  " : "FAIL", what, it ? " | " : "", it ? tt_error_message(it) : "");
+  if (!ok) ++failures;
+}
+
+std::vector<uint8_t> read_file(const char* path) {
+  std::vector<uint8_t> data;
+  FILE* f = fopen(path, "rb");
+  if (!f) {
+    fprintf(stderr, "cannot open %s\n", path);
+    exit(2);
+  }
+  uint8_t buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) data.insert(data.end(), buf, buf + n);
+  fclose(f);
+  return data;
+}
+
+// A 16-byte aligned copy (the runtime reads shapes in place).
+struct Aligned {
+  std::vector<uint8_t> storage;
+  uint8_t* data;
+  size_t size;
+  explicit Aligned(size_t n) : storage(n + 16), size(n) {
+    const uintptr_t p = reinterpret_cast<uintptr_t>(storage.data());
+    data = storage.data() + ((16 - (p & 15)) & 15);
+  }
+  Aligned(const uint8_t* src, size_t n) : Aligned(n) {
+    if (n) memcpy(data, src, n);
+  }
+};
+
+// Exact arena: ask with none, retry with what the runtime reports, shrink to use.
+tt_status init_exact(tt_interpreter* it, const Aligned& model, Aligned** arena) {
+  tt_status st = tt_init(it, model.data, model.size, nullptr, 0);
+  if (st != TT_ARENA_TOO_SMALL) return st;
+  *arena = new Aligned(tt_arena_needed(it));
+  st = tt_init(it, model.data, model.size, (*arena)->data, (*arena)->size);
+  if (st != TT_OK) return st;
+  const size_t used = tt_arena_used(it);
+  delete *arena;
+  *arena = new Aligned(used);
+  return tt_init(it, model.data, model.size, (*arena)->data, (*arena)->size);
+}
+
+int cmd_run(const char* model_path, const char* input_path, const char* expected_path) {
+  const std::vector<uint8_t> raw = read_file(model_path);
+  const std::vector<uint8_t> input = read_file(input_path);
+  const std::vector<uint8_t> expected = read_file(expected_path);
+  Aligned model(raw.data(), raw.size());
+  tt_interpreter it;
+  Aligned* arena = nullptr;
+  tt_status st = init_exact(&it, model, &arena);
+  expect(st == TT_OK, "init", &it);
+  if (st != TT_OK) return 1;
+  printf("arena_bytes %zu\n", tt_arena_used(&it));
+  tt_tensor_info in_info, out_info;
+  expect(tt_input_info(&it, 0, &in_info) == TT_OK && tt_output_info(&it, 0, &out_info) == TT_OK, "info", &it);
+  const size_t n = in_info.bytes ? input.size() / in_info.bytes : 0;
+  if (n * in_info.bytes != input.size() || n * out_info.bytes != expected.size()) {
+    fprintf(stderr, "input/expected files do not hold whole samples\n");
+    return 2;
+  }
+  std::vector<uint8_t> out(out_info.bytes);
+  for (size_t s = 0; s < n; ++s) {
+    st = tt_infer(&it, input.data() + s * in_info.bytes, in_info.bytes, out.data(), out.size());
+    expect(st == TT_OK, "infer", &it);
+    const bool same = memcmp(out.data(), expected.data() + s * out_info.bytes, out.size()) == 0;
+    printf("sample %zu %s\n", s, same ? "identical" : "DIFFERENT");
+    if (!same) ++failures;
+  }
+  delete arena;
+  return failures ? 1 : 0;
+}
+
+int cmd_errors(const char* model_path, const char* input_path) {
+  const std::vector<uint8_t> raw = read_file(model_path);
+  const std::vector<uint8_t> input = read_file(input_path);
+  Aligned model(raw.data(), raw.size());
+  tt_interpreter it;
+  Aligned* arena = nullptr;
+  expect(init_exact(&it, model, &arena) == TT_OK, "init with the exact arena", &it);
+  const size_t used = tt_arena_used(&it);
+  tt_tensor_info info;
+  tt_input_info(&it, 0, &info);
+  tt_tensor_info out_info;
+  tt_output_info(&it, 0, &out_info);
+  std::vector<uint8_t> out(out_info.bytes);
+  expect(tt_infer(&it, input.data(), info.bytes, out.data(), out.size()) == TT_OK, "infer", &it);
+
+  // Wrong sizes.
+  expect(tt_infer(&it, input.data(), info.bytes - 1, out.data(), out.size()) == TT_SHAPE_MISMATCH,
+         "input one byte short -> TT_SHAPE_MISMATCH", &it);
+  expect(tt_infer(&it, input.data(), info.bytes, out.data(), out.size() + 1) == TT_SHAPE_MISMATCH,
+         "output buffer one byte long -> TT_SHAPE_MISMATCH", &it);
+  expect(tt_set_input(&it, 7, input.data(), info.bytes) == TT_INVALID_ARGUMENT, "input index 7 -> TT_INVALID_ARGUMENT",
+         &it);
+  expect(tt_input_buffer(&it, 7) == nullptr && tt_input_buffer(&it, 0) != nullptr, "zero-copy input buffer", nullptr);
+
+  // Arena too small: one byte short gives the exact need, tiny gives a size that works.
+  {
+    tt_interpreter small;
+    Aligned a(used - 1);
+    expect(tt_init(&small, model.data, model.size, a.data, a.size) == TT_ARENA_TOO_SMALL &&
+               tt_arena_needed(&small) == used && strstr(tt_error_message(&small), "arena too small"),
+           "arena one byte short -> TT_ARENA_TOO_SMALL with the exact need", &small);
+    expect(tt_invoke(&small) == TT_NOT_READY, "invoke after a failed init -> TT_NOT_READY", &small);
+    Aligned tiny(64);
+    expect(tt_init(&small, model.data, model.size, tiny.data, tiny.size) == TT_ARENA_TOO_SMALL,
+           "64-byte arena -> TT_ARENA_TOO_SMALL", &small);
+    Aligned retry(tt_arena_needed(&small));
+    expect(tt_init(&small, model.data, model.size, retry.data, retry.size) == TT_OK,
+           "retry with the reported size works", &small);
+  }
+  // Misaligned model and NULL arguments.
+  {
+    Aligned shifted(model.size + 1);
+    memcpy(shifted.data + 1, model.data, model.size);
+    tt_interpreter bad;
+    expect(tt_init(&bad, shifted.data + 1, model.size, arena->data, arena->size) == TT_INVALID_ARGUMENT,
+           "misaligned model -> TT_INVALID_ARGUMENT", &bad);
+    expect(tt_init(&bad, nullptr, 0, arena->data, arena->size) == TT_INVALID_ARGUMENT, "NULL model", &bad);
+    expect(tt_init(nullptr, model.data, model.size, arena->data, arena->size) == TT_INVALID_ARGUMENT,
+           "NULL interpreter", nullptr);
+  }
+  // Wrong magic and truncation.
+  {
+    Aligned copy(model.data, model.size);
+    memcpy(copy.data + 4, "TFL2", 4);
+    tt_interpreter bad;
+    expect(tt_init(&bad, copy.data, copy.size, arena->data, arena->size) == TT_MALFORMED_MODEL &&
+               strstr(tt_error_message(&bad), "identifier"),
+           "wrong magic -> TT_MALFORMED_MODEL", &bad);
+    int clean = 0, total = 0;
+    for (size_t len = 0; len < model.size; len += (len < 1024 || len + 1024 > model.size) ? 1 : 997) {
+      Aligned cut(model.data, len);
+      const tt_status st = tt_init(&bad, cut.data, len, arena->data, arena->size);
+      ++total;
+      if (st == TT_MALFORMED_MODEL && tt_error_message(&bad)[0]) ++clean;
+    }
+    printf("truncations: %d of %d rejected as malformed\n", clean, total);
+    expect(clean == total, "every truncation -> TT_MALFORMED_MODEL with a message", nullptr);
+  }
+  // A caller-planned arena: every tensor at its own offset works; everything at 0 is rejected.
+  {
+    tt_interpreter planned;
+    std::vector<uint32_t> offsets(4096, 0);
+    tt_status st = tt_init_planned(&planned, model.data, model.size, arena->data, arena->size, offsets.data(),
+                                   offsets.size());
+    expect(st == TT_INVALID_ARGUMENT, "plan with the wrong tensor count -> TT_INVALID_ARGUMENT", &planned);
+    // Count tensors: the message says how many the model has.
+    const char* msg = tt_error_message(&planned);
+    const char* has = strstr(msg, "the model has ");
+    const size_t count = has ? strtoul(has + 14, nullptr, 10) : 0;
+    offsets.assign(count, 0);
+    st = tt_init_planned(&planned, model.data, model.size, arena->data, arena->size, offsets.data(), offsets.size());
+    expect(st == TT_INVALID_ARGUMENT && strstr(tt_error_message(&planned), "overlap"),
+           "plan with every tensor at offset 0 -> rejected (overlap)", &planned);
+    uint32_t next = 0;
+    for (size_t i = 0; i < count; ++i) {
+      offsets[i] = next;
+      next += 64 * 1024 * 4;  // far apart: larger than any tensor of the test models
+    }
+    Aligned big(static_cast<size_t>(next) + 64 * 1024);
+    st = tt_init_planned(&planned, model.data, model.size, big.data, big.size, offsets.data(), offsets.size());
+    // The planned region holds the tensors where the plan puts them; only the
+    // last offset's tensor bounds the total, which may exceed `big` for huge tensors.
+    if (st == TT_OK) {
+      std::vector<uint8_t> out2(out_info.bytes);
+      expect(tt_infer(&planned, input.data(), info.bytes, out2.data(), out2.size()) == TT_OK &&
+                 memcmp(out2.data(), out.data(), out.size()) == 0,
+             "disjoint caller plan gives the same output", &planned);
+    } else {
+      expect(st == TT_ARENA_TOO_SMALL, "disjoint caller plan", &planned);
+    }
+  }
+  delete arena;
+  return failures ? 1 : 0;
+}
+
+uint32_t xorshift32(uint32_t* state) {
+  uint32_t x = *state;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  return *state = x;
+}
+
+int cmd_fuzz(const char* model_path, long iterations, uint32_t seed) {
+  const std::vector<uint8_t> raw = read_file(model_path);
+  Aligned arena(8u << 20);
+  uint32_t rng = seed ? seed : 1;
+  long ok = 0, rejected[8] = {0};
+  std::vector<uint8_t> in, out;
+  for (long i = 0; i < iterations; ++i) {
+    Aligned model(raw.data(), raw.size());
+    const int edits = 1 + static_cast<int>(xorshift32(&rng) % 4);
+    for (int e = 0; e < edits; ++e) {
+      const size_t at = xorshift32(&rng) % model.size;
+      switch (xorshift32(&rng) % 5) {
+        case 0: model.data[at] = static_cast<uint8_t>(xorshift32(&rng)); break;  // random byte
+        case 1: model.data[at] ^= static_cast<uint8_t>(1u << (xorshift32(&rng) % 8)); break;  // bit flip
+        case 2: model.data[at] = 0xFF; break;
+        case 3: model.data[at] = 0; break;
+        default: {  // an aligned 32-bit boundary value: offsets, lengths, indices, dimensions
+          static const uint32_t kValues[] = {0u, 1u, 2u, 4u, 0xFFFFFFFFu, 0x7FFFFFFFu, 0x80000000u, 0xFFFFu, 0x10000u,
+                                             0xFFFFFFFCu, 0x40000000u};
+          const size_t aligned = at & ~static_cast<size_t>(3);
+          uint32_t v = kValues[xorshift32(&rng) % (sizeof kValues / sizeof kValues[0])];
+          if (xorshift32(&rng) % 3 == 0) v = static_cast<uint32_t>(model.size) + (xorshift32(&rng) % 64) - 32;
+          if (aligned + 4 <= model.size) memcpy(model.data + aligned, &v, 4);
+          break;
+        }
+      }
+    }
+    size_t len = model.size;
+    if (xorshift32(&rng) % 8 == 0) len = xorshift32(&rng) % model.size;  // and sometimes truncate
+    tt_interpreter it;
+    const tt_status st = tt_init(&it, model.data, len, arena.data, arena.size);
+    if (st != TT_OK) {
+      if (!tt_error_message(&it)[0]) {
+        printf("FAIL iteration %ld: status %s without a message\n", i, tt_status_name(st));
+        ++failures;
+      }
+      ++rejected[st & 7];
+      continue;
+    }
+    ++ok;
+    // A model that passes validation must run without touching memory it does not own.
+    for (size_t k = 0; k < tt_input_count(&it); ++k) {
+      tt_tensor_info info;
+      tt_input_info(&it, k, &info);
+      in.assign(info.bytes, static_cast<uint8_t>(i));
+      tt_set_input(&it, k, in.data(), in.size());
+    }
+    tt_invoke(&it);
+    for (size_t k = 0; k < tt_output_count(&it); ++k) {
+      tt_tensor_info info;
+      tt_output_info(&it, k, &info);
+      out.resize(info.bytes);
+      tt_get_output(&it, k, out.data(), out.size());
+    }
+  }
+  printf("fuzz: %ld iterations, %ld still valid and ran, rejected: malformed %ld, unsupported %ld, "
+         "arena %ld, shape %ld, argument %ld\n",
+         iterations, ok, rejected[TT_MALFORMED_MODEL], rejected[TT_UNSUPPORTED], rejected[TT_ARENA_TOO_SMALL],
+         rejected[TT_SHAPE_MISMATCH], rejected[TT_INVALID_ARGUMENT]);
+  return failures ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  setvbuf(stdout, nullptr, _IONBF, 0);
+  if (argc == 5 && strcmp(argv[1], "run") == 0) return cmd_run(argv[2], argv[3], argv[4]);
+  if (argc == 4 && strcmp(argv[1], "errors") == 0) return cmd_errors(argv[2], argv[3]);
+  if (argc == 5 && strcmp(argv[1], "fuzz") == 0)
+    return cmd_fuzz(argv[2], strtol(argv[3], nullptr, 10), static_cast<uint32_t>(strtoul(argv[4], nullptr, 10)));
+  fprintf(stderr, "usage: runtime_check run MODEL INPUT EXPECTED | errors MODEL INPUT | fuzz MODEL N SEED\n");
+  return 2;
+}
