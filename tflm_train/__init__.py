@@ -11,4 +11,18 @@ def load(path, **kwargs) -> QuantGraph:
     return _load(path, **kwargs)
 
 
-__all__ = ["GraphError", "Op", "QuantGraph", "Tensor", "load", "__version__"]
+def export(model, scheme, path=None, **kwargs):
+    """Write the training .tflite of ``model`` under ``scheme`` (see ``tflm_train.io.train_export.export``)."""
+    from .io.train_export import export as _export
+
+    return _export(model, scheme, path, **kwargs)
+
+
+def plan(graph, scheme=None, **kwargs):
+    """Memory plan of a training step (see ``tflm_train.planner.plan``)."""
+    from .planner import plan as _plan
+
+    return _plan(graph, scheme, **kwargs)
+
+
+__all__ = ["GraphError", "Op", "QuantGraph", "Tensor", "load", "export", "plan", "__version__"]

@@ -89,6 +89,53 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def _load_for_training(args):
+    from . import load
+
+    return load(args.model, **({"input_size": args.input_size} if args.input_size else {}))
+
+
+def cmd_plan(args) -> int:
+    from .io.train_export import parse_scheme
+    from .planner import plan
+
+    graph = _load_for_training(args)
+    scheme = parse_scheme(args.scheme, graph) if args.scheme else None
+    kwargs = dict(num_classes=args.num_classes, head=args.head) if scheme is not None else {}
+    p = plan(graph, scheme, reorder=not args.no_reorder, **kwargs)
+    if args.plot:
+        p.plot(args.plot)
+    if args.json:
+        json.dump(p.summary() if not args.full_json else p.to_dict(), sys.stdout, indent=1)
+        print()
+    else:
+        print(p.describe())
+        if args.plot:
+            print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .io.train_export import export
+
+    graph = _load_for_training(args)
+    r = export(graph, args.scheme, args.output, num_classes=args.num_classes, head=args.head, lr=args.lr,
+               seed=args.seed)
+    print(f"wrote {args.output} ({r.nbytes:,} bytes): signatures infer + train, {len(r.train_graph.ops)} training "
+          f"ops, planned peak {r.plan.peak_bytes:,} bytes (arena {r.plan.arena_bytes:,})")
+    return 0
+
+
+def _training_args(s, scheme_required: bool) -> None:
+    s.add_argument("model", help=".tflite or seed .npz/.json")
+    s.add_argument("--scheme", required=scheme_required,
+                   help="FILE[:KEY] (a scheme file, KEY for a file holding several), or full | bias-only | last-K"
+                        + ("" if scheme_required else "; without it the inference pass is planned"))
+    s.add_argument("--input-size", type=int, help="input resolution for seed models (default: as stored)")
+    s.add_argument("--num-classes", type=int, default=10, help="classes of the new head (default 10)")
+    s.add_argument("--head", choices=("float", "int8"), default="float", help="new classifier head (default float)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tflm-train", description="On-device training for TensorFlow Lite Micro")
     sub = p.add_subparsers(dest="command", required=True)
@@ -104,6 +151,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--input-size", type=int, help="input resolution for seed models (default: as stored)")
     s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("plan", help="memory plan of a training step: peak SRAM, breakdown, operator order")
+    _training_args(s, scheme_required=False)
+    s.add_argument("--no-reorder", action="store_true",
+                   help="plan the conventional order: all updates after the backward, weight gradients kept")
+    s.add_argument("--json", action="store_true", help="machine-readable summary")
+    s.add_argument("--full-json", action="store_true", help="with --json: also schedule, tensors, timeline")
+    s.add_argument("--plot", metavar="PNG", help="draw memory over time into this PNG file")
+    s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("export", help="write the training .tflite (signatures infer and train)")
+    _training_args(s, scheme_required=True)
+    s.add_argument("-o", "--output", required=True, help="output .tflite")
+    s.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default 0.05)")
+    s.add_argument("--seed", type=int, default=1, help="stochastic-rounding RNG seed (default 1)")
+    s.set_defaults(func=cmd_export)
     return p
 
 

@@ -1,4 +1,9 @@
-"""Tensor lifetimes over an op sequence: the first step of every memory plan."""
+"""Tensor lifetimes over an op sequence: the first step of every memory plan.
+
+``lifetimes`` is the one liveness computation of the project: the planner calls it on its
+schedule (each step's effective reads and writes, after fusions), ``inspect`` on a plain
+QuantGraph (``inference_activation_peak``: live bytes with every tensor materialized).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass

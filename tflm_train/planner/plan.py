@@ -1,0 +1,553 @@
+"""The memory planner: schedule, storage decisions, arena placement and the memory report.
+
+``plan(graph, scheme)`` (or ``plan(train_graph)``) returns a ``MemoryPlan``: the operator
+order the runtime executes, each step's execution mode (normal, in place, alias, skipped
+PAD, fused pointwise) and scratch, every tensor's storage and arena offset, the arena
+size, and a breakdown of the peak. The same plan is stored in the exported training file
+(``tflm_train.io.train_export``); ``plan_peak`` is the cheap number a scheme search uses.
+
+Memory model (everything that must be in SRAM during a training step):
+- the arena: a persistent region ``[0, persistent_bytes)`` (trainable parameters copied
+  out of flash, RNG state), then the step's buffers at planned offsets (image, label,
+  activations, saved activations, gradients, loss, kernel scratch);
+- runtime state outside the arena: ``RUNTIME_FIXED_BYTES`` for the interpreter and
+  ``OP_DATA_BYTES`` per executed step (per-op data; requantization multipliers and all
+  other op parameters are read from flash).
+Constants (frozen weights) stay in flash.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..graph import GraphError, QuantGraph
+from .liveness import lifetimes
+from .placement import ALIGNMENT, HEURISTICS, Block, align_up, arena_end, live_lower_bound, place, place_best
+from .schedule import Step, build_schedule
+from .storage import StorageDecisions, decide
+
+#: Interpreter state outside the arena (C++ runtime contract, checked by the firmware build).
+RUNTIME_FIXED_BYTES = 512
+#: Per executed step: op data (kernel state) the runtime keeps in SRAM.
+OP_DATA_BYTES = 16
+
+CATEGORIES = (
+    "saved activations",
+    "working activations",
+    "gradients",
+    "trainable parameters",
+    "runtime state",
+)
+
+
+@dataclass
+class StepPlan:
+    """One executed step of the plan."""
+
+    op: int
+    part: str
+    name: str
+    type: str
+    phase: str
+    mode: str
+    inplace_input: Optional[str]
+    layout: Optional[str]
+    scratch_bytes: int
+    scratch_offset: Optional[int]
+    reads: Tuple[str, ...]
+    writes: Tuple[str, ...]
+
+
+@dataclass
+class TensorPlan:
+    """Where one tensor lives. ``first``/``last``: steps of its life (arena tensors)."""
+
+    name: str
+    nbytes: int
+    kind: str
+    storage: str
+    offset: Optional[int] = None
+    buffer: Optional[str] = None
+    source: Optional[str] = None
+    pad: Optional[List[int]] = None
+    first: Optional[int] = None
+    last: Optional[int] = None
+    #: persistent weight holding only its trained channels: (axis, channels)
+    split: Optional[Tuple[int, List[int]]] = None
+
+
+@dataclass
+class MemoryPlan:
+    """A complete memory plan of a training step (or of an inference graph)."""
+
+    graph: object = field(repr=False)
+    steps: List[StepPlan]
+    tensors: Dict[str, TensorPlan]
+    arena_bytes: int
+    persistent_bytes: int
+    lower_bound_bytes: int
+    runtime_state_bytes: int
+    algorithm: str
+    algorithm_bytes: Dict[str, int]
+    reorder: bool
+    fuse: bool
+    inplace: bool
+    masks: bool = True
+    sparse_params: bool = True
+    alignment: int = ALIGNMENT
+    timeline: List[Dict[str, int]] = field(default_factory=list, repr=False)
+    peak_step: int = 0
+    #: saved activation -> (its bitmask tensor, act_min, act_max)
+    bitmasks: Dict[str, Tuple[str, int, int]] = field(default_factory=dict)
+    #: steps kept out of place by ``refine_in_place`` (the rules would allow in-place)
+    no_inplace: List[int] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ numbers
+    @property
+    def peak_bytes(self) -> int:
+        """Everything included: arena + runtime state."""
+        return self.arena_bytes + self.runtime_state_bytes
+
+    @property
+    def order(self) -> List[int]:
+        seen, out = set(), []
+        for s in self.steps:
+            if s.op not in seen:
+                seen.add(s.op)
+                out.append(s.op)
+        return out
+
+    def offsets(self) -> Dict[str, int]:
+        return {n: t.offset for n, t in self.tensors.items() if t.offset is not None}
+
+    def live_at(self, step: int) -> List[TensorPlan]:
+        return [t for t in self.tensors.values() if t.first is not None and t.first <= step <= t.last]
+
+    def breakdown(self) -> Dict[str, int]:
+        """Bytes per category at the peak step, plus placement slack and runtime state; sums to peak_bytes."""
+        at = dict(self.timeline[self.peak_step]) if self.timeline else {c: 0 for c in CATEGORIES}
+        live = sum(at.get(c, 0) for c in CATEGORIES)
+        out = {c: at.get(c, 0) for c in CATEGORIES}
+        out["runtime state"] += self.runtime_state_bytes
+        out["placement slack"] = self.arena_bytes - live
+        return out
+
+    def peak_tensors(self, top: int = 8) -> List[Tuple[str, int, str]]:
+        """The largest buffers live at the peak step: (name, bytes, kind)."""
+        live = [t for t in self.live_at(self.peak_step) if t.storage in ("arena", "persistent")]
+        owners = {}
+        for t in live:
+            key = t.buffer or t.name
+            if key not in owners or t.first > owners[key].first:
+                owners[key] = t
+        ranked = sorted(owners.values(), key=lambda t: -t.nbytes)[:top]
+        scratch = self.steps[self.peak_step].scratch_bytes
+        out = [(t.name, t.nbytes, t.kind) for t in ranked]
+        if scratch:
+            out.append((f"scratch of {self.steps[self.peak_step].name}", scratch, "scratch"))
+        return out
+
+    def summary(self) -> dict:
+        s = self.steps[self.peak_step] if self.steps else None
+        return dict(
+            graph=getattr(self.graph, "name", ""),
+            reorder=self.reorder,
+            fuse=self.fuse,
+            inplace=self.inplace,
+            steps=len(self.steps),
+            peak_bytes=self.peak_bytes,
+            arena_bytes=self.arena_bytes,
+            persistent_bytes=self.persistent_bytes,
+            runtime_state_bytes=self.runtime_state_bytes,
+            lower_bound_bytes=self.lower_bound_bytes,
+            algorithm=self.algorithm,
+            algorithm_bytes=dict(self.algorithm_bytes),
+            peak_step=self.peak_step,
+            peak_op=None if s is None else (s.name + (f" ({s.part})" if s.part else "")),
+            peak_op_type=None if s is None else s.type,
+            breakdown=self.breakdown(),
+            peak_tensors=[dict(name=n, bytes=b, kind=k) for n, b, k in self.peak_tensors()],
+        )
+
+    def to_dict(self) -> dict:
+        d = self.summary()
+        d["schedule"] = [
+            dict(op=s.op, part=s.part, name=s.name, type=s.type, mode=s.mode, inplace_input=s.inplace_input,
+                 scratch_bytes=s.scratch_bytes, scratch_offset=s.scratch_offset)
+            for s in self.steps
+        ]
+        d["tensors"] = [
+            dict(name=t.name, bytes=t.nbytes, kind=t.kind, storage=t.storage, offset=t.offset, buffer=t.buffer,
+                 source=t.source, pad=t.pad, first=t.first, last=t.last)
+            for t in self.tensors.values() if t.storage not in ("flash", "none")
+        ]
+        d["timeline"] = self.timeline
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    def verify(self) -> None:
+        """Raise GraphError if any two buffers alive together share bytes (see ``verify``)."""
+        verify(self)
+
+    def plot(self, path: str, title: Optional[str] = None) -> str:
+        from .plot import plot_plan
+
+        return plot_plan(self, path, title)
+
+    def describe(self) -> str:
+        """Human-readable report (what ``tflm-train plan`` prints)."""
+        s = self.summary()
+        lines = [
+            f"memory plan of {s['graph']}: {s['steps']} steps, reorder={'on' if self.reorder else 'off'}, "
+            f"fuse={'on' if self.fuse else 'off'}, in-place={'on' if self.inplace else 'off'}",
+            f"peak (everything included): {self.peak_bytes:,} bytes ({self.peak_bytes / 1024:.1f} KB)",
+            f"  arena {self.arena_bytes:,} (persistent {self.persistent_bytes:,}), runtime state "
+            f"{self.runtime_state_bytes:,}, live-bytes lower bound {self.lower_bound_bytes:,}",
+            f"  placement: {self.algorithm} (" + ", ".join(f"{k} {v:,}" for k, v in self.algorithm_bytes.items()) + ")",
+            f"  peak at step {self.peak_step}: {s['peak_op']} [{s['peak_op_type']}]",
+        ]
+        for c, b in s["breakdown"].items():
+            lines.append(f"    {c:<22} {b:>10,}")
+        lines.append("  largest buffers at the peak:")
+        for t in s["peak_tensors"]:
+            lines.append(f"    {t['bytes']:>10,}  {t['kind']:<10} {t['name']}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- building a plan
+def inference_train_graph(graph: QuantGraph):
+    """A QuantGraph's forward pass as a TrainGraph (inputs / activations / constants)."""
+    from ..training.train_graph import TrainGraph, TrainOp, TrainTensor
+
+    tensors = {}
+    for n, t in graph.tensors.items():
+        kind = "input" if n in graph.inputs else ("constant" if t.is_constant else "activation")
+        tensors[n] = TrainTensor(n, t.shape, t.dtype, kind, t.scale, t.zero_point, t.quantized_dim, t.data)
+    ops = [TrainOp(op.type, [t for t in op.inputs if t is not None], list(op.outputs), dict(op.attrs), op.name,
+                   "forward") for op in graph.ops]
+    return TrainGraph(tensors, ops, graph.inputs, graph.outputs, name=graph.name)
+
+
+def _as_train_graph(graph, scheme, **build_kwargs):
+    from ..training.train_graph import TrainGraph
+
+    if isinstance(graph, TrainGraph):
+        if scheme is not None:
+            raise GraphError("plan: a TrainGraph already has its scheme; pass scheme=None")
+        return graph
+    if not isinstance(graph, QuantGraph):
+        if hasattr(graph, "layers") and hasattr(graph, "fit"):
+            from ..io.train_export import graph_of
+
+            graph = graph_of(graph)
+        else:
+            raise GraphError(f"plan needs a QuantGraph or a TrainGraph, not {type(graph).__name__}")
+    if scheme is None:
+        return inference_train_graph(graph)
+    from ..io.train_export import parse_scheme
+    from ..training.autodiff import build_train_graph
+
+    if isinstance(scheme, str):
+        scheme = parse_scheme(scheme, graph)
+    return build_train_graph(graph, scheme, **build_kwargs)
+
+
+def _tensor_spans(tg, steps: Sequence[Step], d: StorageDecisions) -> Dict[str, Tuple[int, int]]:
+    """(first, last) step of every arena tensor: written (graph inputs: step 0) to last read."""
+    arena = [t for t, st in d.storage.items() if st == "arena"]
+    lts = lifetimes(list(zip(d.effective_reads, d.effective_writes)), d.nbytes, tg.inputs,
+                    [t for t in tg.outputs if t in d.storage], exclude=[t for t in d.storage if t not in arena])
+    spans = {lt.name: (lt.first, lt.last) for lt in lts}
+    for t in arena:  # e.g. an input no step reads
+        spans.setdefault(t, (0, 0))
+    return spans
+
+
+def _category(tg, kinds: Dict[str, str], name: str, saved: set) -> str:
+    kind = kinds[name]
+    if kind == "parameter":
+        return "trainable parameters"
+    if kind == "gradient":
+        return "gradients"
+    if kind in ("state", "loss", "scratch"):
+        return "runtime state"
+    if kind in ("activation", "input") and name in saved:
+        return "saved activations"
+    return "working activations"
+
+
+def assemble(tg, steps: Sequence[Step], d: StorageDecisions, offsets: Dict[str, int], scratch_offsets: Dict[int, int],
+             persistent_bytes: int, arena_bytes: int, algorithm: str, algorithm_bytes: Dict[str, int],
+             lower_bound: int, reorder: bool, fuse: bool, inplace: bool, masks: bool,
+             sparse_params: bool, no_inplace: Sequence[int] = ()) -> MemoryPlan:
+    """A MemoryPlan from decisions and offsets (also used to rebuild a plan read from a file)."""
+    n = len(steps)
+    spans = _tensor_spans(tg, steps, d)
+    saved = set()
+    for k, s in enumerate(steps):
+        if tg.ops[s.op].phase in ("backward", "update"):
+            saved.update(d.effective_reads[k])
+    step_plans = []
+    for k, s in enumerate(steps):
+        op = tg.ops[s.op]
+        step_plans.append(StepPlan(s.op, s.part, op.name or op.type, op.type, op.phase, d.modes[k], d.inplace_input[k],
+                                   d.layouts[k], d.scratch[k], scratch_offsets.get(k), tuple(d.effective_reads[k]),
+                                   tuple(d.effective_writes[k])))
+    tensors: Dict[str, TensorPlan] = {}
+    for t, st in d.storage.items():
+        tp = TensorPlan(t, d.nbytes[t], d.kinds[t], st)
+        if st == "arena":
+            tp.buffer = d.root.get(t, t)
+            tp.offset = offsets[tp.buffer]
+            tp.first, tp.last = spans[t]
+        elif st == "persistent":
+            tp.offset = offsets[t]
+            tp.split = d.split.get(t)
+            tp.first, tp.last = 0, max(n - 1, 0)
+        elif st == "virtual_pad":
+            tp.source, tp.pad = d.virtual[t][0], list(d.virtual[t][1])
+        elif st == "virtual_crop":
+            tp.source, tp.pad = d.crop[t][0], list(d.crop[t][1])
+        tensors[t] = tp
+
+    # timeline: per step, bytes per category; each buffer counted once (its newest live tensor)
+    timeline: List[Dict[str, int]] = []
+    high_water: List[int] = []
+    by_buffer: Dict[str, List[TensorPlan]] = {}
+    for tp in tensors.values():
+        if tp.storage in ("arena", "persistent"):
+            by_buffer.setdefault(tp.buffer or tp.name, []).append(tp)
+    for k in range(n):
+        row = {c: 0 for c in CATEGORIES}
+        top = persistent_bytes
+        for b, ms in by_buffer.items():
+            live = [m for m in ms if m.first <= k <= m.last]
+            if not live:
+                continue
+            newest = max(live, key=lambda m: (m.first, m.nbytes))
+            size = max(align_up(m.nbytes) for m in live)
+            row[_category(tg, d.kinds, newest.name, saved)] += size
+            top = max(top, offsets[b] + size)
+        if d.scratch[k]:
+            row["runtime state"] += align_up(d.scratch[k])
+            top = max(top, scratch_offsets[k] + align_up(d.scratch[k]))
+        timeline.append(row)
+        high_water.append(top)
+    peak_step = 0
+    if n:
+        totals = [sum(r.values()) for r in timeline]
+        # the step that needs the most bytes (ties: the highest arena mark, then the earliest)
+        peak_step = max(range(n), key=lambda k: (totals[k], high_water[k], -k))
+    runtime = RUNTIME_FIXED_BYTES + OP_DATA_BYTES * sum(1 for m in d.modes if m not in ("skip", "fused", "alias"))
+    return MemoryPlan(tg, step_plans, tensors, arena_bytes, persistent_bytes, lower_bound, runtime, algorithm,
+                      dict(algorithm_bytes), reorder, fuse, inplace, masks, sparse_params, ALIGNMENT, timeline, peak_step,
+                      dict(d.masks), sorted(no_inplace))
+
+
+def blocks_of(tg, steps: Sequence[Step], d: StorageDecisions) -> List[Block]:
+    """One Block per arena buffer (its tensors' lives as segments) and per step scratch."""
+    spans = _tensor_spans(tg, steps, d)
+    buffers: Dict[str, List[str]] = {}
+    for t in spans:
+        buffers.setdefault(d.root.get(t, t), []).append(t)
+    blocks = [Block(b, tuple((spans[m][0], spans[m][1], d.nbytes[m]) for m in ms)) for b, ms in buffers.items()]
+    for k, size in enumerate(d.scratch):
+        if size:
+            blocks.append(Block.simple(f"scratch/{k}", size, k, k))
+    return blocks
+
+
+def _persistent_offsets(d: StorageDecisions) -> Tuple[Dict[str, int], int]:
+    """Persistent tensors packed at the bottom: they are alive at every step, so that is optimal."""
+    offsets: Dict[str, int] = {}
+    base = 0
+    for t, st in d.storage.items():
+        if st == "persistent":
+            offsets[t] = base
+            base += align_up(d.nbytes[t])
+    return offsets, base
+
+
+def _quick_arena(tg, steps, d: StorageDecisions) -> int:
+    _, base = _persistent_offsets(d)
+    blocks = blocks_of(tg, steps, d)
+    return arena_end(blocks, place(blocks, "greedy_by_size", base), base)
+
+
+def refine_in_place(tg, steps, extra, d: StorageDecisions, **flags) -> Tuple[StorageDecisions, List[int]]:
+    """Drop in-place steps that make the arena larger.
+
+    Running in place saves the smaller buffer at that one step, but ties the output's
+    offset to the input's for both lifetimes, which can force a long-lived buffer (or a
+    large short one) high in the arena. Greedy pass in step order: an in-place step is
+    kept unless planning without it (greedy by size) gives a smaller arena."""
+    best = _quick_arena(tg, steps, d)
+    forbid: List[int] = []
+    for k in [k for k, m in enumerate(d.modes) if m == "in_place"]:
+        trial = decide(tg, steps, extra, no_inplace=forbid + [k], **flags)
+        size = _quick_arena(tg, steps, trial)
+        if size < best:
+            best, d = size, trial
+            forbid.append(k)
+    return d, forbid
+
+
+def plan_train_graph(tg, reorder: bool = True, fuse: bool = True, inplace: bool = True, masks: bool = True,
+                     sparse_params: bool = True, algorithm: str = "best", refine: bool = True) -> MemoryPlan:
+    steps, extra = build_schedule(tg, reorder)
+    flags = dict(fuse=fuse, inplace=inplace, masks=masks, sparse_params=sparse_params)
+    d = decide(tg, steps, extra, **flags)
+    forbid: List[int] = []
+    if refine and inplace:
+        d, forbid = refine_in_place(tg, steps, extra, d, **flags)
+    offsets, base = _persistent_offsets(d)
+    blocks = blocks_of(tg, steps, d)
+    if algorithm == "best":
+        name, placed, results = place_best(blocks, base)
+    elif algorithm in HEURISTICS:
+        placed = place(blocks, algorithm, base)
+        name, results = algorithm, {algorithm: arena_end(blocks, placed, base)}
+    else:
+        raise GraphError(f"unknown placement algorithm {algorithm!r}; use 'best' or one of {sorted(HEURISTICS)}")
+    scratch_offsets = {int(b.name.split("/")[1]): placed[b.name] for b in blocks if b.name.startswith("scratch/")}
+    offsets.update({b.name: placed[b.name] for b in blocks if not b.name.startswith("scratch/")})
+    arena = arena_end(blocks, placed, base)
+    lower = live_lower_bound(blocks, base)
+    return assemble(tg, steps, d, offsets, scratch_offsets, base, arena, name, results, lower, reorder, fuse, inplace,
+                    masks, sparse_params, forbid)
+
+
+def plan(graph, scheme=None, *, reorder: bool = True, fuse: bool = True, inplace: bool = True,
+         masks: bool = True, sparse_params: bool = True, algorithm: str = "best", refine: bool = True,
+         num_classes: int = 10, head: str = "float", lr: float = 0.05,
+         seed: int = 1) -> MemoryPlan:
+    """Memory plan of one training step of ``graph`` under ``scheme``.
+
+    ``graph``: a QuantGraph (with ``scheme``: a SparseScheme or ``"FILE[:KEY]"``; without:
+    the inference pass is planned), a TrainGraph (``scheme=None``), or a Keras model from
+    ``tflm_train.keras``. ``reorder``: apply each update as soon as its gradient exists
+    (False: the conventional model, all updates after the backward, weight gradients kept).
+    ``fuse``: virtual PADs / crops and channel-fused pointwise convs; ``inplace``: aliases and
+    in-place ops; ``masks``: activations the backward only clamps with are saved as bitmasks;
+    ``sparse_params``: a weight trained on a subset of channels keeps only those in SRAM.
+    ``algorithm``: ``"best"`` (every heuristic, smallest arena) or one heuristic name.
+    ``refine``: drop in-place steps that enlarge the arena (``refine_in_place``).
+    """
+    tg = _as_train_graph(graph, scheme, num_classes=num_classes, head=head, lr=lr, seed=seed)
+    return plan_train_graph(tg, reorder=reorder, fuse=fuse, inplace=inplace, masks=masks,
+                            sparse_params=sparse_params, algorithm=algorithm, refine=refine)
+
+
+def plan_peak(graph, scheme=None, **kwargs) -> int:
+    """Peak SRAM bytes (everything included) of a quick plan, for a scheme search.
+
+    Defaults to ``refine=False, algorithm="greedy_by_size"`` (tens of milliseconds after
+    the training graph is built): the same rules and schedule as ``plan``, so it is an
+    upper bound on ``plan(...).peak_bytes``, usually within a few percent; pass
+    ``refine=True, algorithm="best"`` for the exact exported number."""
+    kwargs.setdefault("refine", False)
+    kwargs.setdefault("algorithm", "greedy_by_size")
+    return plan(graph, scheme, **kwargs).peak_bytes
+
+
+# --------------------------------------------------------------------------- checking and reading back
+def verify(plan: MemoryPlan) -> None:
+    """Raise GraphError unless the plan's offsets are consistent: every buffer inside the
+    arena (persistent ones below ``persistent_bytes``, the others above), tensors sharing a
+    buffer at one offset, and no two buffers (or a step's scratch) alive at the same step on
+    overlapping bytes."""
+    spans = []  # (name, buffer, offset, end, first, last)
+    buffer_offset: Dict[str, int] = {}
+    for t in plan.tensors.values():
+        if t.storage not in ("arena", "persistent"):
+            continue
+        if t.offset is None or t.offset < 0:
+            raise GraphError(f"plan: tensor {t.name!r} has no arena offset")
+        end = t.offset + t.nbytes
+        if end > plan.arena_bytes:
+            raise GraphError(f"plan: tensor {t.name!r} [{t.offset}, {end}) is outside the {plan.arena_bytes}-byte arena")
+        if t.storage == "persistent" and end > plan.persistent_bytes:
+            raise GraphError(f"plan: persistent tensor {t.name!r} ends at {end}, past the persistent region")
+        if t.storage == "arena" and t.offset < plan.persistent_bytes:
+            raise GraphError(f"plan: tensor {t.name!r} at {t.offset} is inside the persistent region")
+        key = t.buffer or t.name
+        if buffer_offset.setdefault(key, t.offset) != t.offset:
+            raise GraphError(f"plan: tensors of buffer {key!r} are at different offsets")
+        spans.append((t.name, key, t.offset, end, t.first, t.last))
+    for k, s in enumerate(plan.steps):
+        if s.scratch_bytes:
+            if s.scratch_offset is None or s.scratch_offset < plan.persistent_bytes \
+                    or s.scratch_offset + s.scratch_bytes > plan.arena_bytes:
+                raise GraphError(f"plan: scratch of step {k} ({s.name}) is outside the arena")
+            spans.append((f"scratch of step {k}", f"scratch/{k}", s.scratch_offset,
+                          s.scratch_offset + s.scratch_bytes, k, k))
+    spans.sort(key=lambda x: x[2])
+    for i, a in enumerate(spans):
+        for b in spans[i + 1:]:
+            if b[2] >= a[3]:
+                break
+            if a[1] != b[1] and a[4] <= b[5] and b[4] <= a[5]:
+                raise GraphError(f"plan: {a[0]!r} and {b[0]!r} are alive together on overlapping bytes")
+
+
+def plan_from_file(tg, meta, names: Sequence[str], masks: Dict[str, Tuple[str, int, int]]) -> MemoryPlan:
+    """Rebuild the MemoryPlan stored in training metadata (``TrainModelT``) for ``tg``.
+
+    The execution modes are recomputed from the stored order and flags and must match the
+    stored ones; offsets come from the file and are verified."""
+    from .schedule import check_order
+
+    p = meta.plan
+    if p is None or p.steps is None:
+        raise GraphError("malformed training metadata: no memory plan")
+    order = [int(s.op) for s in p.steps]
+    check_order(tg, order)
+    steps = [Step(i, "", tuple(tg.ops[i].inputs), tuple(tg.ops[i].outputs)) for i in order]
+    no_inplace = [int(k) for k in (p.noInplaceSteps if p.noInplaceSteps is not None else [])]
+    d = decide(tg, steps, {}, fuse=bool(p.fuse), inplace=bool(p.inplace), masks=bool(p.masks),
+               sparse_params=bool(p.sparseParams), no_inplace=no_inplace)
+    mode_names = ("normal", "in_place", "alias", "skip", "fused")
+    entries = {n: e for n, e in zip(names, meta.tensors or [])}
+
+    def name_of(i: int) -> Optional[str]:
+        return None if i < 0 else (names[i] if i < len(names) else "?")
+
+    for k, st in enumerate(p.steps):
+        layout = st.layout.decode() if isinstance(st.layout, bytes) else (st.layout or None)
+        stored = (mode_names[st.mode] if 0 <= st.mode < len(mode_names) else "?", name_of(st.inplaceInput),
+                  layout or None, int(st.scratchBytes))
+        planned = (d.modes[k], d.inplace_input[k], d.layouts[k], d.scratch[k])
+        if stored != planned:
+            raise GraphError(f"training metadata: step {k} ({tg.ops[order[k]].name}) is stored as {stored}, "
+                             f"but the plan's rules give {planned}")
+    if {y: m for y, m in masks.items()} != dict(d.masks):
+        raise GraphError("training metadata: the stored bitmasks differ from the plan's rules")
+    storage_names = {v: k for k, v in {"none": 0, "arena": 1, "persistent": 2, "flash": 3, "virtual_pad": 4,
+                                        "virtual_crop": 5, "channel": 6}.items()}
+    offsets: Dict[str, int] = {}
+    for t, st in d.storage.items():
+        e = entries.get(t)
+        if e is None:
+            raise GraphError(f"training metadata: tensor {t!r} of the plan is missing")
+        if storage_names.get(e.storage) != st or (st in ("arena", "persistent") and int(e.arenaBytes) != d.nbytes[t]):
+            raise GraphError(f"training metadata: tensor {t!r} is stored as {storage_names.get(e.storage)} "
+                             f"({e.arenaBytes} bytes), the plan's rules give {st} ({d.nbytes[t]} bytes)")
+        if st == "persistent":
+            offsets[t] = int(e.arenaOffset)
+        elif st == "arena":
+            offsets.setdefault(d.root.get(t, t), int(e.arenaOffset))
+    scratch_offsets = {k: int(st.scratchOffset) for k, st in enumerate(p.steps) if st.scratchBytes}
+    blocks = blocks_of(tg, steps, d)
+    persistent = int(p.persistentBytes)
+    algorithm = p.algorithm.decode() if isinstance(p.algorithm, bytes) else (p.algorithm or "")
+    result = assemble(tg, steps, d, offsets, scratch_offsets, persistent, int(p.arenaBytes), algorithm,
+                      {algorithm: int(p.arenaBytes)}, live_lower_bound(blocks, persistent), bool(p.reorder),
+                      bool(p.fuse), bool(p.inplace), bool(p.masks), bool(p.sparseParams), no_inplace)
+    for t, tp in result.tensors.items():
+        if tp.storage == "arena" and int(entries[t].arenaOffset) != tp.offset:
+            raise GraphError(f"training metadata: tensor {t!r} shares a buffer but has its own offset")
+    verify(result)
+    return result
