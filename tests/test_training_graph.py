@@ -259,3 +259,29 @@ def test_validate_rejects_malformed_graphs():
         TrainTensor("q", (2,), "int8", "parameter")
     with pytest.raises(GraphError, match="kind"):
         TrainTensor("q", (2,), "int8", "weights")
+
+
+def test_keep_head_trains_the_models_own_classifier():
+    """head='keep' starts from the model's classifier: the step-0 logits equal the inference graph's."""
+    import tflm_train
+    from tflm_train import reference
+    from tflm_train.training import TrainState, build_train_graph, train_step
+    from tflm_train.training.trainer import forward_logits
+    from tests.paths import REPO
+    import os
+
+    g = tflm_train.load(os.path.join(REPO, "tflm_train", "data", "fmnist_backbone.tflite"))
+    tg = build_train_graph(g, SparseScheme.last_k(g, 2), num_classes=10, head="keep")
+    assert tg.head_type == "int8" and tg.head["kept"]
+    cls = g.conv_op(len(g.conv_op_indices()) - 1)
+    np.testing.assert_array_equal(tg.tensors["head/weight"].data, g.tensors[cls.inputs[1]].data)
+    state = TrainState.from_train_graph(tg)
+    x = np.random.default_rng(0).integers(-128, 128, size=g.tensors[g.inputs[0]].shape, dtype=np.int8)
+    out = g.tensors[g.outputs[0]]
+    q = reference.invoke(g, x)[0].astype(np.float32)
+    expected = np.float32(out.scale[0]) * (q - np.float32(out.zero_point[0]))
+    np.testing.assert_array_equal(forward_logits(tg, state, x).reshape(-1), expected.reshape(-1))
+    train_step(tg, state, x, 3)
+    assert not np.array_equal(state.values["head/bias"], g.tensors[cls.inputs[2]].data)
+    with pytest.raises(GraphError, match="classes"):
+        build_train_graph(g, SparseScheme.last_k(g, 2), num_classes=5, head="keep")

@@ -133,7 +133,8 @@ def _training_args(s, scheme_required: bool) -> None:
                         + ("" if scheme_required else "; without it the inference pass is planned"))
     s.add_argument("--input-size", type=int, help="input resolution for seed models (default: as stored)")
     s.add_argument("--num-classes", type=int, default=10, help="classes of the new head (default 10)")
-    s.add_argument("--head", choices=("float", "int8"), default="float", help="new classifier head (default float)")
+    s.add_argument("--head", choices=("float", "int8", "keep"), default="float",
+                   help="new classifier head, or keep training the model's own int8 classifier (default float)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -543,7 +543,8 @@ def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, 
     ``model``: a QuantGraph, or a Keras model from ``tflm_train.keras`` (via
     ``tflm_train.keras.to_graph``). ``scheme``: a SparseScheme, ``"FILE[:KEY]"`` or a
     built-in name (see ``parse_scheme``). The training graph gets a new ``num_classes``
-    head (``"float"`` or ``"int8"``), SGD learning rate ``lr`` and xorshift32 ``seed``.
+    head (``"float"`` or ``"int8"``; ``"keep"`` continues training the model's own int8
+    classifier, e.g. one fine-tuned with tflm_train.keras), SGD learning rate ``lr`` and xorshift32 ``seed``.
     ``state`` (a ``TrainState`` of that training graph, e.g. after training on the host)
     sets the parameters written to both subgraph 0 and the training graph's initial values.
     The plan is always reordered; ``fuse`` / ``inplace`` / ``masks`` / ``sparse_params``

@@ -20,7 +20,8 @@ from ..ops.update import seed_state
 from .scheme import LayerUpdate, SparseScheme
 from .train_graph import TrainGraph, TrainOp, TrainTensor
 
-HEADS = ("float", "int8")
+#: "keep" continues training the model's own int8 classifier (a head trained earlier, e.g. in Keras).
+HEADS = ("float", "int8", "keep")
 #: Ops that requantize (round + clamp) their output: the backward stops the gradient at the clamp.
 REQUANTIZING_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MEAN", "AVERAGE_POOL_2D")
 #: Ops the backward can differentiate through.
@@ -59,7 +60,9 @@ class _Compiler:
         self.g = graph
         self.scheme = scheme
         self.num_classes = int(num_classes)
-        self.head_type = head
+        # a kept classifier is an int8 head whose initial values are the model's own
+        self.keep_head = head == "keep"
+        self.head_type = "int8" if self.keep_head else head
         self.lr = float(lr)
         self.seed = int(seed)
         self.head_init_seed = int(head_init_seed)
@@ -213,6 +216,8 @@ class _Compiler:
             self.emit("FC_FLOAT_FORWARD", [self.feature, "head/weight", "head/bias"], ["logits"],
                       dict(in_scale=_f32(s_x), in_zero_point=int(feat.zero_point[0])), "head", "forward")
             return info
+        if self.keep_head:
+            return self.keep_classifier(cls_op, info)
         # int8 head: the classifier's op type with new weights, scale 2a/127 leaves room to double
         a = 1.0 / np.sqrt(c_in)
         per_channel = cls_op.type == "CONV_2D"
@@ -235,6 +240,27 @@ class _Compiler:
         attrs["activation"] = "NONE"
         self.emit(cls_op.type, [self.feature, "head/weight", "head/bias"], ["logits"], attrs, "head", "forward")
         info.update(logits_scale=self.logits_scale, weight_scale=_f32_list(s_w))
+        return info
+
+    def keep_classifier(self, cls_op: Op, info: dict) -> dict:
+        """The model's own int8 classifier as the trainable head (weights, bias, output quantization kept)."""
+        w_src = self.g.tensors[cls_op.inputs[1]]
+        b_name = cls_op.inputs[2] if len(cls_op.inputs) > 2 else None
+        out = self.g.tensors[cls_op.outputs[0]]
+        n = int(w_src.shape[0])
+        if n != self.num_classes:
+            raise GraphError(f"head='keep': the classifier has {n} classes, not num_classes={self.num_classes}")
+        if b_name is None:
+            raise GraphError("head='keep' needs a classifier with a bias")
+        b_src = self.g.tensors[b_name]
+        self.add_tensor(TrainTensor("head/weight", w_src.shape, "int8", "parameter", w_src.scale, w_src.zero_point,
+                                    w_src.quantized_dim, np.array(w_src.data, copy=True)))
+        self.add_tensor(TrainTensor("head/bias", (n,), "int32", "parameter", b_src.scale, b_src.zero_point, 0,
+                                    np.array(b_src.data, copy=True)))
+        self.add_tensor(TrainTensor("logits", out.shape, "int8", "activation", out.scale, out.zero_point))
+        self.emit(cls_op.type, [self.feature, "head/weight", "head/bias"], ["logits"], dict(cls_op.attrs), "head",
+                  "forward")
+        info.update(kept=True, logits_scale=_f32(out.scale[0]), weight_scale=_f32_list(w_src.scale))
         return info
 
     # ------------------------------------------------------------------ analysis
@@ -470,7 +496,8 @@ def build_train_graph(
     The classifier (last conv-like layer) is replaced by a new ``num_classes`` head:
     ``"float"`` (float32 FC on the dequantized pooled features) or ``"int8"`` (the
     classifier's op type with new int8 weights, logits quantized with
-    ``int8_logits_scale``). ``lr`` is the SGD learning rate of every update (QAS makes
+    ``int8_logits_scale``), or the classifier itself keeps training with ``"keep"``
+    (an int8 head initialized from the model, e.g. after fine-tuning in Keras). ``lr`` is the SGD learning rate of every update (QAS makes
     one rate fit all int8 layers), ``seed`` the xorshift32 seed of stochastic rounding,
     ``head_init_seed`` the seed of the head's initialization.
     """
