@@ -50,7 +50,7 @@ def main(argv=None):
     p.add_argument("--model", default=MODEL)
     p.add_argument("--scheme", default=SCHEME, help="FILE[:KEY] (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=float, default=0.03)
     p.add_argument("--out", default="finetuned_mnist.tflite", help="fine-tuned int8 inference model")
     p.add_argument("--train-out", default="finetuned_mnist_train.tflite", help="training .tflite for the device")
     p.add_argument("--device-steps", type=int, default=5, help="training steps in the C++ micro runtime")
