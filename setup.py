@@ -9,12 +9,12 @@ _MICRO_OPS = os.path.join("tflm_train", "micro_ops")
 micro_runtime = Extension(
     "tflm_train.micro._runtime",
     sources=sorted(
-        glob.glob(os.path.join(_MICRO_OPS, "src", "*.cc"))
-        + glob.glob(os.path.join(_MICRO_OPS, "src", "kernels", "*.cc"))
+        glob.glob(os.path.join(_MICRO_OPS, "src", "**", "*.cc"), recursive=True)
     )
     + [os.path.join(_MICRO_OPS, "port", "python", "module.cc")],
     include_dirs=[os.path.join(_MICRO_OPS, "include")],
-    extra_compile_args=["-std=c++17", "-O2", "-fno-exceptions", "-fno-rtti"],
+    # -ffp-contract=off: no fused multiply-add, the float32 training arithmetic is specified op by op.
+    extra_compile_args=["-std=c++17", "-O2", "-fno-exceptions", "-fno-rtti", "-ffp-contract=off"],
     language="c++",
 )
 

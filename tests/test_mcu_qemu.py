@@ -54,3 +54,60 @@ def test_ram_overflow_fails_the_link():
     with pytest.raises(mcu.FirmwareTooLarge, match=r"RAM \(256 KB\) overflowed by \d+ bytes") as e:
         mcu.run_model(data, [np.zeros((1, 96, 96, 1), np.int8)], arena_bytes=300 * 1024)
     assert e.value.region == "RAM" and e.value.overflow > 300 * 1024 - 256 * 1024
+
+
+# --------------------------------------------------------------------------- training on the device
+def test_mcunet_training_on_cortex_m4_matches_host():
+    """MCUNet-5FPS (48x48, published "99kb" scheme, float head) trains on the emulated
+    Cortex-M4 inside 256 KB / 1 MB: every plan rule (in place, fused, virtual pad,
+    bitmasks, split weights) runs on the device, and its losses and post-training logits
+    equal the host runtime's, which equal the NumPy reference trainer's
+    (tests/test_micro_train.py)."""
+    _tools_or_skip()
+    import tflm_train
+    from tests.paths import SCHEMES, seed_model
+    from tflm_train.io.train_export import export
+
+    g = tflm_train.load(seed_model("mcunet-5fps"), input_size=48)
+    r = export(g, os.path.join(SCHEMES, "mcunet-5fps.json") + ":99kb", lr=1e-3)
+    rng = np.random.default_rng(1)
+    xs = [rng.integers(-128, 128, (1, 48, 48, 3)).astype(np.int8) for _ in range(2)]
+    report = mcu.run_training(r.data, xs, [4, 7], steps=3)
+    print(report.summary())
+    assert report.matches_host, (report.losses, report.host_losses)
+    assert all(np.isfinite(report.losses)) and report.logits.shape == (10,)
+    assert report.ram["region"] == 256 * 1024 and report.ram["reserved"] <= 256 * 1024
+    assert report.flash["total"] <= 1024 * 1024 and report.flash["model"] == len(r.data)
+    # the device's arena is the plan's arena plus a few hundred bytes of runtime state
+    assert report.plan["arena_bytes"] < report.arena_used < report.plan["arena_bytes"] + 1024
+    assert report.arena_buffer == report.arena_used
+    # a training step costs more than an inference, and is nearly data independent
+    steps = report.instructions_per_step
+    assert min(steps) > report.instructions_per_inference > 1_000_000
+    assert max(steps) - min(steps) < 0.01 * max(steps)
+
+
+def test_mcu_run_command(tmp_path):
+    """`tflm-train mcu-run` on the default model's training file, with --json and images
+    generated on the device."""
+    _tools_or_skip()
+    import json
+    import subprocess
+    import sys
+
+    import tflm_train
+    from tests.paths import REPO
+    from tflm_train.io.train_export import export
+
+    path = tmp_path / "train.tflite"
+    export(tflm_train.load(os.path.join(REPO, "tflm_train", "data", "fmnist_backbone.tflite")), "last-2", str(path),
+           lr=1e-3)
+    proc = subprocess.run([sys.executable, "-m", "tflm_train.cli", "mcu-run", str(path), "--steps", "2",
+                           "--data", "synthetic", "--json"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    # images generated on the device (zero-copy into the trainer's input) match the host's copies
+    assert out["synthetic_samples"] and out["matches_host"]
+    assert len(out["losses"]) == 2 and len(out["instructions_per_step"]) == 2
+    assert out["ram"]["used"] < 256 * 1024 and out["flash"]["total"] < 1024 * 1024
+    assert out["instructions_per_inference"] > 0

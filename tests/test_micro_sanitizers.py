@@ -20,6 +20,7 @@ from tests.paths import PERSON_DETECT, REPO, seed_model
 from tests.test_micro_host import tflm_invoke, zoo_graph
 from tests.test_reference import random_inputs
 from tflm_train.io.tflite_reader import read_tflite
+from tflm_train.micro.mcu import library_sources
 
 MICRO_OPS = os.path.join(REPO, "tflm_train", "micro_ops")
 CXX = shutil.which("g++")
@@ -34,13 +35,11 @@ pytestmark = pytest.mark.skipif(CXX is None, reason="needs the host C++ compiler
 def checker(tmp_path_factory):
     """runtime_check built from the runtime sources with the sanitizers."""
     out = tmp_path_factory.mktemp("sanitized")
-    src = os.path.join(MICRO_OPS, "src")
-    sources = sorted(os.path.join(src, f) for f in os.listdir(src) if f.endswith(".cc"))
-    sources += sorted(os.path.join(src, "kernels", f) for f in os.listdir(os.path.join(src, "kernels"))
-                      if f.endswith(".cc"))
+    sources = library_sources()
     sources.append(os.path.join(MICRO_OPS, "tests", "runtime_check.cc"))
     exe = str(out / "runtime_check")
-    cmd = [CXX, "-std=c++17", "-O1", "-g", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra", "-Werror", *SANITIZE,
+    cmd = [CXX, "-std=c++17", "-O1", "-g", "-fno-exceptions", "-fno-rtti", "-ffp-contract=off", "-Wall", "-Wextra",
+           "-Werror", *SANITIZE,
            f"-I{os.path.join(MICRO_OPS, 'include')}", *sources, "-o", exe]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"sanitizer build failed:\n{proc.stderr[-4000:]}"
@@ -96,3 +95,92 @@ def test_sanitized_corruption_fuzz(checker, tmp_path):
         out = run_checker(checker, "fuzz", path, iterations.get(name, 4000), seed)
         ran = int(out.split("iterations, ")[1].split(" still valid")[0])
         assert ran > 0 and "FAIL" not in out, out
+
+
+# --------------------------------------------------------------------------- the training runtime
+def _fnv1a(data: bytes) -> int:
+    h = 1469598103934665603
+    for b in data:
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def _training_files():
+    from tests.test_micro_train import DEFAULT_MODEL, ZOO_SCHEME, scheme_file, zoo_graph
+    from tflm_train.io.train_export import export
+
+    mcunet = tflm_train.load(seed_model("mcunet-5fps"), input_size=48)
+    return {
+        "mcunet48_99kb": export(mcunet, scheme_file("mcunet-5fps") + ":99kb", lr=1e-3).data,
+        "zoo_int8_head": export(zoo_graph(), ZOO_SCHEME, head="int8", num_classes=5, lr=0.01).data,
+        "default_last2": export(tflm_train.load(DEFAULT_MODEL), "last-2", lr=1e-3).data,
+    }
+
+
+@pytest.fixture(scope="module")
+def training_files():
+    return _training_files()
+
+
+def _write_samples(tmp_path, name, tg, n, seed=0):
+    from tests.test_micro_train import samples
+
+    s = samples(tg.tensors[tg.inputs[0]].shape, n, seed, tg.num_classes)
+    images, labels = tmp_path / f"{name}.images", tmp_path / f"{name}.labels"
+    images.write_bytes(b"".join(x.tobytes() for x, _ in s))
+    labels.write_bytes(np.array([label for _, label in s], np.int32).tobytes())
+    return s, images, labels
+
+
+def test_sanitized_training_matches_reference(checker, tmp_path, training_files):
+    """The training step under ASan/UBSan: losses (bit patterns) and every parameter's bytes
+    equal the NumPy reference trainer's."""
+    from tflm_train.io.train_export import read_training_file
+    from tflm_train.training.trainer import TrainState, train_step
+
+    for name, data in training_files.items():
+        _, tg, _ = read_training_file(data)
+        steps = 3
+        s, images, labels = _write_samples(tmp_path, name, tg, steps)
+        model = tmp_path / f"{name}.tflite"
+        model.write_bytes(data)
+        out = run_checker(checker, "train", model, images, labels, steps)
+        assert "FAIL" not in out, out
+        state = TrainState.from_train_graph(tg)
+        for k, (x, label) in enumerate(s):
+            loss = np.float32(train_step(tg, state, x, label))
+            assert f"loss {k} {loss.view(np.uint32):08x}" in out, f"{name} step {k}:\n{out}"
+        for pname, value in state.values.items():
+            assert f"param {pname} {_fnv1a(value.tobytes()):016x}" in out, f"{name}: {pname} differs\n{out}"
+
+
+def test_sanitized_training_error_paths(checker, tmp_path, training_files):
+    from tflm_train.io.train_export import read_training_file
+
+    data = training_files["default_last2"]
+    _, tg, _ = read_training_file(data)
+    s, images, _ = _write_samples(tmp_path, "errors", tg, 1)
+    model = tmp_path / "errors.tflite"
+    model.write_bytes(data)
+    out = run_checker(checker, "train_errors", model, images)
+    assert "FAIL" not in out and "every truncation -> an error with a message" in out, out
+
+
+def test_sanitized_training_corruption_fuzz(checker, tmp_path, training_files):
+    """Random corruptions of the training metadata: rejected with a message, or still a
+    valid file that trains without an invalid access."""
+    from tests.test_micro_train import _metadata_span
+    from tflm_train.io.train_export import read_training_file
+
+    for seed, (name, iterations) in enumerate([("default_last2", 500), ("zoo_int8_head", 500),
+                                               ("mcunet48_99kb", 120)], start=1):
+        data = training_files[name]
+        _, tg, _ = read_training_file(data)
+        s, images, _ = _write_samples(tmp_path, name, tg, 1)
+        model = tmp_path / f"{name}.tflite"
+        model.write_bytes(data)
+        begin, length = _metadata_span(data)
+        out = run_checker(checker, "train_fuzz", model, images, iterations, seed, begin, begin + length, timeout=300)
+        assert "FAIL" not in out and f"train_fuzz: {iterations} iterations" in out, out
+        rejected = int(out.split("malformed ")[1].split(",")[0])
+        assert rejected > iterations // 4, out

@@ -126,6 +126,26 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_mcu_run(args) -> int:
+    from .micro import MicroRuntimeError
+    from .micro.mcu import McuError, mcu_run
+
+    with open(args.model, "rb") as f:
+        data = f.read()
+    try:
+        report = mcu_run(data, steps=args.steps, samples=args.samples, data=args.data, ram_bytes=args.ram_kb * 1024)
+    except (McuError, MicroRuntimeError, ValueError) as e:
+        print(f"tflm-train: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        json.dump(dict(command="tflm-train mcu-run", model=args.model, steps=args.steps, **report.to_dict()),
+                  sys.stdout, indent=1)
+        print()
+    else:
+        print(report.summary())
+    return 0 if report.matches_host else 1
+
+
 def _training_args(s, scheme_required: bool) -> None:
     s.add_argument("model", help=".tflite or seed .npz/.json")
     s.add_argument("--scheme", required=scheme_required,
@@ -168,6 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default 0.05)")
     s.add_argument("--seed", type=int, default=1, help="stochastic-rounding RNG seed (default 1)")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("mcu-run", help="train a training .tflite on an emulated Cortex-M4 (QEMU mps2-an386, "
+                                       "256 KB RAM / 1 MB flash): losses, RAM, flash, instructions")
+    s.add_argument("model", help="training .tflite (tflm-train export)")
+    s.add_argument("--steps", type=int, default=3, help="training steps on the device (default 3)")
+    s.add_argument("--samples", type=int, default=3,
+                   help="images embedded in flash (default 3; fewer if the flash overflows, then generated)")
+    s.add_argument("--data", choices=("fmnist", "random", "synthetic"), default="fmnist",
+                   help="sample images: Fashion-MNIST test images (default), random, or generated on the device")
+    s.add_argument("--ram-kb", type=int, default=256, help="RAM region of the link (default 256: the budget)")
+    s.add_argument("--json", action="store_true", help="machine-readable report")
+    s.set_defaults(func=cmd_mcu_run)
     return p
 
 

@@ -9,6 +9,15 @@ firmware and Arduino sketches use.
     it = Interpreter(open("model.tflite", "rb").read())   # arena sized exactly
     y = it.infer(x)                                         # int8 in, int8 out
     it.arena_bytes                                          # arena bytes in use
+
+A training .tflite (``tflm_train.export``) also trains in the C++ runtime
+(``tt_train_*``), exactly as the NumPy reference trainer does:
+
+    it = Interpreter(open("model_train.tflite", "rb").read())
+    loss = it.train_step(x_int8, label)     # one SGD step (QAS, sparse update, planned memory)
+    logits = it.predict(x_int8)             # forward with the trained parameters
+    it.parameters()                         # name -> array (weights, biases, head, rng/state)
+    open("trained.tflite", "wb").write(it.to_tflite())   # inference .tflite of the trained model
 """
 from __future__ import annotations
 
@@ -38,7 +47,7 @@ STATUS_NAMES = {
 ARENA_TOO_SMALL = 3
 
 # TFLite TensorType codes -> numpy dtypes (the types the runtime handles).
-TENSOR_DTYPES = {0: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8}
+TENSOR_DTYPES = {0: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8, 15: np.uint32}
 
 ALIGNMENT = 16
 
@@ -72,6 +81,39 @@ class _TensorInfo(ctypes.Structure):
     ]
 
 
+class _Trainer(ctypes.Structure):
+    _fields_ = _Interpreter._fields_
+
+
+class _TrainInfo(ctypes.Structure):
+    _fields_ = [
+        ("image", _TensorInfo),
+        ("num_classes", ctypes.c_int32),
+        ("head_is_float", ctypes.c_int32),
+        ("op_count", ctypes.c_uint32),
+        ("parameter_count", ctypes.c_uint32),
+        ("plan_arena_bytes", ctypes.c_size_t),
+        ("persistent_bytes", ctypes.c_size_t),
+        ("runtime_state_bytes", ctypes.c_size_t),
+        ("steps_done", ctypes.c_uint32),
+        ("rng_state", ctypes.c_uint32),
+        ("logit_absmax", ctypes.c_float),
+    ]
+
+
+class _Parameter(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_void_p),
+        ("name_length", ctypes.c_uint32),
+        ("kind", ctypes.c_int32),
+        ("type", ctypes.c_int32),
+        ("rank", ctypes.c_int32),
+        ("dims", ctypes.c_int32 * TT_MAX_RANK),
+        ("bytes", ctypes.c_size_t),
+        ("sram_bytes", ctypes.c_size_t),
+    ]
+
+
 def library_path() -> str:
     """Path of the compiled runtime library (built by ``pip install -e .``)."""
     spec = importlib.util.find_spec("tflm_train.micro._runtime")
@@ -93,6 +135,7 @@ def _lib():
     lib = ctypes.CDLL(library_path())
     P = ctypes.POINTER
     it, u8p, vp, sz = P(_Interpreter), P(ctypes.c_uint8), ctypes.c_void_p, ctypes.c_size_t
+    tr = P(_Trainer)
     sigs = {
         "tt_init": ([it, u8p, sz, u8p, sz], ctypes.c_int),
         "tt_init_planned": ([it, u8p, sz, u8p, sz, P(ctypes.c_uint32), sz], ctypes.c_int),
@@ -109,6 +152,18 @@ def _lib():
         "tt_arena_used": ([it], sz),
         "tt_arena_needed": ([it], sz),
         "tt_error_message": ([it], ctypes.c_char_p),
+        "tt_is_training_model": ([u8p, sz], ctypes.c_int),
+        "tt_train_init": ([tr, u8p, sz, u8p, sz], ctypes.c_int),
+        "tt_train_step": ([tr, vp, sz, ctypes.c_int32, P(ctypes.c_float)], ctypes.c_int),
+        "tt_train_predict": ([tr, vp, sz, P(ctypes.c_float), sz], ctypes.c_int),
+        "tt_train_get_info": ([tr, P(_TrainInfo)], ctypes.c_int),
+        "tt_parameter_count": ([tr], sz),
+        "tt_parameter_info": ([tr, sz, P(_Parameter)], ctypes.c_int),
+        "tt_parameter_data": ([tr, sz, vp, sz], ctypes.c_int),
+        "tt_train_input_buffer": ([tr], vp),
+        "tt_train_arena_used": ([tr], sz),
+        "tt_train_arena_needed": ([tr], sz),
+        "tt_train_error_message": ([tr], ctypes.c_char_p),
     }
     for name, (args, res) in sigs.items():
         fn = getattr(lib, name)
@@ -140,7 +195,8 @@ class Interpreter:
     runtime's message.
     """
 
-    def __init__(self, model_bytes, arena_size: Optional[int] = None, offsets: Optional[Sequence[int]] = None):
+    def __init__(self, model_bytes, arena_size: Optional[int] = None, offsets: Optional[Sequence[int]] = None,
+                 train_arena_size: Optional[int] = None):
         self._lib = _lib()
         data = bytes(model_bytes)
         self._model = _aligned_bytes(len(data))
@@ -164,8 +220,52 @@ class Interpreter:
         self._check(status)
         self.input_details = [self._info(True, i) for i in range(self._lib.tt_input_count(ctypes.byref(self._it)))]
         self.output_details = [self._info(False, i) for i in range(self._lib.tt_output_count(ctypes.byref(self._it)))]
+        self._trainer: Optional[_Trainer] = None
+        if self._lib.tt_is_training_model(_u8ptr(self._model), len(self._model)):
+            self._init_trainer(train_arena_size)
+        elif train_arena_size is not None:
+            raise ValueError("train_arena_size given, but the model has no training metadata")
 
     # ------------------------------------------------------------------ internals
+    def _init_trainer(self, arena_size: Optional[int]) -> None:
+        self._trainer = _Trainer()
+        ref = ctypes.byref(self._trainer)
+
+        def init(n: int) -> int:
+            self._train_arena = _aligned_bytes(n)
+            return self._lib.tt_train_init(ref, _u8ptr(self._model), len(self._model), _u8ptr(self._train_arena), n)
+
+        if arena_size is None:  # the runtime reports the exact size it needs
+            status = init(0)
+            if status == ARENA_TOO_SMALL:
+                status = init(self._lib.tt_train_arena_needed(ref))
+                if status == 0 and self._lib.tt_train_arena_used(ref) < len(self._train_arena):
+                    status = init(self._lib.tt_train_arena_used(ref))
+        else:
+            if int(arena_size) < 0:
+                raise ValueError(f"train_arena_size must be >= 0, got {arena_size}")
+            status = init(int(arena_size))
+        self._check_train(status)
+
+    def _check_train(self, status: int) -> None:
+        if status != 0:
+            raise MicroRuntimeError(
+                status, self._lib.tt_train_error_message(ctypes.byref(self._trainer)).decode(errors="replace"))
+
+    def _require_trainer(self) -> "_Trainer":
+        if self._trainer is None:
+            raise ValueError("this model has no training metadata (export one with tflm_train.export)")
+        return self._trainer
+
+    def _image(self, x) -> np.ndarray:
+        info = self.train_info
+        x = np.ascontiguousarray(x)
+        if x.dtype != np.int8:
+            raise ValueError(f"image dtype {x.dtype}, the model expects int8")
+        if x.size != int(np.prod(info["image_shape"])) or x.shape not in (info["image_shape"], info["image_shape"][1:]):
+            raise ValueError(f"image shape {x.shape}, the model expects {info['image_shape']}")
+        return x
+
     def _init(self, arena_size: int) -> int:
         self._arena = _aligned_bytes(arena_size)
         ref = ctypes.byref(self._it)
@@ -236,3 +336,94 @@ class Interpreter:
             self._check(self._lib.tt_get_output(ref, d["index"], y.ctypes.data_as(ctypes.c_void_p), y.nbytes))
             outputs.append(y)
         return outputs
+
+    # ------------------------------------------------------------------ training (training .tflite files)
+    @property
+    def is_training_model(self) -> bool:
+        """True for a training .tflite (``tflm_train.export``): train_step / predict / parameters work."""
+        return self._trainer is not None
+
+    @property
+    def train_info(self) -> Dict:
+        """Facts of the training runtime: image shape, classes, head, arena sizes, steps done, RNG state."""
+        tr = self._require_trainer()
+        info = _TrainInfo()
+        self._check_train(self._lib.tt_train_get_info(ctypes.byref(tr), ctypes.byref(info)))
+        return {
+            "image_shape": tuple(int(info.image.dims[k]) for k in range(info.image.rank)),
+            "image_quantization": (float(info.image.scale), int(info.image.zero_point)),
+            "num_classes": int(info.num_classes),
+            "head": "float" if info.head_is_float else "int8",
+            "ops": int(info.op_count),
+            "parameters": int(info.parameter_count),
+            "plan_arena_bytes": int(info.plan_arena_bytes),
+            "persistent_bytes": int(info.persistent_bytes),
+            "runtime_state_bytes": int(info.runtime_state_bytes),
+            "arena_bytes": int(self._lib.tt_train_arena_used(ctypes.byref(tr))),
+            "steps_done": int(info.steps_done),
+            "rng_state": int(info.rng_state),
+            "logit_absmax": float(info.logit_absmax),
+        }
+
+    def train_step(self, x, label: int) -> float:
+        """One SGD step (QAS, sparse update, in the C++ runtime) on the int8 image ``x``
+        (the model's input shape, with or without the batch dim) and class ``label``;
+        returns the loss before the update. The parameters persist in the runtime."""
+        tr = self._require_trainer()
+        x = self._image(x)
+        label = int(label)
+        if not -(1 << 31) <= label < (1 << 31):
+            raise ValueError(f"label {label} is not an int32")
+        loss = ctypes.c_float()
+        self._check_train(self._lib.tt_train_step(ctypes.byref(tr), x.ctypes.data_as(ctypes.c_void_p), x.nbytes,
+                                                  label, ctypes.byref(loss)))
+        return float(loss.value)
+
+    def predict(self, x) -> np.ndarray:
+        """Real-valued logits ``[num_classes]`` (float32) of ``x`` under the current (trained) parameters:
+        the training graph's forward pass in the C++ runtime."""
+        tr = self._require_trainer()
+        x = self._image(x)
+        n = self.train_info["num_classes"]
+        out = np.empty(n, dtype=np.float32)
+        self._check_train(self._lib.tt_train_predict(ctypes.byref(tr), x.ctypes.data_as(ctypes.c_void_p), x.nbytes,
+                                                     out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), n))
+        return out
+
+    def parameters(self) -> Dict[str, np.ndarray]:
+        """The trainable parameters (and the RNG state ``rng/state``) as they are now, name -> array."""
+        tr = self._require_trainer()
+        out = {}
+        for i in range(self._lib.tt_parameter_count(ctypes.byref(tr))):
+            p = _Parameter()
+            self._check_train(self._lib.tt_parameter_info(ctypes.byref(tr), i, ctypes.byref(p)))
+            name = ctypes.string_at(p.name, p.name_length).decode("utf-8", errors="replace")
+            shape = tuple(int(p.dims[k]) for k in range(p.rank))
+            value = np.empty(shape, dtype=TENSOR_DTYPES[p.type])
+            self._check_train(self._lib.tt_parameter_data(ctypes.byref(tr), i, value.ctypes.data_as(ctypes.c_void_p),
+                                                          value.nbytes))
+            out[name] = value
+        return out
+
+    def train_state(self):
+        """The runtime's state as a ``tflm_train.training.TrainState`` (parameters, RNG, max |logit|, steps)."""
+        from ..training.trainer import TrainState
+
+        info = self.train_info
+        return TrainState(self.parameters(), logit_absmax=info["logit_absmax"], steps=info["steps_done"])
+
+    def to_tflite(self, calibration=None) -> bytes:
+        """The trained model as an inference .tflite: the file's inference graph with the trained
+        parameters and the new head (``tflm_train.training.apply_to_graph``; a float head is
+        quantized with the largest logit seen while training, or over ``calibration`` images)."""
+        self._require_trainer()
+        from ..io.train_export import read_training_file
+        from ..training.trainer import apply_to_graph
+
+        infer, tg, _ = read_training_file(self._model.tobytes())
+        # A .tflite keeps no op names (the reader names ops by their output): give the
+        # classifier the name the training graph knows it by.
+        for op in infer.ops:
+            if op.outputs and op.outputs[0] == tg.head.get("classifier_output"):
+                op.name = tg.head.get("classifier_op", op.name)
+        return apply_to_graph(infer, tg, self.train_state(), calibration).to_tflite()

@@ -37,7 +37,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["McuError", "FirmwareTooLarge", "McuReport", "check_tools", "run_model", "FLASH_BYTES", "RAM_BYTES"]
+__all__ = ["McuError", "FirmwareTooLarge", "McuReport", "McuTrainReport", "check_tools", "run_model", "run_training",
+           "synthetic_image", "FLASH_BYTES", "RAM_BYTES"]
 
 MICRO_OPS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "micro_ops")
 PORT = os.path.join(MICRO_OPS, "port", "cortex_m")
@@ -51,7 +52,8 @@ CALIBRATION_INSTRUCTIONS = 2001  # the loop between markers 2 and 3 in firmware_
 TOOLS = {"cxx": "arm-none-eabi-g++", "cc": "arm-none-eabi-gcc", "size": "arm-none-eabi-size",
          "nm": "arm-none-eabi-nm", "qemu": "qemu-system-arm", "host_cc": "gcc"}
 ARCH_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
-COMMON_FLAGS = ARCH_FLAGS + ["-ffunction-sections", "-fdata-sections", "-Wall", "-Wextra", "-g"]
+# -ffp-contract=off: no fused multiply-add (the float32 training arithmetic is specified op by op).
+COMMON_FLAGS = ARCH_FLAGS + ["-ffunction-sections", "-fdata-sections", "-ffp-contract=off", "-Wall", "-Wextra", "-g"]
 CXX_FLAGS = ["-std=c++17", "-fno-exceptions", "-fno-rtti", "-fno-threadsafe-statics", "-fno-use-cxa-atexit"]
 C_FLAGS = ["-std=c11"]
 LINK_FLAGS = ARCH_FLAGS + ["-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections"]
@@ -152,13 +154,17 @@ def cache_dir() -> str:
     return root
 
 
-def runtime_sources() -> List[str]:
+def library_sources() -> List[str]:
+    """The runtime library's C++ sources (src/ and its subfolders: kernels, train), sorted."""
     src = os.path.join(MICRO_OPS, "src")
-    files = [os.path.join(src, f) for f in sorted(os.listdir(src)) if f.endswith(".cc")]
-    kernels = os.path.join(src, "kernels")
-    files += [os.path.join(kernels, f) for f in sorted(os.listdir(kernels)) if f.endswith(".cc")]
-    files += [os.path.join(PORT, f) for f in ("startup.c", "semihosting.c")]
-    return files
+    files = []
+    for d, _, names in os.walk(src):
+        files += [os.path.join(d, f) for f in names if f.endswith(".cc")]
+    return sorted(files)
+
+
+def runtime_sources() -> List[str]:
+    return library_sources() + [os.path.join(PORT, f) for f in ("startup.c", "semihosting.c", "markers.cc")]
 
 
 def _digest(paths: Sequence[str], extra: Sequence[str]) -> str:
@@ -248,10 +254,11 @@ def write_firmware_data(model: bytes, samples: Sequence[np.ndarray], output_byte
 _OVERFLOW = re.compile(r"region [`'](\w+)' overflowed by (\d+) bytes")
 
 
-def link_firmware(objs: Sequence[str], out_dir: str, opt: str, stack_bytes: int, ram_bytes: int = RAM_BYTES) -> str:
+def link_firmware(objs: Sequence[str], out_dir: str, opt: str, stack_bytes: int, ram_bytes: int = RAM_BYTES,
+                  main_source: str = "firmware_main.cc") -> str:
     includes = [os.path.join(MICRO_OPS, "include"), PORT, out_dir]
     extra = []
-    for src in (os.path.join(PORT, "firmware_main.cc"), os.path.join(out_dir, "firmware_data.cc")):
+    for src in (os.path.join(PORT, main_source), os.path.join(out_dir, "firmware_data.cc")):
         obj = os.path.join(out_dir, os.path.basename(src) + ".o")
         _compile(src, obj, opt, includes)
         extra.append(obj)
@@ -423,6 +430,255 @@ def run_model(model_bytes, inputs: Sequence[np.ndarray], *, arena_bytes: Optiona
     finally:
         if own_dir:
             shutil.rmtree(work, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- training on the device
+@dataclass
+class McuTrainReport:
+    """What one QEMU run of the training firmware measured (port/cortex_m/train_main.cc)."""
+
+    losses: List[float]
+    host_losses: List[float]
+    logits: np.ndarray
+    host_logits: np.ndarray
+    labels: List[int]
+    instructions_per_step: List[int]
+    instructions_per_inference: int
+    init_instructions: int
+    arena_used: int               # tt_train_arena_used on the device
+    arena_buffer: int             # size of the static arena in .bss
+    stack_high_water: int
+    stack_reserved: int
+    ram: Dict[str, int]
+    flash: Dict[str, int]
+    sections: Dict[str, int]
+    plan: Dict[str, int]          # the file's plan: arena, persistent region, modelled peak
+    synthetic: bool               # images generated on the device (xorshift32) instead of embedded
+    elf: str
+    console: str = field(repr=False, default="")
+
+    @property
+    def matches_host(self) -> bool:
+        """Losses (bit patterns) and the post-training logits equal the host runtime's."""
+        same_losses = len(self.losses) == len(self.host_losses) and all(
+            np.float32(a).tobytes() == np.float32(b).tobytes() for a, b in zip(self.losses, self.host_losses))
+        return same_losses and self.logits.tobytes() == self.host_logits.tobytes()
+
+    def to_dict(self) -> dict:
+        return dict(
+            losses=[float(v) for v in self.losses], host_losses=[float(v) for v in self.host_losses],
+            matches_host=self.matches_host, labels=list(self.labels),
+            instructions_per_step=list(self.instructions_per_step),
+            instructions_per_inference=self.instructions_per_inference, init_instructions=self.init_instructions,
+            arena_used=self.arena_used, stack_high_water=self.stack_high_water, stack_reserved=self.stack_reserved,
+            ram=dict(self.ram), flash=dict(self.flash), plan=dict(self.plan), synthetic_samples=self.synthetic)
+
+    def summary(self) -> str:
+        return (
+            f"losses {', '.join(f'{v:.6g}' for v in self.losses)} (equal to the host runtime's: {self.matches_host}); "
+            f"instructions per training step {', '.join(str(n) for n in self.instructions_per_step)}, per inference "
+            f"{self.instructions_per_inference}; RAM used {self.ram['used']} B of {self.ram['region']} "
+            f"(data {self.ram['data']}, bss {self.ram['bss']} incl. arena {self.arena_buffer}, stack high-water "
+            f"{self.stack_high_water}); flash {self.flash['total']} B of {FLASH_BYTES} (model {self.flash['model']}, "
+            f"samples {self.flash['samples']})"
+        )
+
+
+def synthetic_image(s: int, nbytes: int) -> np.ndarray:
+    """Sample ``s`` as the training firmware generates it with TT_FW_SYNTHETIC: byte ``i``
+    is the top byte of the ``i``-th xorshift32 state after seed ``0x9E3779B9 * (s + 1)``."""
+    from ..ops.update import xorshift32_states
+
+    seed = (0x9E3779B9 * (s + 1)) & 0xFFFFFFFF or 1
+    states, _ = xorshift32_states(seed, nbytes)
+    return (states >> np.uint32(24)).astype(np.uint8).view(np.int8)
+
+
+def write_train_firmware_data(model: bytes, samples: Sequence[np.ndarray], labels: Sequence[int], steps: int,
+                              num_classes: int, input_bytes: int, arena_bytes: int, out_dir: str) -> str:
+    """firmware_data.h/.cc of the training firmware: model, samples (none: synthetic) and labels."""
+    sample_bytes = b"".join(np.ascontiguousarray(x).tobytes() for x in samples)
+    n = max(len(labels), 1)
+    header = (
+        "// Generated by tflm_train.micro.mcu: the training model, samples and labels in flash.\n"
+        "#pragma once\n#include <stddef.h>\n#include <stdint.h>\n"
+        f"#define TT_FW_ARENA_BYTES {int(arena_bytes)}u\n"
+        f"#define TT_FW_SAMPLES {n}u\n"
+        f"#define TT_FW_STEPS {int(steps)}u\n"
+        f"#define TT_FW_CLASSES {int(num_classes)}u\n"
+        f"#define TT_FW_INPUT_BYTES {int(input_bytes)}u\n"
+        + ("" if samples else "#define TT_FW_SYNTHETIC 1\n")
+        + "extern const uint8_t tt_fw_model[];\nextern const size_t tt_fw_model_len;\n"
+        "extern const uint8_t tt_fw_inputs[];\nextern const int32_t tt_fw_labels[];\n"
+    )
+    with open(os.path.join(out_dir, "firmware_data.h"), "w") as f:
+        f.write(header)
+    source = os.path.join(out_dir, "firmware_data.cc")
+    with open(source, "w") as f:
+        f.write('#include "firmware_data.h"\n\n')
+        f.write(_c_array("tt_fw_model", model))
+        f.write(f"extern const size_t tt_fw_model_len = {len(model)};\n\n")
+        f.write(_c_array("tt_fw_inputs", sample_bytes))
+        f.write("extern const int32_t tt_fw_labels[] = {" + ", ".join(str(int(v)) for v in labels) + "};\n")
+    return source
+
+
+_TRAIN_INIT_LINE = re.compile(r"^TT init (-?\d+) arena_used=(\d+) arena_size=(\d+) ?(.*)$")
+_LOSS_LINE = re.compile(r"^TT loss (\d+) ([0-9a-f]{8})$")
+_LOGITS_LINE = re.compile(r"^TT logits ([0-9a-f]*)$")
+
+
+def _parse_train_console(console: str) -> Dict:
+    facts = {"losses": {}}
+    for line in console.splitlines():
+        line = line.rstrip("\r")
+        if m := _TRAIN_INIT_LINE.match(line):
+            facts.update(init_status=int(m[1]), arena_used=int(m[2]), init_message=m[4])
+        elif m := _LOSS_LINE.match(line):
+            facts["losses"][int(m[1])] = float(np.frombuffer(bytes.fromhex(m[2]), np.float32)[0])
+        elif m := _LOGITS_LINE.match(line):
+            facts["logits"] = np.frombuffer(bytes.fromhex(m[1]), np.float32).copy()
+        elif m := _STACK_LINE.match(line):
+            facts.update(stack_high_water=int(m[1]), stack_reserved=int(m[2]))
+        elif line.startswith("TT error ") or line.startswith("TT fault "):
+            facts["error"] = line[3:]
+    return facts
+
+
+def run_training(model_bytes, samples: Optional[Sequence[np.ndarray]], labels: Sequence[int], steps: int = 3, *,
+                 arena_bytes: Optional[int] = None, opt: str = "-O2", stack_bytes: int = DEFAULT_STACK_BYTES,
+                 ram_bytes: int = RAM_BYTES, work_dir: Optional[str] = None, timeout: float = 600.0) -> McuTrainReport:
+    """Build the training firmware for a training .tflite, run ``steps`` training steps and
+    one inference (``tt_train_predict`` on sample 0 with the trained parameters) in QEMU,
+    and compare with the host runtime on the same samples.
+
+    ``samples``: int8 images embedded in flash (step s trains on sample ``s % len``, label
+    ``labels[s % len]``), or None for images generated on the device (``synthetic_image``;
+    no flash cost, for models whose file leaves no room). ``arena_bytes=None``: the static
+    arena is sized exactly (host figure first, then what the device reports).
+    """
+    from . import Interpreter
+
+    check_tools()
+    model = bytes(model_bytes)
+    host = Interpreter(model)
+    if not host.is_training_model:
+        raise ValueError("run_training needs a training .tflite (tflm_train.export)")
+    info = host.train_info
+    nbytes = int(np.prod(info["image_shape"]))
+    labels = [int(v) for v in labels]
+    if not labels or any(not 0 <= v < info["num_classes"] for v in labels):
+        raise ValueError(f"give one or more labels in [0, {info['num_classes']})")
+    synthetic = samples is None
+    if synthetic:
+        images = [synthetic_image(s, nbytes).reshape(info["image_shape"]) for s in range(max(steps, 1))]
+        embedded = []
+    else:
+        images = [np.ascontiguousarray(x) for x in samples]
+        if len(images) != len(labels) or any(x.dtype != np.int8 or x.nbytes != nbytes for x in images):
+            raise ValueError(f"give one int8 image of {info['image_shape']} per label")
+        embedded = images
+    host_losses = [host.train_step(images[s % len(images)], labels[s % len(labels)]) for s in range(steps)]
+    host_logits = host.predict(images[0])
+
+    own_dir = work_dir is None
+    work = tempfile.mkdtemp(prefix="tflm_train_fw_") if own_dir else work_dir
+    os.makedirs(work, exist_ok=True)
+
+    def build_and_run(size: int):
+        objs = build_runtime_objects(opt)
+        write_train_firmware_data(model, embedded, labels, steps, info["num_classes"], nbytes, size, work)
+        elf = link_firmware(objs, work, opt, stack_bytes, ram_bytes, main_source="train_main.cc")
+        sections = section_sizes(elf)
+        if sections.get(".init_array", 0):
+            raise McuError("the firmware has global constructors (.init_array is not empty); the runtime must not")
+        console, readings = run_qemu(elf, timeout)
+        return elf, sections, console, readings, _parse_train_console(console)
+
+    try:
+        size = int(arena_bytes) if arena_bytes is not None else info["arena_bytes"]
+        elf, sections, console, readings, facts = build_and_run(size)
+        if arena_bytes is None and facts.get("init_status") in (0, 3) and facts.get("arena_used", 0) \
+                and facts["arena_used"] != size:
+            size = facts["arena_used"]  # exact on the device (32-bit pointers: a smaller runtime state)
+            elf, sections, console, readings, facts = build_and_run(size)
+        if facts.get("init_status") != 0:
+            raise McuError(f"tt_train_init on the device failed: status {facts.get('init_status')}: "
+                           f"{facts.get('init_message', '')}")
+        if "error" in facts:
+            raise McuError(f"firmware: {facts['error']}")
+        if len(readings) < 8 + 2 * steps:
+            raise McuError(f"expected {8 + 2 * steps} marker readings from the QEMU plugin, got {len(readings)}")
+        marker_cost = readings[1] - readings[0]
+        calibration = readings[3] - readings[2] - marker_cost
+        if calibration != CALIBRATION_INSTRUCTIONS:
+            raise McuError(f"instruction counting is off: the calibration loop counted {calibration}, "
+                           f"expected {CALIBRATION_INSTRUCTIONS}")
+        per_step = [readings[7 + 2 * s] - readings[6 + 2 * s] - marker_cost for s in range(steps)]
+        per_inference = readings[7 + 2 * steps] - readings[6 + 2 * steps] - marker_cost
+        data, bss = sections.get(".data", 0), sections.get(".bss", 0)
+        flash_sections = (".isr_vector", ".text", ".rodata", ".ARM.extab", ".ARM.exidx", ".init_array", ".data")
+        flash_total = sum(sections.get(s, 0) for s in flash_sections)
+        samples_len = sum(x.nbytes for x in embedded) + 4 * len(labels)
+        ram = {"data": data, "bss": bss, "arena": size, "stack_reserved": facts["stack_reserved"],
+               "stack_high_water": facts["stack_high_water"], "reserved": data + bss + facts["stack_reserved"],
+               "region": int(ram_bytes), "used": data + bss + facts["stack_high_water"]}
+        flash = {"total": flash_total, "model": len(model), "samples": samples_len,
+                 "code_and_constants": flash_total - len(model) - samples_len,
+                 "text": sections.get(".text", 0), "rodata": sections.get(".rodata", 0)}
+        plan = {"arena_bytes": info["plan_arena_bytes"], "persistent_bytes": info["persistent_bytes"]}
+        return McuTrainReport(
+            losses=[facts["losses"].get(s, float("nan")) for s in range(steps)], host_losses=host_losses,
+            logits=facts.get("logits", np.zeros(0, np.float32)), host_logits=host_logits, labels=labels,
+            instructions_per_step=per_step, instructions_per_inference=per_inference,
+            init_instructions=readings[5] - readings[4] - marker_cost, arena_used=facts["arena_used"],
+            arena_buffer=size, stack_high_water=facts["stack_high_water"], stack_reserved=facts["stack_reserved"],
+            ram=ram, flash=flash, sections=sections, plan=plan, synthetic=synthetic, elf=elf, console=console)
+    finally:
+        if own_dir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def dataset_samples(image_shape, quantization, num_classes: int, n: int, data: str = "fmnist"):
+    """``n`` int8 images of ``image_shape`` and labels in ``[0, num_classes)``.
+
+    ``data``: "fmnist" (Fashion-MNIST test images, resized and channel-replicated, quantized
+    with the input's (scale, zero point); labels modulo ``num_classes``), "random" (uniform
+    int8, seed 0) or "synthetic" (None: generated on the device, see ``synthetic_image``)."""
+    if data == "synthetic":
+        return None, [int(k % num_classes) for k in range(n)]
+    shape = tuple(image_shape)
+    if data == "random":
+        rng = np.random.default_rng(0)
+        return ([rng.integers(-128, 128, shape).astype(np.int8) for _ in range(n)],
+                [int(v) for v in rng.integers(0, num_classes, n)])
+    if data != "fmnist":
+        raise ValueError(f"unknown sample data {data!r} (fmnist, random or synthetic)")
+    from ..datasets import fashion_mnist, prepare_images, to_int8_input
+
+    images, labels = fashion_mnist("test")
+    images = prepare_images(images[:n], (shape[1], shape[2]), shape[3])
+    scale, zp = quantization
+    xs = [to_int8_input(images[k:k + 1], scale, zp).reshape(shape) for k in range(n)]
+    return xs, [int(v) % num_classes for v in labels[:n]]
+
+
+def mcu_run(model_bytes, steps: int = 3, samples: int = 3, data: str = "fmnist", **kwargs) -> McuTrainReport:
+    """``run_training`` with ``samples`` images of ``data`` embedded; when the flash region
+    overflows, with fewer embedded samples, down to images generated on the device."""
+    from . import Interpreter
+
+    info = Interpreter(bytes(model_bytes)).train_info
+    count = max(1, int(samples))
+    while True:
+        xs, labels = dataset_samples(info["image_shape"], info["image_quantization"], info["num_classes"], count,
+                                     data)
+        try:
+            return run_training(model_bytes, xs, labels, steps, **kwargs)
+        except FirmwareTooLarge as e:
+            if e.region != "FLASH" or xs is None:
+                raise
+            count, data = (count - 1, data) if count > 1 else (max(steps, 1), "synthetic")
 
 
 def main(argv=None) -> int:

@@ -55,7 +55,8 @@ enum {
   TT_UINT8 = 3,
   TT_INT64 = 4,
   TT_INT16 = 7,
-  TT_INT8 = 9
+  TT_INT8 = 9,
+  TT_UINT32 = 15
 };
 
 typedef struct tt_tensor_info {
@@ -119,6 +120,92 @@ size_t tt_arena_needed(const tt_interpreter* it);
 /* One-line description of the last error ("" after success). */
 const char* tt_error_message(const tt_interpreter* it);
 const char* tt_status_name(tt_status status);
+
+/* ------------------------------------------------------------------ training
+ *
+ * A training .tflite (tflm_train.export) carries the training step in its
+ * "tflm_train.train" metadata: the training graph, its memory plan, the sparse
+ * scheme, QAS tables and the RNG seed (docs/training_file_format.md). The
+ * trainer runs that step on one sample at a time:
+ *
+ *     static uint8_t arena[200 * 1024] __attribute__((aligned(16)));
+ *     tt_trainer tr;
+ *     if (tt_train_init(&tr, model, model_len, arena, sizeof arena) != TT_OK)
+ *         puts(tt_train_error_message(&tr));      // e.g. "arena too small: ..."
+ *     float loss;
+ *     tt_train_step(&tr, image, image_len, label, &loss);
+ *     float logits[10];
+ *     tt_train_predict(&tr, image, image_len, logits, 10);
+ *
+ * The arena holds the runtime state and the plan's arena: trainable parameters
+ * (copied from the model once, updated in place by every step) and the RNG
+ * state persist across steps; frozen weights are read from the model bytes,
+ * which must outlive the trainer. Same model, seed and samples give the same
+ * parameter bytes as the NumPy reference trainer (tflm_train.training).
+ */
+typedef struct tt_trainer {
+  void* impl;            /* runtime state inside the arena; NULL unless tt_train_init succeeded */
+  size_t arena_needed;   /* after TT_ARENA_TOO_SMALL: an arena size that is large enough */
+  tt_status status;      /* status of the last call */
+  char message[TT_MESSAGE_CAPACITY];
+} tt_trainer;
+
+typedef struct tt_train_info {
+  tt_tensor_info image;        /* the int8 input */
+  int32_t num_classes;
+  int32_t head_is_float;       /* 1: float32 head (float logits); 0: int8 head */
+  uint32_t op_count;           /* ops of the training graph (= steps of the plan) */
+  uint32_t parameter_count;    /* trainable parameters + RNG state (tt_parameter_*) */
+  size_t plan_arena_bytes;     /* the plan's arena, persistent region included */
+  size_t persistent_bytes;     /* its persistent region: trained parameters + RNG state */
+  size_t runtime_state_bytes;  /* interpreter state in front of the plan's arena */
+  uint32_t steps_done;         /* successful tt_train_step calls */
+  uint32_t rng_state;          /* current xorshift32 state (0 if nothing draws) */
+  float logit_absmax;          /* largest |logit| seen by the steps (float head) */
+} tt_train_info;
+
+typedef struct tt_parameter {
+  const char* name;            /* in the model, NOT NUL-terminated: name_length bytes */
+  uint32_t name_length;
+  int32_t kind;                /* 0: trainable parameter, 1: state (the RNG) */
+  int32_t type;                /* TT_INT8, TT_INT32, TT_FLOAT32, TT_UINT32 */
+  int32_t rank;
+  int32_t dims[TT_MAX_RANK];
+  size_t bytes;                /* the whole tensor (tt_parameter_data) */
+  size_t sram_bytes;           /* held in SRAM: only the trained channels of a split weight */
+} tt_parameter;
+
+/* 1 if `model` is a TFLite flatbuffer with a training metadata entry (valid or not), else 0. */
+int tt_is_training_model(const uint8_t* model, size_t model_len);
+
+/* Validate the training model and its plan, lay out the arena, load the initial
+ * parameters. On TT_ARENA_TOO_SMALL, tt_train_arena_needed() is exact. */
+tt_status tt_train_init(tt_trainer* tr, const uint8_t* model, size_t model_len, uint8_t* arena, size_t arena_len);
+
+/* One SGD step on one sample: int8 image (the model's input bytes), label in
+ * [0, num_classes); `loss` (may be NULL) gets the loss before the update. */
+tt_status tt_train_step(tt_trainer* tr, const void* image, size_t image_len, int32_t label, float* loss);
+
+/* The trainer's input (image) tensor in the arena, for zero-copy use: write the image
+ * there and pass this pointer to tt_train_step / tt_train_predict (no copy is made).
+ * A step overwrites it (in-place execution), so write the image before every call. */
+void* tt_train_input_buffer(tt_trainer* tr);
+
+/* Forward pass with the current parameters: the real-valued logits
+ * (`count` = num_classes; int8 logits are dequantized). */
+tt_status tt_train_predict(tt_trainer* tr, const void* image, size_t image_len, float* logits, size_t count);
+
+tt_status tt_train_get_info(tt_trainer* tr, tt_train_info* info);
+
+/* Trainable parameters and state, in the training graph's tensor order. */
+size_t tt_parameter_count(const tt_trainer* tr);
+tt_status tt_parameter_info(tt_trainer* tr, size_t index, tt_parameter* info);
+/* The whole tensor's current value (`len` must equal info.bytes). */
+tt_status tt_parameter_data(tt_trainer* tr, size_t index, void* data, size_t len);
+
+size_t tt_train_arena_used(const tt_trainer* tr);
+size_t tt_train_arena_needed(const tt_trainer* tr);
+const char* tt_train_error_message(const tt_trainer* tr);
 
 #ifdef __cplusplus
 }  /* extern "C" */

@@ -4,6 +4,13 @@
 //   runtime_check run MODEL INPUT EXPECTED   infer, compare with expected bytes
 //   runtime_check errors MODEL INPUT         C API error paths (arena, sizes, plans, bad headers, truncation)
 //   runtime_check fuzz MODEL ITERATIONS SEED random corruptions: init must fail cleanly or run
+//   runtime_check train MODEL IMAGES LABELS STEPS
+//                                            training steps: prints each loss (float bits) and an
+//                                            FNV-1a hash of every parameter's bytes afterwards
+//   runtime_check train_errors MODEL IMAGE   training C API error paths (arena, sizes, labels, truncation)
+//   runtime_check train_fuzz MODEL IMAGE ITERATIONS SEED BEGIN END
+//                                            random corruptions of bytes [BEGIN, END) (the training
+//                                            metadata): init must fail cleanly, or the steps run
 //
 // Prints one line per check; exits non-zero on the first failed expectation
 // (the sanitizers abort on any invalid memory access or undefined behaviour).
@@ -271,6 +278,185 @@ int cmd_fuzz(const char* model_path, long iterations, uint32_t seed) {
   return failures ? 1 : 0;
 }
 
+
+// ------------------------------------------------------------------ training
+
+uint64_t fnv1a(const uint8_t* p, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+void expect_train(bool ok, const char* what, const tt_trainer* tr) {
+  printf("%s %s%s%s\n", ok ? "ok  " : "FAIL", what, tr ? " | " : "", tr ? tt_train_error_message(tr) : "");
+  if (!ok) ++failures;
+}
+
+// Exact arena: ask with none, retry with what the runtime reports.
+tt_status train_init_exact(tt_trainer* tr, const Aligned& model, Aligned** arena) {
+  tt_status st = tt_train_init(tr, model.data, model.size, nullptr, 0);
+  if (st != TT_ARENA_TOO_SMALL) return st;
+  *arena = new Aligned(tt_train_arena_needed(tr));
+  return tt_train_init(tr, model.data, model.size, (*arena)->data, (*arena)->size);
+}
+
+int cmd_train(const char* model_path, const char* images_path, const char* labels_path, long steps) {
+  const std::vector<uint8_t> raw = read_file(model_path), images = read_file(images_path),
+                             labels = read_file(labels_path);
+  Aligned model(raw.data(), raw.size());
+  tt_trainer tr;
+  Aligned* arena = nullptr;
+  tt_status st = train_init_exact(&tr, model, &arena);
+  expect_train(st == TT_OK, "train init", &tr);
+  if (st != TT_OK) return 1;
+  tt_train_info info;
+  tt_train_get_info(&tr, &info);
+  const size_t n = labels.size() / 4;
+  for (long k = 0; k < steps; ++k) {
+    int32_t label;
+    memcpy(&label, labels.data() + 4 * (k % n), 4);
+    float loss = 0.0f;
+    st = tt_train_step(&tr, images.data() + (k % n) * info.image.bytes, info.image.bytes, label, &loss);
+    expect_train(st == TT_OK, "train step", &tr);
+    uint32_t bits;
+    memcpy(&bits, &loss, 4);
+    printf("loss %ld %08x\n", k, bits);
+  }
+  for (size_t i = 0; i < tt_parameter_count(&tr); ++i) {
+    tt_parameter p;
+    tt_parameter_info(&tr, i, &p);
+    std::vector<uint8_t> value(p.bytes);
+    st = tt_parameter_data(&tr, i, value.data(), value.size());
+    expect_train(st == TT_OK, "parameter data", &tr);
+    printf("param %.*s %016llx\n", static_cast<int>(p.name_length), p.name,
+           static_cast<unsigned long long>(fnv1a(value.data(), value.size())));
+  }
+  std::vector<float> logits(static_cast<size_t>(info.num_classes));
+  st = tt_train_predict(&tr, images.data(), info.image.bytes, logits.data(), logits.size());
+  expect_train(st == TT_OK, "predict", &tr);
+  delete arena;
+  return failures ? 1 : 0;
+}
+
+int cmd_train_errors(const char* model_path, const char* image_path) {
+  const std::vector<uint8_t> raw = read_file(model_path), image = read_file(image_path);
+  Aligned model(raw.data(), raw.size());
+  tt_trainer tr;
+  float loss, logits[64];
+  tt_status st = tt_train_init(&tr, model.data, model.size, nullptr, 0);
+  expect_train(st == TT_ARENA_TOO_SMALL && tt_train_arena_needed(&tr) > 0, "empty arena -> TT_ARENA_TOO_SMALL", &tr);
+  expect_train(tt_train_step(&tr, image.data(), image.size(), 0, &loss) == TT_NOT_READY, "step before init", &tr);
+  const size_t needed = tt_train_arena_needed(&tr);
+  {
+    Aligned arena(needed);  // `needed` covers any alignment of the arena; 16-aligned needs 15 bytes less
+    st = tt_train_init(&tr, model.data, model.size, arena.data, needed - 15 - 1);
+    expect_train(st == TT_ARENA_TOO_SMALL, "arena one byte short -> TT_ARENA_TOO_SMALL", &tr);
+    Aligned bigger(needed + 1);
+    st = tt_train_init(&tr, model.data, model.size, bigger.data + 1, needed);  // misaligned start
+    expect_train(st == TT_OK, "misaligned arena start is aligned internally", &tr);
+  }
+  Aligned arena(needed);
+  st = tt_train_init(&tr, model.data, model.size, arena.data, arena.size);
+  expect_train(st == TT_OK, "init", &tr);
+  tt_train_info info;
+  tt_train_get_info(&tr, &info);
+  expect_train(tt_train_step(&tr, image.data(), image.size() - 1, 0, &loss) == TT_SHAPE_MISMATCH,
+               "short image -> TT_SHAPE_MISMATCH", &tr);
+  expect_train(tt_train_step(&tr, image.data(), image.size(), info.num_classes, &loss) == TT_INVALID_ARGUMENT,
+               "label = num_classes -> TT_INVALID_ARGUMENT", &tr);
+  expect_train(tt_train_step(&tr, image.data(), image.size(), -5, &loss) == TT_INVALID_ARGUMENT,
+               "negative label -> TT_INVALID_ARGUMENT", &tr);
+  expect_train(tt_train_step(&tr, nullptr, image.size(), 0, &loss) == TT_INVALID_ARGUMENT, "NULL image", &tr);
+  expect_train(tt_train_predict(&tr, image.data(), image.size(), logits, static_cast<size_t>(info.num_classes) + 1) ==
+                   TT_SHAPE_MISMATCH, "predict with a wrong logits count", &tr);
+  expect_train(tt_parameter_info(&tr, 100000, nullptr) == TT_INVALID_ARGUMENT, "parameter index out of range", &tr);
+  uint8_t small[2];
+  expect_train(tt_parameter_data(&tr, 0, small, sizeof small) == TT_SHAPE_MISMATCH, "parameter buffer too small", &tr);
+  expect_train(tt_train_step(&tr, image.data(), image.size(), 1, &loss) == TT_OK, "a step still works", &tr);
+  // Every truncation (in steps) is rejected with a message, or (when the cut keeps every
+  // byte the training step reads: the tail holds inference-only data) still trains.
+  int bad = 0, valid = 0;
+  const size_t stride = model.size / 700 + 1;
+  for (size_t len = 0; len < model.size; len += stride) {
+    Aligned cut(model.data, len);
+    tt_trainer t2;
+    const tt_status s2 = tt_train_init(&t2, cut.data, len, arena.data, arena.size);
+    if (s2 == TT_OK) {
+      ++valid;
+      if (tt_train_step(&t2, image.data(), image.size(), 1, &loss) != TT_OK) ++bad;
+    } else if (!tt_train_error_message(&t2)[0]) {
+      ++bad;
+    }
+  }
+  printf("truncations: %d still valid and trained\n", valid);
+  expect_train(bad == 0, "every truncation -> an error with a message", nullptr);
+  return failures ? 1 : 0;
+}
+
+int cmd_train_fuzz(const char* model_path, const char* image_path, long iterations, uint32_t seed, size_t begin,
+                   size_t end) {
+  const std::vector<uint8_t> raw = read_file(model_path), image = read_file(image_path);
+  Aligned arena(4u << 20);
+  uint32_t rng = seed ? seed : 1;
+  long ok = 0, rejected[8] = {0};
+  if (end > raw.size() || begin >= end) {
+    printf("FAIL bad range\n");
+    return 1;
+  }
+  for (long i = 0; i < iterations; ++i) {
+    Aligned model(raw.data(), raw.size());
+    const int edits = 1 + static_cast<int>(xorshift32(&rng) % 4);
+    for (int e = 0; e < edits; ++e) {
+      const size_t at = begin + xorshift32(&rng) % (end - begin);
+      switch (xorshift32(&rng) % 5) {
+        case 0: model.data[at] = static_cast<uint8_t>(xorshift32(&rng)); break;
+        case 1: model.data[at] ^= static_cast<uint8_t>(1u << (xorshift32(&rng) % 8)); break;
+        case 2: model.data[at] = 0xFF; break;
+        case 3: model.data[at] = 0; break;
+        default: {
+          static const uint32_t kValues[] = {0u, 1u, 2u, 4u, 16u, 0xFFFFFFFFu, 0x7FFFFFFFu, 0x80000000u, 0xFFFFu,
+                                             0x10000u, 0xFFFFFFFCu, 0x40000000u};
+          const size_t aligned = at & ~static_cast<size_t>(3);
+          const uint32_t v = kValues[xorshift32(&rng) % (sizeof kValues / sizeof kValues[0])];
+          if (aligned + 4 <= model.size) memcpy(model.data + aligned, &v, 4);
+          break;
+        }
+      }
+    }
+    tt_trainer tr;
+    const tt_status st = tt_train_init(&tr, model.data, model.size, arena.data, arena.size);
+    if (st != TT_OK) {
+      if (!tt_train_error_message(&tr)[0]) {
+        printf("FAIL iteration %ld: status %s without a message\n", i, tt_status_name(st));
+        ++failures;
+      }
+      ++rejected[st & 7];
+      continue;
+    }
+    ++ok;
+    // A file that passes validation must train without touching memory it does not own.
+    tt_train_info info;
+    tt_train_get_info(&tr, &info);
+    if (info.image.bytes == image.size()) {
+      float loss, logits[256];
+      for (int k = 0; k < 2; ++k) tt_train_step(&tr, image.data(), image.size(), k % info.num_classes, &loss);
+      if (info.num_classes <= 256)
+        tt_train_predict(&tr, image.data(), image.size(), logits, static_cast<size_t>(info.num_classes));
+    }
+    for (size_t p = 0; p < tt_parameter_count(&tr); ++p) {
+      tt_parameter param;
+      if (tt_parameter_info(&tr, p, &param) != TT_OK) continue;
+      std::vector<uint8_t> value(param.bytes);
+      tt_parameter_data(&tr, p, value.data(), value.size());
+    }
+  }
+  printf("train_fuzz: %ld iterations, %ld still valid and ran, rejected: malformed %ld, unsupported %ld, "
+         "arena %ld, shape %ld, argument %ld\n",
+         iterations, ok, rejected[TT_MALFORMED_MODEL], rejected[TT_UNSUPPORTED], rejected[TT_ARENA_TOO_SMALL],
+         rejected[TT_SHAPE_MISMATCH], rejected[TT_INVALID_ARGUMENT]);
+  return failures ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -279,6 +465,15 @@ int main(int argc, char** argv) {
   if (argc == 4 && strcmp(argv[1], "errors") == 0) return cmd_errors(argv[2], argv[3]);
   if (argc == 5 && strcmp(argv[1], "fuzz") == 0)
     return cmd_fuzz(argv[2], strtol(argv[3], nullptr, 10), static_cast<uint32_t>(strtoul(argv[4], nullptr, 10)));
-  fprintf(stderr, "usage: runtime_check run MODEL INPUT EXPECTED | errors MODEL INPUT | fuzz MODEL N SEED\n");
+  if (argc == 6 && strcmp(argv[1], "train") == 0)
+    return cmd_train(argv[2], argv[3], argv[4], strtol(argv[5], nullptr, 10));
+  if (argc == 4 && strcmp(argv[1], "train_errors") == 0) return cmd_train_errors(argv[2], argv[3]);
+  if (argc == 8 && strcmp(argv[1], "train_fuzz") == 0)
+    return cmd_train_fuzz(argv[2], argv[3], strtol(argv[4], nullptr, 10),
+                          static_cast<uint32_t>(strtoul(argv[5], nullptr, 10)), strtoul(argv[6], nullptr, 10),
+                          strtoul(argv[7], nullptr, 10));
+  fprintf(stderr, "usage: runtime_check run MODEL INPUT EXPECTED | errors MODEL INPUT | fuzz MODEL N SEED | "
+                  "train MODEL IMAGES LABELS STEPS | train_errors MODEL IMAGE | "
+                  "train_fuzz MODEL IMAGE N SEED BEGIN END\n");
   return 2;
 }

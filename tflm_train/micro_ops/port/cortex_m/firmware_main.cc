@@ -21,28 +21,8 @@ alignas(16) static uint8_t g_arena[TT_FW_ARENA_BYTES];
 static uint8_t g_output[TT_FW_OUTPUT_BYTES];
 static tt_interpreter g_interpreter;
 
-extern "C" __attribute__((noinline, used)) void tt_mark(uint32_t id) { __asm__ volatile("" : : "r"(id) : "memory"); }
-
-// Markers 0/1 around nothing and 2/3 around a loop of exactly 2001
-// instructions (mov, then 1000 x subs+bne), in assembly so that the compiler
-// cannot move other instructions in between: the two readings must differ by
-// exactly 2001, which checks the instruction counting end to end.
-extern "C" __attribute__((naked, noinline)) void tt_calibrate(void) {
-  __asm__ volatile(
-      "push {r4, lr}\n"
-      "movs r0, #0\n"
-      "bl tt_mark\n"
-      "movs r0, #1\n"
-      "bl tt_mark\n"
-      "movs r0, #2\n"
-      "bl tt_mark\n"
-      "mov r0, #1000\n"
-      "1: subs r0, r0, #1\n"
-      "bne 1b\n"
-      "movs r0, #3\n"
-      "bl tt_mark\n"
-      "pop {r4, pc}\n");
-}
+extern "C" void tt_calibrate(void);
+extern "C" void tt_mark(uint32_t id);
 
 int main() {
   tt_calibrate();

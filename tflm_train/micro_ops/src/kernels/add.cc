@@ -5,18 +5,17 @@
 //   a = MBQM((x1 - zp1) << 20, M1),  b = MBQM((x2 - zp2) << 20, M2)
 //   y = clamp(MBQM(a + b, Mout) + zp_out)
 // with M1 = s1 / (2 max), M2 = s2 / (2 max), Mout = 2 max / (2^20 s_out).
+#include "int8_common.h"
 #include "kernel_util.h"
 
 namespace tt {
 namespace {
 
-constexpr int32_t kLeftShift = 20;
 
 struct AddData {
   int32_t input1, input2, output;
   int32_t input1_offset, input2_offset, output_offset;
-  int32_t input1_multiplier, input2_multiplier, output_multiplier;
-  int32_t input1_shift, input2_shift, output_shift;
+  AddRescale rescale;  // int8_common.h, shared with the training graph's ADD
   int32_t act_min, act_max;
   int32_t elements;
   bool broadcast;
@@ -90,29 +89,14 @@ tt_status prepare(Context& ctx, NodeRec& node) {
   d->input1_offset = -zp1;
   d->input2_offset = -zp2;
   d->output_offset = zp_out;
-  const double twice_max = 2.0 * static_cast<double>(s1 > s2 ? s1 : s2);
-  const double real1 = static_cast<double>(s1) / twice_max;
-  const double real2 = static_cast<double>(s2) / twice_max;
-  const double real_out = twice_max / (static_cast<double>(1 << kLeftShift) * static_cast<double>(s_out));
-  int shift;
-  if ((st = quantized_multiplier(ctx, real1, "input 1", &d->input1_multiplier, &shift)) != TT_OK) return st;
-  d->input1_shift = shift;
-  if ((st = quantized_multiplier(ctx, real2, "input 2", &d->input2_multiplier, &shift)) != TT_OK) return st;
-  d->input2_shift = shift;
-  if ((st = quantized_multiplier(ctx, real_out, "output", &d->output_multiplier, &shift)) != TT_OK) return st;
-  d->output_shift = shift;
-  if (d->input1_shift > 0 || d->input2_shift > 0 || d->output_shift > 0)
+  if (!add_rescale(s1, s2, s_out, &d->rescale))
     return ctx.fail(TT_UNSUPPORTED, "output scale below 2^-20 of the input scales");
   const uint8_t activation = ctx.reader().u8(ctx.options(node, schema::kOptionsAdd), schema::kAddActivation, 0);
   return fused_activation_range(ctx, activation, d->output, &d->act_min, &d->act_max);
 }
 
 inline int8_t add_one(const AddData& d, int32_t x1, int32_t x2) {
-  const int32_t a = multiply_by_quantized_multiplier((x1 + d.input1_offset) * (1 << kLeftShift),
-                                                     d.input1_multiplier, d.input1_shift);
-  const int32_t b = multiply_by_quantized_multiplier((x2 + d.input2_offset) * (1 << kLeftShift),
-                                                     d.input2_multiplier, d.input2_shift);
-  const int32_t sum = multiply_by_quantized_multiplier(a + b, d.output_multiplier, d.output_shift);
+  const int32_t sum = add_rescaled(d.rescale, x1 + d.input1_offset, x2 + d.input2_offset);
   return static_cast<int8_t>(clamp_i32(sum + d.output_offset, d.act_min, d.act_max));
 }
 

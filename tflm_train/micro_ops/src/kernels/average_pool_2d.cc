@@ -1,6 +1,7 @@
 // AVERAGE_POOL_2D, int8 (input and output share quantization, as TFLite
 // requires): the window sum over in-image taps divided by their count,
 // rounded half away from zero, then clamped.
+#include "int8_common.h"
 #include "pool_common.h"
 
 namespace tt {
@@ -34,7 +35,7 @@ tt_status eval(Context& ctx, const NodeRec& node) {
           for (int32_t fy = fy0; fy < fy1; ++fy)
             for (int32_t fx = fx0; fx < fx1; ++fx)
               acc += x[((b * d.in_h + y0 + fy) * d.in_w + x0 + fx) * d.channels + c];
-          acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+          acc = rounded_average(acc, count);  // int8_common.h, shared with training
           y[((b * d.out_h + oy) * d.out_w + ox) * d.channels + c] =
               static_cast<int8_t>(clamp_i32(acc, d.act_min, d.act_max));
         }

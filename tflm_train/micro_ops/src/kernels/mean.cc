@@ -4,6 +4,7 @@
 // where M' folds the division by the element count n into the rescale
 // M = s_in / s_out: with k = min(floor(log2 n), 32, 31 + shift),
 // multiplier' = (multiplier << k) / n and shift' = shift - k.
+#include "int8_common.h"
 #include "kernel_util.h"
 
 namespace tt {
@@ -83,20 +84,11 @@ tt_status prepare(Context& ctx, NodeRec& node) {
   float s_in, s_out;
   if ((st = per_tensor_quant(ctx, d->input, "input", &s_in, &d->input_zero_point)) != TT_OK) return st;
   if ((st = per_tensor_quant(ctx, d->output, "output", &s_out, &d->output_zero_point)) != TT_OK) return st;
-  int32_t multiplier;
-  int shift;
-  st = quantized_multiplier(ctx, static_cast<double>(s_in) / static_cast<double>(s_out), "output", &multiplier,
-                            &shift);
-  if (st != TT_OK) return st;
-  if (d->count > 0) {
-    int32_t k = 0;
-    while ((int64_t{2} << k) <= d->count) ++k;  // floor(log2(count))
-    if (k > 32) k = 32;
-    if (k > 31 + shift) k = 31 + shift;
-    if (k < 0) k = 0;
-    multiplier = static_cast<int32_t>((static_cast<int64_t>(multiplier) << k) / d->count);
-    shift -= k;
-  }
+  const double real = static_cast<double>(s_in) / static_cast<double>(s_out);
+  if (!(real > 0.0) || !isfinite(real)) return ctx.fail(TT_MALFORMED_MODEL, "output rescale factor is not positive");
+  int32_t multiplier, shift;
+  mean_rescale(s_in, s_out, d->count, &multiplier, &shift);  // int8_common.h, shared with training
+  if (shift > 31) return ctx.fail(TT_UNSUPPORTED, "output rescale factor is too large (2^", shift, ")");
   d->multiplier = multiplier;
   d->shift = shift;
   return TT_OK;

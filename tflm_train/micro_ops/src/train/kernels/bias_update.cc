@@ -1,0 +1,67 @@
+// BIAS_UPDATE(grad_y, bias int32): G_b[c] = sum over positions (row-major) of
+// grad_y[..., c]; b <- saturate(b - lround((lr * G_b) / bias_scale[c])) (QAS).
+#include "train_kernel_util.h"
+
+namespace tt {
+namespace train {
+namespace {
+
+struct BiasUpdate {
+  const float* g = nullptr;
+  int32_t* b = nullptr;
+  F32Table scale;
+  float lr = 0.0f;
+  int32_t c = 0;
+  int64_t positions = 0;
+};
+
+tt_status parse(TrainContext& ctx, BiasUpdate* p) {
+  tt_status st = expect_mode(ctx, kAllowNormal);
+  if (st == TT_OK) st = expect_arity(ctx, 2, 1);
+  if (st != TT_OK) return st;
+  const TensorDesc g = ctx.tensor(ctx.input(0)), b = ctx.tensor(ctx.input(1));
+  if (ctx.output(0) != b.index) return ctx.fail(TT_MALFORMED_MODEL, "the bias must be updated in place");
+  if ((st = expect_dtype(ctx, g, tfmt::kFloat32, "gradient")) != TT_OK) return st;
+  if ((st = expect_addressable(ctx, g, "gradient")) != TT_OK) return st;
+  if ((st = expect_dtype(ctx, b, tfmt::kInt32, "bias")) != TT_OK) return st;
+  if (b.storage != tfmt::kPersistent || b.kind != tfmt::kParameter || b.split_channels.length)
+    return ctx.fail(TT_MALFORMED_MODEL, "bias ", name_of(ctx, b), " is not a persistent parameter");
+  p->c = static_cast<int32_t>(b.elements);
+  if (p->c < 1 || g.rank < 1 || g.dims[g.rank - 1] != p->c)
+    return ctx.fail(TT_SHAPE_MISMATCH, "gradient's last dimension is not the bias size ", p->c);
+  if ((st = f32_table(ctx, "bias_scale", p->c, &p->scale)) != TT_OK) return st;
+  if (p->scale.length != static_cast<uint32_t>(p->c))
+    return ctx.fail(TT_MALFORMED_MODEL, "bias_scale needs one entry per channel");
+  if ((st = ctx.attr_float("lr", &p->lr)) != TT_OK) return st;
+  p->g = f32_data(g);
+  p->b = reinterpret_cast<int32_t*>(b.data);
+  p->positions = g.elements / p->c;
+  return TT_OK;
+}
+
+tt_status prepare(TrainContext& ctx) {
+  BiasUpdate p;
+  tt_status st = parse(ctx, &p);
+  if (st == TT_OK) st = ctx.reads(ctx.tensor(ctx.input(0)));
+  if (st == TT_OK) st = ctx.writes(ctx.tensor(ctx.input(1)));
+  return st;
+}
+
+tt_status eval(TrainContext& ctx) {
+  BiasUpdate p;
+  const tt_status st = parse(ctx, &p);
+  if (st != TT_OK) return st;
+  for (int32_t c = 0; c < p.c; ++c) {
+    float grad = 0.0f;
+    for (int64_t i = 0; i < p.positions; ++i) grad = grad + p.g[i * p.c + c];
+    p.b[c] = qas_update_bias(p.b[c], grad, p.lr, p.scale.at(c));
+  }
+  return TT_OK;
+}
+
+}  // namespace
+
+extern const TrainKernel kTrainBiasUpdate = {"BIAS_UPDATE", prepare, eval};
+
+}  // namespace train
+}  // namespace tt

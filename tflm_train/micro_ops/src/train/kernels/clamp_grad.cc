@@ -1,0 +1,81 @@
+// CLAMP_GRAD(grad_y, y) -> grad: the straight-through clamp,
+//   grad = (act_min < y < act_max) ? grad_y : 0,
+// reading y's bitmask instead of y when the plan kept only the mask (bit i of
+// byte i >> 3 at position i & 7). Elementwise: may run in place over grad_y.
+#include "train_kernel_util.h"
+
+namespace tt {
+namespace train {
+namespace {
+
+struct ClampGrad {
+  const float* g = nullptr;
+  const int8_t* y = nullptr;     // or
+  const uint8_t* mask = nullptr;
+  float* out = nullptr;
+  int64_t n = 0;
+  int32_t lo = 0, hi = 0;
+  int32_t mask_tensor = -1;
+};
+
+tt_status parse(TrainContext& ctx, ClampGrad* p) {
+  tt_status st = expect_arity(ctx, 2, 1);
+  if (st != TT_OK) return st;
+  const TensorDesc g = ctx.tensor(ctx.input(0)), y = ctx.tensor(ctx.input(1)), out = ctx.tensor(ctx.output(0));
+  if ((st = expect_dtype(ctx, g, tfmt::kFloat32, "gradient")) != TT_OK) return st;
+  if ((st = expect_dtype(ctx, y, tfmt::kInt8, "activation")) != TT_OK) return st;
+  if ((st = expect_dtype(ctx, out, tfmt::kFloat32, "output")) != TT_OK) return st;
+  if (g.elements != y.elements || out.elements != g.elements)
+    return ctx.fail(TT_SHAPE_MISMATCH, "gradient, activation and output sizes differ");
+  if ((st = expect_addressable(ctx, g, "gradient")) != TT_OK) return st;
+  if ((st = expect_addressable(ctx, out, "output")) != TT_OK) return st;
+  if ((st = ctx.attr_int("act_min", &p->lo)) != TT_OK || (st = ctx.attr_int("act_max", &p->hi)) != TT_OK) return st;
+  p->mask_tensor = find_mask(ctx.runtime(), y.index);
+  if (p->mask_tensor >= 0) {
+    const TensorDesc m = ctx.tensor(p->mask_tensor);
+    if (m.mask_min != p->lo || m.mask_max != p->hi)
+      return ctx.fail(TT_MALFORMED_MODEL, "the bitmask of ", name_of(ctx, y), " uses another clamp range");
+    p->mask = m.data;
+  } else {
+    if ((st = expect_addressable(ctx, y, "activation")) != TT_OK) return st;
+    p->y = reinterpret_cast<const int8_t*>(y.data);
+  }
+  p->g = f32_data(g);
+  p->out = f32_data(out);
+  p->n = g.elements;
+  return TT_OK;
+}
+
+tt_status prepare(TrainContext& ctx) {
+  ClampGrad p;
+  tt_status st = expect_mode(ctx, kAllowNormal | kAllowInPlace);
+  if (st == TT_OK) st = parse(ctx, &p);
+  if (st != TT_OK) return st;
+  const TensorDesc g = ctx.tensor(ctx.input(0)), out = ctx.tensor(ctx.output(0));
+  if ((st = ctx.reads(g)) != TT_OK) return st;
+  if ((st = ctx.reads(ctx.tensor(p.mask_tensor >= 0 ? p.mask_tensor : ctx.input(1)))) != TT_OK) return st;
+  if ((st = ctx.writes(out)) != TT_OK) return st;
+  if (ctx.mode() == tfmt::kInPlace) {
+    if (!ctx.layout_is("elementwise")) return ctx.fail(TT_UNSUPPORTED, "in-place layout is not 'elementwise'");
+    return expect_in_place_over(ctx, g, out);
+  }
+  return TT_OK;
+}
+
+tt_status eval(TrainContext& ctx) {
+  ClampGrad p;
+  const tt_status st = parse(ctx, &p);
+  if (st != TT_OK) return st;
+  for (int64_t i = 0; i < p.n; ++i) {
+    const bool keep = p.mask ? ((p.mask[i >> 3] >> (i & 7)) & 1u) != 0 : (p.lo < p.y[i] && p.y[i] < p.hi);
+    p.out[i] = keep ? p.g[i] : 0.0f;
+  }
+  return TT_OK;
+}
+
+}  // namespace
+
+extern const TrainKernel kTrainClampGrad = {"CLAMP_GRAD", prepare, eval};
+
+}  // namespace train
+}  // namespace tt

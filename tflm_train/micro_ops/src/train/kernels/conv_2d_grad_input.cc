@@ -1,0 +1,124 @@
+// CONV_2D_GRAD_INPUT(grad_y, weight) -> grad_x (docs/training_graph.md):
+//   grad_x[iy,ix,c] = sum_{ky asc} sum_{kx asc} sum_{o asc} grad_y[oy,ox,o] * W[o,ky,kx,c]
+// over taps with integral in-range oy = (iy + pad_top - ky*dh) / sh (ox likewise),
+// W = f32(w_q) * weight_scale[o]. Modes: normal; in place with a pixel layout
+// (1x1 stride 1: pixel p from grad_y pixel p via a one-pixel scratch). The output
+// may be a VIRTUAL_CROP: only the interior is computed, into its source.
+#include "train_kernel_util.h"
+
+namespace tt {
+namespace train {
+namespace {
+
+struct ConvGradInput {
+  const float* g = nullptr;  // [1, OH, OW, O]
+  Int8Weights w;             // [O, KH, KW, C]
+  F32Table scale;
+  Spatial out;               // [1, H, W, C] (stored part of the logical gradient)
+  int32_t oh = 0, ow = 0, o = 0, kh = 0, kw = 0, c = 0;
+  ConvGeometry g_;
+};
+
+tt_status parse(TrainContext& ctx, ConvGradInput* p) {
+  tt_status st = expect_arity(ctx, 2, 1);
+  if (st != TT_OK) return st;
+  const TensorDesc g = ctx.tensor(ctx.input(0)), w = ctx.tensor(ctx.input(1)), out = ctx.tensor(ctx.output(0));
+  Spatial gs;
+  if ((st = spatial_of(ctx, g, tfmt::kFloat32, "gradient", &gs)) != TT_OK) return st;
+  if (g.storage != tfmt::kArena) return ctx.fail(TT_UNSUPPORTED, "gradient must be an arena tensor");
+  if ((st = int8_weights_of(ctx, w, "weight", &p->w)) != TT_OK) return st;
+  if ((st = expect_rank(ctx, w, 4, "weight")) != TT_OK) return st;
+  if ((st = spatial_of(ctx, out, tfmt::kFloat32, "output", &p->out)) != TT_OK) return st;
+  if (out.storage != tfmt::kArena && out.storage != tfmt::kVirtualCrop)
+    return ctx.fail(TT_UNSUPPORTED, "output must be an arena tensor or a virtual crop");
+  p->o = w.dims[0];
+  p->kh = w.dims[1];
+  p->kw = w.dims[2];
+  p->c = w.dims[3];
+  p->oh = gs.h;
+  p->ow = gs.w;
+  if (gs.c != p->o || p->out.c != p->c)
+    return ctx.fail(TT_SHAPE_MISMATCH, "weight ", p->o, "x", p->kh, "x", p->kw, "x", p->c, " does not fit gradient depth ",
+                    gs.c, " and input depth ", p->out.c);
+  if ((st = conv_geometry_attrs(ctx, &p->g_)) != TT_OK) return st;
+  if ((st = f32_table(ctx, "weight_scale", p->o, &p->scale)) != TT_OK) return st;
+  p->g = f32_data(g);
+  return TT_OK;
+}
+
+// grad_x at stored position (iy, ix) for every channel into `dst` (C floats).
+void pixel(const ConvGradInput& p, int32_t iy, int32_t ix, float* dst) {
+  const int32_t ly = iy + p.out.top, lx = ix + p.out.left;  // logical (padded) coordinates
+  for (int32_t c = 0; c < p.c; ++c) {
+    const int32_t j = p.w.split() ? p.w.slot(c) : -1;
+    float acc = 0.0f;
+    for (int32_t ky = 0; ky < p.kh; ++ky) {
+      const int32_t ny = ly + p.g_.pad_top - ky * p.g_.dilation_h;
+      if (ny < 0 || ny % p.g_.stride_h != 0) continue;
+      const int32_t oy = ny / p.g_.stride_h;
+      if (oy >= p.oh) continue;
+      for (int32_t kx = 0; kx < p.kw; ++kx) {
+        const int32_t nx = lx + p.g_.pad_left - kx * p.g_.dilation_w;
+        if (nx < 0 || nx % p.g_.stride_w != 0) continue;
+        const int32_t ox = nx / p.g_.stride_w;
+        if (ox >= p.ow) continue;
+        const float* g = p.g + (static_cast<int64_t>(oy) * p.ow + ox) * p.o;
+        for (int32_t o = 0; o < p.o; ++o) {
+          const int32_t row = (o * p.kh + ky) * p.kw + kx;
+          const int8_t q = j >= 0 ? p.w.ram[row * p.w.nsel + j] : p.w.full[static_cast<int64_t>(row) * p.c + c];
+          const float w = static_cast<float>(q) * p.scale.at(o);
+          acc = acc + g[o] * w;
+        }
+      }
+    }
+    dst[c] = acc;
+  }
+}
+
+tt_status prepare(TrainContext& ctx) {
+  ConvGradInput p;
+  tt_status st = expect_mode(ctx, kAllowNormal | kAllowInPlace);
+  if (st == TT_OK) st = parse(ctx, &p);
+  if (st != TT_OK) return st;
+  const TensorDesc g = ctx.tensor(ctx.input(0)), out = ctx.tensor(ctx.output(0));
+  if ((st = ctx.reads(g)) != TT_OK || (st = ctx.reads(ctx.tensor(ctx.input(1)))) != TT_OK) return st;
+  if ((st = ctx.writes(out)) != TT_OK) return st;
+  if (ctx.mode() == tfmt::kInPlace) {
+    if (!ctx.layout_is("pixel_ascending") && !ctx.layout_is("pixel_descending"))
+      return ctx.fail(TT_UNSUPPORTED, "in-place layout is not pixel_*");
+    if (p.kh != 1 || p.kw != 1 || p.g_.stride_h != 1 || p.g_.stride_w != 1 || p.g_.pad_top || p.g_.pad_left ||
+        out.storage != tfmt::kArena || p.out.h != p.oh || p.out.w != p.ow)
+      return ctx.fail(TT_UNSUPPORTED, "pixel layout needs a 1x1 stride-1 gradient of the same size");
+    if ((st = expect_in_place_over(ctx, g, out)) != TT_OK) return st;
+    return expect_scratch(ctx, static_cast<uint32_t>(p.c) * 4u);
+  }
+  return TT_OK;
+}
+
+tt_status eval(TrainContext& ctx) {
+  ConvGradInput p;
+  const tt_status st = parse(ctx, &p);
+  if (st != TT_OK) return st;
+  float* out = reinterpret_cast<float*>(p.out.data);
+  if (ctx.mode() == tfmt::kNormal) {
+    for (int32_t iy = 0; iy < p.out.h; ++iy)
+      for (int32_t ix = 0; ix < p.out.w; ++ix) pixel(p, iy, ix, out + (static_cast<int64_t>(iy) * p.out.w + ix) * p.c);
+    return TT_OK;
+  }
+  float* scratch = reinterpret_cast<float*>(ctx.scratch());
+  const bool up = ctx.layout_is("pixel_ascending");
+  const int32_t n = p.out.h * p.out.w;
+  for (int32_t k = 0; k < n; ++k) {
+    const int32_t i = up ? k : n - 1 - k;
+    pixel(p, i / p.out.w, i % p.out.w, scratch);
+    memcpy(out + static_cast<int64_t>(i) * p.c, scratch, static_cast<size_t>(p.c) * sizeof(float));
+  }
+  return TT_OK;
+}
+
+}  // namespace
+
+extern const TrainKernel kTrainConv2DGradInput = {"CONV_2D_GRAD_INPUT", prepare, eval};
+
+}  // namespace train
+}  // namespace tt

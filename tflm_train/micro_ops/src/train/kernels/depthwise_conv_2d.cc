@@ -1,0 +1,193 @@
+// DEPTHWISE_CONV_2D (forward, int8) of the training graph: TFLite's integer
+// depthwise convolution (bit-exact with src/kernels/depthwise_conv_2d.cc),
+// output channel oc = ic * M + m reading input channel ic, computed channel by
+// channel. The input channel comes from the tensor (normal), from a copy in the
+// scratch (in place, layout "channel": output element (p, c) overwrites input
+// element (p, c), so channel c is saved first), or from a FUSED pointwise
+// convolution computed one channel at a time into the scratch.
+#include "conv_2d.h"
+
+namespace tt {
+namespace train {
+namespace {
+
+struct DwForward {
+  Spatial x;
+  Int8Weights w;  // [1, KH, KW, OC]
+  I32Values bias;
+  bool has_bias = false;
+  int8_t* y = nullptr;
+  int32_t oh = 0, ow = 0, oc = 0, kh = 0, kw = 0, ic = 0, m = 1;
+  ConvGeometry g;
+  int32_t in_offset = 0, out_offset = 0, act_min = 0, act_max = 0;
+  const uint8_t* mult = nullptr;
+  const uint8_t* shift = nullptr;
+  uint32_t nq = 0;
+};
+
+tt_status parse(TrainContext& ctx, DwForward* p) {
+  const bool has_bias = ctx.input_count() == 3;
+  tt_status st = expect_arity(ctx, has_bias ? 3 : 2, 1);
+  if (st != TT_OK) return st;
+  const TensorDesc x = ctx.tensor(ctx.input(0));
+  const TensorDesc w = ctx.tensor(ctx.input(1));
+  const TensorDesc y = ctx.tensor(ctx.output(0));
+  if ((st = spatial_of(ctx, x, tfmt::kInt8, "input", &p->x)) != TT_OK) return st;
+  if ((st = int8_weights_of(ctx, w, "filter", &p->w)) != TT_OK) return st;
+  if ((st = expect_rank(ctx, w, 4, "filter")) != TT_OK) return st;
+  if ((st = expect_dtype(ctx, y, tfmt::kInt8, "output")) != TT_OK) return st;
+  if (y.rank != 4 || y.dims[0] != 1 || y.storage != tfmt::kArena)
+    return ctx.fail(TT_UNSUPPORTED, "output must be a 1xHxWxC arena tensor");
+  p->kh = w.dims[1];
+  p->kw = w.dims[2];
+  p->oc = w.dims[3];
+  p->ic = p->x.c;
+  p->oh = y.dims[1];
+  p->ow = y.dims[2];
+  if (w.dims[0] != 1 || p->ic < 1 || p->oc % p->ic != 0 || y.dims[3] != p->oc)
+    return ctx.fail(TT_SHAPE_MISMATCH, "filter 1x", p->kh, "x", p->kw, "x", p->oc, " does not fit ", p->ic,
+                    " input and ", y.dims[3], " output channels");
+  p->m = p->oc / p->ic;
+  int32_t m_attr;
+  if ((st = ctx.attr_int("depth_multiplier", &m_attr)) != TT_OK) return st;
+  if (m_attr != p->m && m_attr != 0)
+    return ctx.fail(TT_SHAPE_MISMATCH, "depth_multiplier ", m_attr, " does not match the filter (", p->m, ")");
+  if ((st = forward_window(ctx, p->x.lh, p->x.lw, p->kh, p->kw, p->oh, p->ow, &p->g)) != TT_OK) return st;
+  p->has_bias = has_bias;
+  if (has_bias) {
+    const TensorDesc b = ctx.tensor(ctx.input(2));
+    if ((st = expect_dtype(ctx, b, tfmt::kInt32, "bias")) != TT_OK) return st;
+    if ((st = expect_addressable(ctx, b, "bias")) != TT_OK) return st;
+    if (b.elements != p->oc) return ctx.fail(TT_SHAPE_MISMATCH, "bias has ", static_cast<long long>(b.elements),
+                                             " elements for ", p->oc, " channels");
+    p->bias.data = b.data;
+  }
+  float s;
+  int32_t zp_x, zp_y;
+  if ((st = activation_quant(ctx, x, "input", &s, &zp_x)) != TT_OK) return st;
+  if ((st = activation_quant(ctx, y, "output", &s, &zp_y)) != TT_OK) return st;
+  p->in_offset = -zp_x;
+  p->out_offset = zp_y;
+  if ((st = activation_clamp(ctx, y, &p->act_min, &p->act_max)) != TT_OK) return st;
+  Vector m, sh;
+  if ((st = ctx.requantization(p->oc, &m, &sh)) != TT_OK) return st;
+  p->mult = ctx.meta().bytes(m);
+  p->shift = ctx.meta().bytes(sh);
+  p->nq = m.length;
+  p->y = i8_data(y);
+  return TT_OK;
+}
+
+// Output channel oc from input channel values at in[(iy * W + ix) * stride].
+void channel(const DwForward& p, int32_t oc, const int8_t* in, int32_t stride) {
+  const int8_t* w = p.w.full + oc;
+  int32_t wstride = p.oc;
+  if (p.w.split()) {
+    const int32_t j = p.w.slot(oc);
+    if (j >= 0) {
+      w = p.w.ram + j;
+      wstride = p.w.nsel;
+    }
+  }
+  const uint32_t q = p.nq == 1 ? 0u : static_cast<uint32_t>(oc);
+  const int32_t mult = load_i32(p.mult + 4 * q), shift = load_i32(p.shift + 4 * q);
+  const int32_t bias = p.has_bias ? p.bias.at(oc) : 0;
+  for (int32_t oy = 0; oy < p.oh; ++oy) {
+    const int32_t y0 = oy * p.g.stride_h - p.g.pad_top - p.x.top;
+    for (int32_t ox = 0; ox < p.ow; ++ox) {
+      const int32_t x0 = ox * p.g.stride_w - p.g.pad_left - p.x.left;
+      int32_t acc = 0;
+      for (int32_t ky = 0; ky < p.kh; ++ky) {
+        const int32_t iy = y0 + ky * p.g.dilation_h;
+        if (iy < 0 || iy >= p.x.h) continue;
+        for (int32_t kx = 0; kx < p.kw; ++kx) {
+          const int32_t ix = x0 + kx * p.g.dilation_w;
+          if (ix < 0 || ix >= p.x.w) continue;
+          acc += (in[(iy * p.x.w + ix) * stride] + p.in_offset) * w[(ky * p.kw + kx) * wstride];
+        }
+      }
+      acc = wrapping_add(acc, bias);
+      acc = multiply_by_quantized_multiplier(acc, mult, shift);
+      p.y[(static_cast<int64_t>(oy) * p.ow + ox) * p.oc + oc] =
+          static_cast<int8_t>(clamp_i32(wrapping_add(acc, p.out_offset), p.act_min, p.act_max));
+    }
+  }
+}
+
+// The fused pointwise convolution feeding this step, parsed from its own op.
+tt_status parse_fused(TrainContext& ctx, const DwForward& p, ConvForward* pw) {
+  const OpView self = ctx.switch_op(ctx.fused_op());
+  tt_status st = parse_conv_forward(ctx, pw);
+  if (st == TT_OK && ctx.preparing()) {
+    st = declare_conv_reads(ctx, *pw);
+    if (st == TT_OK && (pw->y_tensor != p.x.tensor || pw->oh != p.x.h || pw->ow != p.x.w || pw->oc != p.ic))
+      st = ctx.fail(TT_MALFORMED_MODEL, "the fused convolution does not produce this step's input");
+  }
+  ctx.restore_op(self);
+  return st;
+}
+
+tt_status prepare(TrainContext& ctx) {
+  DwForward p;
+  tt_status st = expect_mode(ctx, kAllowNormal | kAllowInPlace);
+  if (st == TT_OK) st = parse(ctx, &p);
+  if (st != TT_OK) return st;
+  const TensorDesc x = ctx.tensor(ctx.input(0));
+  const uint32_t plane = static_cast<uint32_t>(p.x.h * p.x.w);
+  if (p.x.channel) {
+    if (ctx.fused_op() < 0) return ctx.fail(TT_MALFORMED_MODEL, "input in channel storage without a fused producer");
+    if (ctx.mode() != tfmt::kNormal || p.m != 1)
+      return ctx.fail(TT_UNSUPPORTED, "a fused step must run normally with depth multiplier 1");
+    ConvForward pw;
+    if ((st = parse_fused(ctx, p, &pw)) != TT_OK) return st;
+    if ((st = expect_scratch(ctx, plane)) != TT_OK) return st;
+  } else {
+    if (ctx.fused_op() >= 0) return ctx.fail(TT_MALFORMED_MODEL, "a fused convolution's output is not this input");
+    if ((st = ctx.reads(x)) != TT_OK) return st;
+  }
+  if ((st = ctx.reads(ctx.tensor(ctx.input(1)))) != TT_OK) return st;
+  if (p.has_bias && (st = ctx.reads(ctx.tensor(ctx.input(2)))) != TT_OK) return st;
+  const TensorDesc y = ctx.tensor(ctx.output(0));
+  if ((st = ctx.writes(y)) != TT_OK) return st;
+  if (ctx.mode() == tfmt::kInPlace) {
+    if (!ctx.layout_is("channel")) return ctx.fail(TT_UNSUPPORTED, "in-place layout is not 'channel'");
+    if (p.m != 1) return ctx.fail(TT_UNSUPPORTED, "in place needs depth multiplier 1");
+    if ((st = expect_in_place_over(ctx, x, y)) != TT_OK) return st;
+    return expect_scratch(ctx, plane);
+  }
+  return TT_OK;
+}
+
+tt_status eval(TrainContext& ctx) {
+  DwForward p;
+  tt_status st = parse(ctx, &p);
+  if (st != TT_OK) return st;
+  int8_t* scratch = reinterpret_cast<int8_t*>(ctx.scratch());
+  const int32_t plane = p.x.h * p.x.w;
+  if (p.x.channel) {
+    ConvForward pw;
+    if ((st = parse_fused(ctx, p, &pw)) != TT_OK) return st;
+    for (int32_t c = 0; c < p.oc; ++c) {
+      pointwise_channel(pw, c, scratch);
+      channel(p, c, scratch, 1);
+    }
+    return TT_OK;
+  }
+  const int8_t* x = reinterpret_cast<const int8_t*>(p.x.data);
+  if (ctx.mode() == tfmt::kInPlace) {
+    for (int32_t c = 0; c < p.oc; ++c) {
+      for (int32_t i = 0; i < plane; ++i) scratch[i] = x[static_cast<int64_t>(i) * p.ic + c];
+      channel(p, c, scratch, 1);
+    }
+    return TT_OK;
+  }
+  for (int32_t oc = 0; oc < p.oc; ++oc) channel(p, oc, x + oc / p.m, p.ic);
+  return TT_OK;
+}
+
+}  // namespace
+
+extern const TrainKernel kTrainDepthwiseConv2D = {"DEPTHWISE_CONV_2D", prepare, eval};
+
+}  // namespace train
+}  // namespace tt

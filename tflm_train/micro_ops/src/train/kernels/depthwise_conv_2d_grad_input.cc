@@ -1,0 +1,123 @@
+// DEPTHWISE_CONV_2D_GRAD_INPUT(grad_y, weight) -> grad_x (docs/training_graph.md):
+//   grad_x[iy,ix,ci] = sum_{ky asc} sum_{kx asc} sum_{j<M} grad_y[oy,ox,ci*M+j] * W[0,ky,kx,ci*M+j]
+// W = f32(w_q) * weight_scale[co]. Modes: normal; in place, layout "channel"
+// (M = 1: grad_y channel c copied to the scratch, then grad_x channel c written
+// over the slots of channel c). The output may be a VIRTUAL_CROP (interior only).
+#include "train_kernel_util.h"
+
+namespace tt {
+namespace train {
+namespace {
+
+struct DwGradInput {
+  const float* g = nullptr;  // [1, OH, OW, C*M]
+  Int8Weights w;             // [1, KH, KW, C*M]
+  F32Table scale;
+  Spatial out;               // [1, H, W, C]
+  int32_t oh = 0, ow = 0, co = 0, kh = 0, kw = 0, c = 0, m = 1;
+  ConvGeometry geo;
+};
+
+tt_status parse(TrainContext& ctx, DwGradInput* p) {
+  tt_status st = expect_arity(ctx, 2, 1);
+  if (st != TT_OK) return st;
+  const TensorDesc g = ctx.tensor(ctx.input(0)), w = ctx.tensor(ctx.input(1)), out = ctx.tensor(ctx.output(0));
+  Spatial gs;
+  if ((st = spatial_of(ctx, g, tfmt::kFloat32, "gradient", &gs)) != TT_OK) return st;
+  if (g.storage != tfmt::kArena) return ctx.fail(TT_UNSUPPORTED, "gradient must be an arena tensor");
+  if ((st = int8_weights_of(ctx, w, "weight", &p->w)) != TT_OK) return st;
+  if ((st = expect_rank(ctx, w, 4, "weight")) != TT_OK) return st;
+  if ((st = spatial_of(ctx, out, tfmt::kFloat32, "output", &p->out)) != TT_OK) return st;
+  if (out.storage != tfmt::kArena && out.storage != tfmt::kVirtualCrop)
+    return ctx.fail(TT_UNSUPPORTED, "output must be an arena tensor or a virtual crop");
+  p->kh = w.dims[1];
+  p->kw = w.dims[2];
+  p->co = w.dims[3];
+  p->c = p->out.c;
+  p->oh = gs.h;
+  p->ow = gs.w;
+  if (w.dims[0] != 1 || p->c < 1 || p->co % p->c != 0 || gs.c != p->co)
+    return ctx.fail(TT_SHAPE_MISMATCH, "weight 1x", p->kh, "x", p->kw, "x", p->co, " does not fit ", p->c,
+                    " input and ", gs.c, " gradient channels");
+  p->m = p->co / p->c;
+  int32_t m_attr;
+  if ((st = ctx.attr_int("depth_multiplier", &m_attr)) != TT_OK) return st;
+  if (m_attr != p->m) return ctx.fail(TT_SHAPE_MISMATCH, "depth_multiplier ", m_attr, ", the weight gives ", p->m);
+  if ((st = conv_geometry_attrs(ctx, &p->geo)) != TT_OK) return st;
+  if ((st = f32_table(ctx, "weight_scale", p->co, &p->scale)) != TT_OK) return st;
+  p->g = f32_data(g);
+  return TT_OK;
+}
+
+// grad_x of input channel ci at every stored pixel, written at out[p * out_stride];
+// the gradient of output channel co is read at g[pixel * g_stride] from g_base + co offset.
+void channel(const DwGradInput& p, int32_t ci, const float* g, int32_t g_stride, bool single, float* out,
+             int32_t out_stride) {
+  for (int32_t iy = 0; iy < p.out.h; ++iy)
+    for (int32_t ix = 0; ix < p.out.w; ++ix) {
+      const int32_t ly = iy + p.out.top, lx = ix + p.out.left;
+      float acc = 0.0f;
+      for (int32_t ky = 0; ky < p.kh; ++ky) {
+        const int32_t ny = ly + p.geo.pad_top - ky * p.geo.dilation_h;
+        if (ny < 0 || ny % p.geo.stride_h != 0) continue;
+        const int32_t oy = ny / p.geo.stride_h;
+        if (oy >= p.oh) continue;
+        for (int32_t kx = 0; kx < p.kw; ++kx) {
+          const int32_t nx = lx + p.geo.pad_left - kx * p.geo.dilation_w;
+          if (nx < 0 || nx % p.geo.stride_w != 0) continue;
+          const int32_t ox = nx / p.geo.stride_w;
+          if (ox >= p.ow) continue;
+          for (int32_t j = 0; j < p.m; ++j) {
+            const int32_t co = ci * p.m + j;
+            const float w = static_cast<float>(p.w.at(ky * p.kw + kx, co)) * p.scale.at(co);
+            const float gv = single ? g[oy * p.ow + ox] : g[(static_cast<int64_t>(oy) * p.ow + ox) * g_stride + co];
+            acc = acc + gv * w;
+          }
+        }
+      }
+      out[(static_cast<int64_t>(iy) * p.out.w + ix) * out_stride] = acc;
+    }
+}
+
+tt_status prepare(TrainContext& ctx) {
+  DwGradInput p;
+  tt_status st = expect_mode(ctx, kAllowNormal | kAllowInPlace);
+  if (st == TT_OK) st = parse(ctx, &p);
+  if (st != TT_OK) return st;
+  const TensorDesc g = ctx.tensor(ctx.input(0)), out = ctx.tensor(ctx.output(0));
+  if ((st = ctx.reads(g)) != TT_OK || (st = ctx.reads(ctx.tensor(ctx.input(1)))) != TT_OK) return st;
+  if ((st = ctx.writes(out)) != TT_OK) return st;
+  if (ctx.mode() == tfmt::kInPlace) {
+    if (!ctx.layout_is("channel")) return ctx.fail(TT_UNSUPPORTED, "in-place layout is not 'channel'");
+    if (p.m != 1 || out.storage != tfmt::kArena)
+      return ctx.fail(TT_UNSUPPORTED, "in place needs depth multiplier 1 and an arena output");
+    if ((st = expect_in_place_over(ctx, g, out)) != TT_OK) return st;
+    return expect_scratch(ctx, static_cast<uint32_t>(p.oh * p.ow) * 4u);
+  }
+  return TT_OK;
+}
+
+tt_status eval(TrainContext& ctx) {
+  DwGradInput p;
+  const tt_status st = parse(ctx, &p);
+  if (st != TT_OK) return st;
+  float* out = reinterpret_cast<float*>(p.out.data);
+  if (ctx.mode() == tfmt::kNormal) {
+    for (int32_t ci = 0; ci < p.c; ++ci) channel(p, ci, p.g, p.co, false, out + ci, p.c);
+    return TT_OK;
+  }
+  float* scratch = reinterpret_cast<float*>(ctx.scratch());
+  const int32_t plane = p.oh * p.ow;
+  for (int32_t c = 0; c < p.c; ++c) {
+    for (int32_t i = 0; i < plane; ++i) scratch[i] = p.g[static_cast<int64_t>(i) * p.c + c];
+    channel(p, c, scratch, 1, true, out + c, p.c);
+  }
+  return TT_OK;
+}
+
+}  // namespace
+
+extern const TrainKernel kTrainDepthwiseConv2DGradInput = {"DEPTHWISE_CONV_2D_GRAD_INPUT", prepare, eval};
+
+}  // namespace train
+}  // namespace tt

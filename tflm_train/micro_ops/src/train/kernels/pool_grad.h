@@ -1,0 +1,31 @@
+// Shared by AVERAGE_POOL_2D_GRAD and MAX_POOL_2D_GRAD: the window geometry of the
+// forward pool (attrs filter_h/w, stride_h/w, pad_top/left) and the operands.
+#ifndef TFLM_TRAIN_MICRO_TRAIN_KERNELS_POOL_GRAD_H_
+#define TFLM_TRAIN_MICRO_TRAIN_KERNELS_POOL_GRAD_H_
+
+#include "train_kernel_util.h"
+
+namespace tt {
+namespace train {
+
+struct PoolGrad {
+  const float* g = nullptr;     // [1, OH, OW, C]
+  const int8_t* x = nullptr;    // [1, H, W, C] (max pool)
+  float* out = nullptr;         // [1, H, W, C]
+  int32_t h = 0, w = 0, c = 0, oh = 0, ow = 0, fh = 0, fw = 0, sh = 1, sw = 1, pt = 0, pl = 0;
+  void window(int32_t oy, int32_t ox, int32_t* y0, int32_t* y1, int32_t* x0, int32_t* x1) const {
+    const int32_t ty = oy * sh - pt, tx = ox * sw - pl;
+    *y0 = ty < 0 ? 0 : ty;
+    *y1 = ty + fh < h ? ty + fh : h;
+    *x0 = tx < 0 ? 0 : tx;
+    *x1 = tx + fw < w ? tx + fw : w;
+  }
+};
+
+// `with_input`: the op also reads the forward input x (MAX_POOL_2D_GRAD).
+tt_status parse_pool_grad(TrainContext& ctx, bool with_input, PoolGrad* p);
+
+}  // namespace train
+}  // namespace tt
+
+#endif  // TFLM_TRAIN_MICRO_TRAIN_KERNELS_POOL_GRAD_H_

@@ -1,0 +1,532 @@
+// Reading the training metadata: locating the "tflm_train.train" entry in a
+// TFLite model and decoding / checking its tensors and ops. Every offset goes
+// through FlatReader (bounds-checked); every value a kernel later trusts is
+// checked here once.
+#include <string.h>
+
+#include "train_runtime.h"
+
+namespace tt {
+namespace train {
+
+bool str_equal(Str a, const char* b) {
+  const size_t n = strlen(b);
+  return a.length == n && (n == 0 || (a.data && memcmp(a.data, b, n) == 0));
+}
+
+Str string_of(FlatReader& r, const Vector& v) {
+  Str s;
+  s.data = reinterpret_cast<const char*>(r.bytes(v));
+  s.length = v.length;
+  return s;
+}
+
+namespace {
+
+tt_status reader_failed(const FlatReader& r, const char* where, Message& msg) {
+  msg.clear();
+  msg.add_all("malformed ", where, ": ", r.error(), " (at byte ", r.error_pos(), ")");
+  return TT_MALFORMED_MODEL;
+}
+
+int64_t i64_field(FlatReader& r, const Table& t, int field, int64_t def) {
+  return static_cast<int64_t>(r.u64(t, field, static_cast<uint64_t>(def)));
+}
+
+}  // namespace
+
+tt_status locate_metadata(FlatReader& model, const uint8_t** meta, uint32_t* meta_len, Message& msg) {
+  const Table root = model.root();
+  const Vector metadata = model.vector_field(root, tfmt::kModelMetadata, 4);
+  const Vector buffers = model.vector_field(root, tfmt::kModelBuffers, 4);
+  if (model.failed()) return reader_failed(model, "model", msg);
+  int32_t found = -1;
+  uint32_t count = 0;
+  for (uint32_t i = 0; i < metadata.length; ++i) {
+    const Table entry = model.table_in(metadata, i);
+    const Str name = string_of(model, model.string_field(entry, tfmt::kMetadataNameField));
+    if (model.failed()) return reader_failed(model, "model metadata", msg);
+    if (str_equal(name, tfmt::kMetadataName)) {
+      ++count;
+      found = static_cast<int32_t>(model.u32(entry, tfmt::kMetadataBuffer, 0));
+    }
+  }
+  if (count == 0) {
+    msg.add_all("not a training model: no '", tfmt::kMetadataName,
+                "' metadata (an inference-only .tflite? export one with tflm_train.export)");
+    return TT_UNSUPPORTED;
+  }
+  if (count > 1) {
+    msg.add_all("malformed training model: ", count, " '", tfmt::kMetadataName, "' metadata entries");
+    return TT_MALFORMED_MODEL;
+  }
+  if (found <= 0 || static_cast<uint32_t>(found) >= buffers.length) {
+    msg.add_all("malformed training model: metadata buffer index ", found, " out of range (", buffers.length,
+                " buffers)");
+    return TT_MALFORMED_MODEL;
+  }
+  const Table buffer = model.table_in(buffers, static_cast<uint32_t>(found));
+  const Vector data = model.vector_field(buffer, 0, 1);
+  if (model.failed()) return reader_failed(model, "model buffers", msg);
+  const uint8_t* p = model.bytes(data);
+  uint64_t len = data.length;
+  if (!len) {  // external buffer (offset, size)
+    const uint64_t offset = model.u64(buffer, 1, 0), size = model.u64(buffer, 2, 0);
+    if (offset > 1 && size && offset <= model.size() && size <= model.size() - offset) {
+      p = model.base() + offset;
+      len = size;
+    }
+  }
+  if (len < 8) {
+    msg.add("malformed training model: the training metadata buffer is empty or truncated");
+    return TT_MALFORMED_MODEL;
+  }
+  if (memcmp(p + 4, tfmt::kFileIdentifier, 4) != 0) {
+    msg.add("malformed training metadata: file identifier is not \"TFMT\"");
+    return TT_MALFORMED_MODEL;
+  }
+  *meta = p;
+  *meta_len = static_cast<uint32_t>(len);
+  return TT_OK;
+}
+
+const uint8_t* buffer_data(TrainRuntime& rt, int32_t index, uint32_t* len) {
+  *len = 0;
+  if (index <= 0 || static_cast<uint32_t>(index) >= rt.buffers.length) return nullptr;
+  FlatReader& r = rt.model;
+  const Table buffer = r.table_in(rt.buffers, static_cast<uint32_t>(index));
+  const Vector data = r.vector_field(buffer, 0, 1);
+  if (data.length) {
+    *len = data.length;
+    return r.bytes(data);
+  }
+  const uint64_t offset = r.u64(buffer, 1, 0), size = r.u64(buffer, 2, 0);
+  if (offset > 1 && size && offset <= r.size() && size <= r.size() - offset) {
+    *len = static_cast<uint32_t>(size);
+    return r.base() + offset;
+  }
+  return nullptr;
+}
+
+TensorDesc decode_tensor(TrainRuntime& rt, int32_t t) {
+  FlatReader& r = rt.meta;
+  TensorDesc d;
+  d.index = t;
+  d.table = r.table_in(rt.tensors, static_cast<uint32_t>(t));
+  const Vector shape = r.vector_field(d.table, tfmt::kTensorShape, 4);
+  d.rank = static_cast<int32_t>(shape.length < kMaxRank ? shape.length : kMaxRank);
+  d.elements = 1;
+  for (int32_t i = 0; i < d.rank; ++i) {
+    d.dims[i] = r.i32_in(shape, static_cast<uint32_t>(i));
+    const int64_t dim = d.dims[i] > 0 ? d.dims[i] : 0;
+    // Saturates just above the limit check_tensor enforces, so a corrupt shape cannot overflow.
+    d.elements = (dim && d.elements > kMaxTensorBytes / dim) ? kMaxTensorBytes + 1 : d.elements * dim;
+  }
+  d.dtype = r.u8(d.table, tfmt::kTensorDType, 0);
+  d.kind = r.u8(d.table, tfmt::kTensorKind, 0);
+  d.storage = r.u8(d.table, tfmt::kTensorStorage, 0);
+  d.bytes = d.elements * tfmt::dtype_size(d.dtype);
+  d.buffer = r.i32(d.table, tfmt::kTensorBuffer, -1);
+  d.offset = i64_field(r, d.table, tfmt::kTensorArenaOffset, -1);
+  d.arena_bytes = i64_field(r, d.table, tfmt::kTensorArenaBytes, 0);
+  d.source = r.i32(d.table, tfmt::kTensorSource, -1);
+  const Vector pad = r.vector_field(d.table, tfmt::kTensorPad, 4);
+  for (uint32_t i = 0; i < 4 && i < pad.length; ++i) d.pad[i] = r.i32_in(pad, i);
+  d.split_axis = r.i32(d.table, tfmt::kTensorSplitAxis, -1);
+  d.split_channels = r.vector_field(d.table, tfmt::kTensorSplitChannels, 4);
+  d.mask_of = r.i32(d.table, tfmt::kTensorMaskOf, -1);
+  d.mask_min = r.i32(d.table, tfmt::kTensorMaskMin, 0);
+  d.mask_max = r.i32(d.table, tfmt::kTensorMaskMax, 0);
+  d.mask_producer = r.i32(d.table, tfmt::kTensorMaskProducer, -1);
+  d.first_step = r.i32(d.table, tfmt::kTensorFirstStep, -1);
+  d.last_step = r.i32(d.table, tfmt::kTensorLastStep, -1);
+  const Table q = r.table_field(d.table, tfmt::kTensorQuantization);
+  d.scales = r.vector_field(q, tfmt::kQuantScale, 4);
+  d.zero_points = r.vector_field(q, tfmt::kQuantZeroPoint, 4);
+  d.quantized_dim = r.i32(q, tfmt::kQuantDim, 0);
+  if (d.storage == tfmt::kArena || d.storage == tfmt::kPersistent) {
+    d.data = (rt.arena && d.offset >= 0 && d.offset < static_cast<int64_t>(rt.arena_bytes)) ? rt.arena + d.offset
+                                                                                             : nullptr;
+  } else if (d.storage == tfmt::kFlash) {
+    uint32_t len;
+    d.data = const_cast<uint8_t*>(buffer_data(rt, d.buffer, &len));  // kernels never write FLASH tensors
+  }
+  return d;
+}
+
+OpView decode_op(TrainRuntime& rt, int32_t op) {
+  FlatReader& r = rt.meta;
+  OpView v;
+  v.index = op;
+  v.table = r.table_in(rt.ops, static_cast<uint32_t>(op));
+  v.inputs = r.vector_field(v.table, tfmt::kOpInputs, 4);
+  v.outputs = r.vector_field(v.table, tfmt::kOpOutputs, 4);
+  v.attrs = r.vector_field(v.table, tfmt::kOpAttrs, 4);
+  v.phase = r.u8(v.table, tfmt::kOpPhase, 0);
+  const int32_t opcode = r.i32(v.table, tfmt::kOpOpcode, 0);
+  if (opcode >= 0 && static_cast<uint32_t>(opcode) < rt.op_types.length) {
+    // op_types is a vector of strings: each element is an offset to a string.
+    uint32_t pos = rt.op_types.data + 4u * static_cast<uint32_t>(opcode);
+    const uint64_t target = static_cast<uint64_t>(pos) + load_u32(r.base() + pos);
+    if (target + 4 <= r.size()) {
+      const uint32_t len = load_u32(r.base() + target);
+      if (len <= r.size() - target - 4) {
+        v.type.data = reinterpret_cast<const char*>(r.base() + target + 4);
+        v.type.length = len;
+      }
+    }
+  }
+  return v;
+}
+
+int32_t find_mask(TrainRuntime& rt, int32_t y) {
+  FlatReader& r = rt.meta;
+  for (uint32_t i = 0; i < rt.tensors.length; ++i)
+    if (r.i32(r.table_in(rt.tensors, i), tfmt::kTensorMaskOf, -1) == y) return static_cast<int32_t>(i);
+  return -1;
+}
+
+namespace {
+
+template <typename... Parts>
+tt_status tensor_error(Message& msg, TrainRuntime& rt, int32_t t, const Parts&... parts) {
+  msg.clear();
+  msg.add_all("malformed training metadata: tensor ", t, " (",
+              short_name(string_of(rt.meta, rt.meta.string_field(rt.meta.table_in(rt.tensors, static_cast<uint32_t>(t)),
+                                                                 tfmt::kTensorName))),
+              "): ");
+  msg.add_all(parts...);
+  return TT_MALFORMED_MODEL;
+}
+
+bool spatial_4d(const TensorDesc& d) { return d.rank == 4 && d.dims[0] >= 1; }
+
+}  // namespace
+
+tt_status check_tensor(TrainRuntime& rt, int32_t t, Message& msg) {
+  FlatReader& r = rt.meta;
+  const TensorDesc d = decode_tensor(rt, t);
+  const Vector name = r.string_field(d.table, tfmt::kTensorName);
+  const Vector shape = r.vector_field(d.table, tfmt::kTensorShape, 4);
+  if (r.failed()) return reader_failed(r, "training metadata", msg);
+  if (name.length == 0) {
+    msg.add_all("malformed training metadata: tensor ", t, " has no name");
+    return TT_MALFORMED_MODEL;
+  }
+  if (shape.length > static_cast<uint32_t>(kMaxRank)) return tensor_error(msg, rt, t, "rank ", shape.length, " > 6");
+  int64_t elements = 1;
+  for (int32_t i = 0; i < d.rank; ++i) {
+    if (d.dims[i] < 0) return tensor_error(msg, rt, t, "negative dimension ", d.dims[i]);
+    elements *= d.dims[i];
+    if (elements > kMaxTensorBytes) return tensor_error(msg, rt, t, "more than 2^30 elements");
+  }
+  if (tfmt::dtype_size(d.dtype) == 0) return tensor_error(msg, rt, t, "unknown dtype ", d.dtype);
+  if (d.bytes > kMaxTensorBytes) return tensor_error(msg, rt, t, "larger than 1 GB");
+  if (d.kind > tfmt::kScratch) return tensor_error(msg, rt, t, "unknown kind ", d.kind);
+  if (d.storage > tfmt::kChannel) return tensor_error(msg, rt, t, "unknown storage ", d.storage);
+  if (d.zero_points.length > 1 && d.zero_points.length != d.scales.length)
+    return tensor_error(msg, rt, t, d.zero_points.length, " zero points for ", d.scales.length, " scales");
+  if (d.scales.length > 1 && (d.quantized_dim < 0 || d.quantized_dim >= d.rank ||
+                              d.scales.length != static_cast<uint32_t>(d.dims[d.quantized_dim])))
+    return tensor_error(msg, rt, t, d.scales.length, " scales along dimension ", d.quantized_dim);
+  for (uint32_t i = 0; i < d.scales.length; ++i) {
+    const float s = r.f32_in(d.scales, i);
+    if (!(s > 0.0f) || s > 3.0e38f) return tensor_error(msg, rt, t, "scale ", i, " is not positive and finite");
+  }
+  if (d.buffer < -1 || (d.buffer >= 0 && static_cast<uint32_t>(d.buffer) >= rt.buffers.length))
+    return tensor_error(msg, rt, t, "buffer index ", d.buffer, " out of range (", rt.buffers.length, " buffers)");
+  uint32_t have = 0;
+  if (d.buffer > 0) buffer_data(rt, d.buffer, &have);
+  if (rt.model.failed()) return reader_failed(rt.model, "model buffers", msg);
+  if (d.buffer > 0 && have != static_cast<uint64_t>(d.bytes))
+    return tensor_error(msg, rt, t, "buffer ", d.buffer, " holds ", have, " bytes, the tensor needs ",
+                        static_cast<long long>(d.bytes));
+  const bool has_data = d.buffer > 0 && have == d.bytes;
+  switch (d.storage) {
+    case tfmt::kArena:
+    case tfmt::kPersistent: {
+      const bool persistent = d.storage == tfmt::kPersistent;
+      if (d.offset < 0 || d.offset % kArenaAlignment != 0)
+        return tensor_error(msg, rt, t, "arena offset ", static_cast<long long>(d.offset),
+                            " is not a 16-byte aligned offset");
+      const int64_t limit = persistent ? rt.persistent_bytes : rt.arena_bytes;
+      if (d.arena_bytes < 0 || d.offset + d.arena_bytes > limit)
+        return tensor_error(msg, rt, t, "bytes [", static_cast<long long>(d.offset), ", ",
+                            static_cast<long long>(d.offset + d.arena_bytes), ") are outside the ",
+                            persistent ? "persistent region (" : "arena (", static_cast<long long>(limit),
+                            " bytes)");
+      if (!persistent && d.offset < rt.persistent_bytes)
+        return tensor_error(msg, rt, t, "a step buffer inside the persistent region");
+      if (persistent) {
+        if (d.kind != tfmt::kParameter && d.kind != tfmt::kState)
+          return tensor_error(msg, rt, t, "persistent storage for a tensor that is not a parameter or state");
+        if (!has_data) return tensor_error(msg, rt, t, "a persistent tensor without an initial value");
+        int64_t expected = d.bytes;
+        if (d.split_axis != -1 || d.split_channels.length) {
+          if (d.split_axis != d.rank - 1 || d.rank < 1 || d.dims[d.split_axis] < 1)
+            return tensor_error(msg, rt, t, "split along axis ", d.split_axis,
+                                " (the runtime holds trained channels of the last axis only)");
+          if (d.split_channels.length == 0)
+            return tensor_error(msg, rt, t, "split without channels");
+          int32_t prev = -1;
+          for (uint32_t i = 0; i < d.split_channels.length; ++i) {
+            const int32_t c = r.i32_in(d.split_channels, i);
+            if (c <= prev || c >= d.dims[d.split_axis])
+              return tensor_error(msg, rt, t, "split channels not ascending inside [0, ", d.dims[d.split_axis], ")");
+            prev = c;
+          }
+          expected = d.bytes / d.dims[d.split_axis] * d.split_channels.length;
+        }
+        if (d.arena_bytes != expected)
+          return tensor_error(msg, rt, t, static_cast<long long>(d.arena_bytes), " persistent bytes, expected ",
+                              static_cast<long long>(expected));
+      } else {
+        if (d.arena_bytes < d.bytes)
+          return tensor_error(msg, rt, t, "holds ", static_cast<long long>(d.arena_bytes), " arena bytes for ",
+                              static_cast<long long>(d.bytes), " bytes of data");
+        if (d.first_step < 0 || d.last_step < d.first_step || static_cast<uint32_t>(d.last_step) >= rt.step_count)
+          return tensor_error(msg, rt, t, "planned life [", d.first_step, ", ", d.last_step, "] outside the ",
+                              rt.step_count, " steps");
+      }
+      break;
+    }
+    case tfmt::kFlash:
+      if (!has_data) return tensor_error(msg, rt, t, "stored in flash without data");
+      break;
+    case tfmt::kVirtualPad:
+    case tfmt::kVirtualCrop: {
+      if (d.source < 0 || static_cast<uint32_t>(d.source) >= rt.tensors.length || d.source == t)
+        return tensor_error(msg, rt, t, "source tensor ", d.source, " out of range");
+      const TensorDesc s = decode_tensor(rt, d.source);
+      const bool pad = d.storage == tfmt::kVirtualPad;
+      if (pad ? (s.storage != tfmt::kArena && s.storage != tfmt::kChannel) : s.storage != tfmt::kArena)
+        return tensor_error(msg, rt, t, "virtual tensor whose source is not an arena", pad ? " or channel" : "",
+                            " tensor");
+      if (!spatial_4d(d) || !spatial_4d(s) || s.dtype != d.dtype)
+        return tensor_error(msg, rt, t, "virtual pad/crop needs 4-D tensors of one dtype");
+      for (int i = 0; i < 4; ++i)
+        if (d.pad[i] < 0 || d.pad[i] > 65535) return tensor_error(msg, rt, t, "pad ", d.pad[i], " out of range");
+      if (r.vector_field(d.table, tfmt::kTensorPad, 4).length != 4)
+        return tensor_error(msg, rt, t, "pad needs 4 values [top, bottom, left, right]");
+      if (d.dims[0] != s.dims[0] || d.dims[3] != s.dims[3] || d.dims[1] != s.dims[1] + d.pad[0] + d.pad[1] ||
+          d.dims[2] != s.dims[2] + d.pad[2] + d.pad[3])
+        return tensor_error(msg, rt, t, "shape does not equal its source's padded by [", d.pad[0], ", ", d.pad[1],
+                            ", ", d.pad[2], ", ", d.pad[3], "]");
+      break;
+    }
+    case tfmt::kChannel:
+      if (!spatial_4d(d) || d.dims[0] != 1 || d.dtype != tfmt::kInt8)
+        return tensor_error(msg, rt, t, "channel storage needs a 1xHxWxC int8 tensor");
+      break;
+    default:
+      break;
+  }
+  if (d.mask_of >= 0) {
+    if (static_cast<uint32_t>(d.mask_of) >= rt.tensors.length || d.mask_of == t)
+      return tensor_error(msg, rt, t, "mask of tensor ", d.mask_of, " out of range");
+    const TensorDesc y = decode_tensor(rt, d.mask_of);
+    if (d.dtype != tfmt::kUInt8 || d.storage != tfmt::kArena || d.elements != (y.elements + 7) / 8)
+      return tensor_error(msg, rt, t, "a bitmask must be ", static_cast<long long>((y.elements + 7) / 8),
+                          " uint8 in the arena");
+    if (y.dtype != tfmt::kInt8) return tensor_error(msg, rt, t, "bitmask of a tensor that is not int8");
+    if (d.mask_producer < 0 || static_cast<uint32_t>(d.mask_producer) >= rt.ops.length)
+      return tensor_error(msg, rt, t, "mask producer op ", d.mask_producer, " out of range");
+  }
+  if (r.failed()) return reader_failed(r, "training metadata", msg);
+  return TT_OK;
+}
+
+// ------------------------------------------------------------------ TrainContext
+
+tt_status TrainContext::begin_step(uint32_t k) {
+  FlatReader& r = rt_.meta;
+  step_ = k;
+  const Table st = r.table_in(rt_.steps, k);
+  const int32_t op = r.i32(st, tfmt::kStepOp, 0);
+  op_ = OpView();
+  if (op < 0 || static_cast<uint32_t>(op) >= rt_.ops.length) {
+    msg_.clear();
+    msg_.add_all("malformed training metadata: step ", k, " runs op ", op, " (", rt_.ops.length, " ops)");
+    return TT_MALFORMED_MODEL;
+  }
+  op_ = decode_op(rt_, op);
+  mode_ = r.u8(st, tfmt::kStepMode, 0);
+  inplace_input_ = r.i32(st, tfmt::kStepInplaceInput, -1);
+  layout_ = string_of(r, r.string_field(st, tfmt::kStepLayout));
+  const int64_t scratch_offset = static_cast<int64_t>(r.u64(st, tfmt::kStepScratchOffset, ~uint64_t{0}));
+  const int64_t scratch_bytes = static_cast<int64_t>(r.u64(st, tfmt::kStepScratchBytes, 0));
+  scratch_ = nullptr;
+  scratch_bytes_ = 0;
+  if (r.failed()) {
+    msg_.clear();
+    msg_.add_all("malformed training metadata (step ", k, "): ", r.error(), " (at byte ", r.error_pos(), ")");
+    return TT_MALFORMED_MODEL;
+  }
+  if (scratch_bytes) {
+    if (scratch_offset < rt_.persistent_bytes || scratch_bytes < 0 ||
+        scratch_offset + scratch_bytes > static_cast<int64_t>(rt_.arena_bytes) || scratch_offset % 4 != 0)
+      return fail(TT_MALFORMED_MODEL, "scratch [", static_cast<long long>(scratch_offset), ", +",
+                  static_cast<long long>(scratch_bytes), ") is outside the step region of the arena");
+    scratch_ = rt_.arena + scratch_offset;
+    scratch_bytes_ = static_cast<uint32_t>(scratch_bytes);
+  }
+  return TT_OK;
+}
+
+bool TrainContext::layout_is(const char* name) const { return str_equal(layout_, name); }
+
+int32_t TrainContext::input(int32_t i) const {
+  if (i < 0 || static_cast<uint32_t>(i) >= op_.inputs.length) return -1;
+  return load_i32(rt_.meta.base() + op_.inputs.data + 4u * static_cast<uint32_t>(i));
+}
+
+int32_t TrainContext::output(int32_t i) const {
+  if (i < 0 || static_cast<uint32_t>(i) >= op_.outputs.length) return -1;
+  return load_i32(rt_.meta.base() + op_.outputs.data + 4u * static_cast<uint32_t>(i));
+}
+
+TensorDesc TrainContext::tensor(int32_t t) { return decode_tensor(rt_, t); }
+
+tt_status TrainContext::check_live(const TensorDesc& t, bool write) {
+  const TensorDesc* d = &t;
+  TensorDesc source;
+  if (t.storage == tfmt::kVirtualPad || t.storage == tfmt::kVirtualCrop) {
+    source = decode_tensor(rt_, t.source);
+    d = &source;
+  }
+  switch (d->storage) {
+    case tfmt::kPersistent:
+      if (write && d->kind != tfmt::kParameter && d->kind != tfmt::kState)
+        return fail(TT_MALFORMED_MODEL, "writes persistent tensor ", d->index, " that is not a parameter");
+      return TT_OK;
+    case tfmt::kFlash:
+      if (write) return fail(TT_MALFORMED_MODEL, "writes tensor ", d->index, ", a constant in flash");
+      return TT_OK;
+    case tfmt::kChannel:
+      return TT_OK;
+    case tfmt::kArena: {
+      const int32_t k = static_cast<int32_t>(step_);
+      const bool ok = write ? d->first_step == k : (d->first_step <= k && k <= d->last_step);
+      if (!ok)
+        return fail(TT_MALFORMED_MODEL, write ? "writes" : "reads", " tensor ", d->index, " outside its planned life [",
+                    d->first_step, ", ", d->last_step, "] (",
+                    short_name(string_of(rt_.meta, rt_.meta.string_field(d->table, tfmt::kTensorName))), ")");
+      return TT_OK;
+    }
+    default:
+      return fail(TT_MALFORMED_MODEL, write ? "writes" : "reads", " tensor ", d->index,
+                  ", which has no storage in the plan (",
+                  short_name(string_of(rt_.meta, rt_.meta.string_field(d->table, tfmt::kTensorName))), ")");
+  }
+}
+
+tt_status TrainContext::reads(const TensorDesc& t) { return preparing_ ? check_live(t, false) : TT_OK; }
+tt_status TrainContext::writes(const TensorDesc& t) { return preparing_ ? check_live(t, true) : TT_OK; }
+
+bool TrainContext::find_attr(const char* name, Table* attr) {
+  FlatReader& r = rt_.meta;
+  for (uint32_t i = 0; i < op_.attrs.length; ++i) {
+    const Table a = r.table_in(op_.attrs, i);
+    if (str_equal(string_of(r, r.string_field(a, tfmt::kAttrName)), name)) {
+      *attr = a;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool TrainContext::has_attr(const char* name) {
+  Table a;
+  return find_attr(name, &a);
+}
+
+tt_status TrainContext::attr_int(const char* name, int32_t* value) {
+  Table a;
+  FlatReader& r = rt_.meta;
+  if (find_attr(name, &a)) {
+    const uint8_t type = r.u8(a, tfmt::kAttrType, 0);
+    const Vector ints = r.vector_field(a, tfmt::kAttrIntsF, 4);
+    if ((type == tfmt::kAttrInt || type == tfmt::kAttrBool) && ints.length == 1) {
+      *value = r.i32_in(ints, 0);
+      return TT_OK;
+    }
+  }
+  return fail(TT_MALFORMED_MODEL, "attr '", name, "' is missing or not an integer");
+}
+
+tt_status TrainContext::attr_float_or_none(const char* name, float* value, bool* none) {
+  Table a;
+  FlatReader& r = rt_.meta;
+  *none = false;
+  if (find_attr(name, &a)) {
+    const uint8_t type = r.u8(a, tfmt::kAttrType, 0);
+    const Vector floats = r.vector_field(a, tfmt::kAttrFloatsF, 4);
+    if (type == tfmt::kAttrFloat && floats.length == 1) {
+      *value = r.f32_in(floats, 0);
+      return TT_OK;
+    }
+    if (type == tfmt::kAttrNone) {
+      *none = true;
+      return TT_OK;
+    }
+  }
+  return fail(TT_MALFORMED_MODEL, "attr '", name, "' is missing or not a float32");
+}
+
+tt_status TrainContext::attr_float(const char* name, float* value) {
+  bool none;
+  const tt_status st = attr_float_or_none(name, value, &none);
+  if (st == TT_OK && none) return fail(TT_MALFORMED_MODEL, "attr '", name, "' is None, expected a float32");
+  return st;
+}
+
+tt_status TrainContext::attr_string(const char* name, Str* value) {
+  Table a;
+  FlatReader& r = rt_.meta;
+  if (find_attr(name, &a) && r.u8(a, tfmt::kAttrType, 0) == tfmt::kAttrString) {
+    *value = string_of(r, r.string_field(a, tfmt::kAttrStr));
+    return TT_OK;
+  }
+  return fail(TT_MALFORMED_MODEL, "attr '", name, "' is missing or not a string");
+}
+
+tt_status TrainContext::attr_ints(const char* name, Vector* values) {
+  Table a;
+  FlatReader& r = rt_.meta;
+  if (find_attr(name, &a) && r.u8(a, tfmt::kAttrType, 0) == tfmt::kAttrInts) {
+    *values = r.vector_field(a, tfmt::kAttrIntsF, 4);
+    return TT_OK;
+  }
+  return fail(TT_MALFORMED_MODEL, "attr '", name, "' is missing or not a list of integers");
+}
+
+tt_status TrainContext::attr_floats(const char* name, Vector* values) {
+  Table a;
+  FlatReader& r = rt_.meta;
+  if (find_attr(name, &a) && r.u8(a, tfmt::kAttrType, 0) == tfmt::kAttrFloats) {
+    *values = r.vector_field(a, tfmt::kAttrFloatsF, 4);
+    return TT_OK;
+  }
+  return fail(TT_MALFORMED_MODEL, "attr '", name, "' is missing or not a list of float32");
+}
+
+tt_status TrainContext::requantization(int32_t channels, Vector* multipliers, Vector* shifts) {
+  FlatReader& r = rt_.meta;
+  *multipliers = r.vector_field(op_.table, tfmt::kOpOutputMultiplier, 4);
+  *shifts = r.vector_field(op_.table, tfmt::kOpOutputShift, 4);
+  const uint32_t n = multipliers->length;
+  if ((n != 1 && n != static_cast<uint32_t>(channels)) || shifts->length != n)
+    return fail(TT_MALFORMED_MODEL, "output_multiplier/output_shift have ", n, "/", shifts->length,
+                " entries for ", channels, " output channels");
+  if (preparing_) {
+    for (uint32_t c = 0; c < n; ++c) {
+      const int32_t m = r.i32_in(*multipliers, c), s = r.i32_in(*shifts, c);
+      if (m < 0 || s < -31 || s > 31)
+        return fail(TT_MALFORMED_MODEL, "requantization of channel ", c, " out of range (", m, ", ", s, ")");
+    }
+  }
+  return TT_OK;
+}
+
+}  // namespace train
+}  // namespace tt
