@@ -44,6 +44,13 @@ def _f32_list(a) -> List[float]:
     return [float(x) for x in np.asarray(a, dtype=np.float32).reshape(-1)]
 
 
+def head_init(c_in: int, num_classes: int, seed: int) -> np.ndarray:
+    """Initial real head weights ``[num_classes, c_in]``: uniform in ``+-1/sqrt(c_in)`` from
+    ``numpy.random.default_rng(seed)`` (the Keras front-end starts from the same values)."""
+    a = 1.0 / np.sqrt(c_in)
+    return np.random.default_rng(seed).uniform(-a, a, size=(num_classes, c_in)).astype(np.float32)
+
+
 class _Compiler:
     def __init__(self, graph: QuantGraph, scheme: SparseScheme, num_classes: int, head: str, lr: float, seed: int,
                  head_init_seed: int, int8_logits_scale: float):
@@ -191,9 +198,7 @@ class _Compiler:
 
     # ------------------------------------------------------------------ head
     def head_init(self, c_in: int) -> np.ndarray:
-        a = 1.0 / np.sqrt(c_in)
-        rng = np.random.default_rng(self.head_init_seed)
-        return rng.uniform(-a, a, size=(self.num_classes, c_in)).astype(np.float32)
+        return head_init(c_in, self.num_classes, self.head_init_seed)
 
     def build_head(self, cls_op: Op) -> dict:
         feat = self.tensors[self.feature]
