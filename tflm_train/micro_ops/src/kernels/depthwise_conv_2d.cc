@@ -104,23 +104,8 @@ tt_status prepare(Context& ctx, NodeRec& node) {
   int32_t zp_in, zp_out;
   if ((st = per_tensor_quant(ctx, p.input, "input", &s_in, &zp_in)) != TT_OK) return st;
   if ((st = per_tensor_quant(ctx, p.output, "output", &s_out, &zp_out)) != TT_OK) return st;
-  const uint32_t n_scales = ctx.scale_count(p.filter);
-  if (n_scales != 1 && n_scales != static_cast<uint32_t>(p.out_c))
-    return ctx.fail(TT_MALFORMED_MODEL, "filter has ", n_scales, " scales for ", p.out_c, " output channels");
-  if (n_scales > 1 && ctx.quantized_dimension(p.filter) != 3)
-    return ctx.fail(TT_UNSUPPORTED, "per-channel filter quantized along dimension ",
-                    ctx.quantized_dimension(p.filter), " (expected 3)");
-  const Context::Quantization q = ctx.quantization(p.filter);
-  FlatReader& r = ctx.reader();
-  for (uint32_t c = 0; c < q.zero_points.length; ++c)
-    if (r.i64_in(q.zero_points, c) != 0) return ctx.fail(TT_UNSUPPORTED, "filter zero points must be 0");
-  for (int32_t c = 0; c < p.out_c; ++c) {
-    const float s_w = r.f32_in(q.scales, n_scales == 1 ? 0 : static_cast<uint32_t>(c));
-    const double real = static_cast<double>(s_in) * static_cast<double>(s_w) / static_cast<double>(s_out);
-    int shift;
-    if ((st = quantized_multiplier(ctx, real, "output", &d->multiplier[c], &shift)) != TT_OK) return st;
-    d->shift[c] = static_cast<int8_t>(shift);
-  }
+  st = per_channel_multipliers(ctx, p.filter, p.out_c, 3, s_in, s_out, d->multiplier, d->shift);
+  if (st != TT_OK) return st;
   d->input_offset = -zp_in;
   d->output_offset = zp_out;
   return fused_activation_range(ctx, p.activation, p.output, &d->act_min, &d->act_max);

@@ -106,4 +106,27 @@ tt_status check_shape(Context& ctx, int32_t t, const int32_t* dims, int32_t coun
   return TT_SHAPE_MISMATCH;
 }
 
+tt_status per_channel_multipliers(Context& ctx, int32_t filter, int32_t out_c, int32_t quantized_dim, float s_in,
+                                  float s_out, int32_t* multiplier, int8_t* shift) {
+  const uint32_t n_scales = ctx.scale_count(filter);
+  if (n_scales != 1 && n_scales != static_cast<uint32_t>(out_c))
+    return ctx.fail(TT_MALFORMED_MODEL, "filter has ", n_scales, " scales for ", out_c, " output channels");
+  if (n_scales > 1 && ctx.quantized_dimension(filter) != quantized_dim)
+    return ctx.fail(TT_UNSUPPORTED, "per-channel filter quantized along dimension ", ctx.quantized_dimension(filter),
+                    " (expected ", quantized_dim, ")");
+  const Context::Quantization q = ctx.quantization(filter);
+  FlatReader& r = ctx.reader();
+  for (uint32_t c = 0; c < q.zero_points.length; ++c)
+    if (r.i64_in(q.zero_points, c) != 0) return ctx.fail(TT_UNSUPPORTED, "filter zero points must be 0");
+  for (int32_t c = 0; c < out_c; ++c) {
+    const float s_w = r.f32_in(q.scales, n_scales == 1 ? 0 : static_cast<uint32_t>(c));
+    const double real = static_cast<double>(s_in) * static_cast<double>(s_w) / static_cast<double>(s_out);
+    int channel_shift;
+    const tt_status st = quantized_multiplier(ctx, real, "output", &multiplier[c], &channel_shift);
+    if (st != TT_OK) return st;
+    shift[c] = static_cast<int8_t>(channel_shift);
+  }
+  return TT_OK;
+}
+
 }  // namespace tt

@@ -31,6 +31,12 @@ tt_status fused_activation_range(Context& ctx, uint8_t activation, int32_t outpu
 // multiplier that is not positive and finite or too large to apply.
 tt_status quantized_multiplier(Context& ctx, double real, const char* what, int32_t* multiplier, int* shift);
 
+// Requantization of a conv-like op with a symmetric int8 filter quantized per
+// tensor or per output channel along `quantized_dim`: one (multiplier, shift)
+// per output channel for s_in * s_w[c] / s_out, as TFLite computes it (double).
+tt_status per_channel_multipliers(Context& ctx, int32_t filter, int32_t out_c, int32_t quantized_dim, float s_in,
+                                  float s_out, int32_t* multiplier, int8_t* shift);
+
 // Output size and leading (top/left) padding of a windowed op along one axis,
 // TFLite's SAME/VALID rules: SAME: out = ceil(in / stride), the total padding
 // split with the extra pixel at the end; VALID: out = ceil((in - eff + 1) / stride).
