@@ -91,6 +91,16 @@ def _effective_multipliers(input_scale, weight_scales, output_scale):
     return quant.quantize_multiplier(np.atleast_1d(real))
 
 
+def _bias_and_requantize(acc, bias, input_scale, weight_scales, output_scale, output_zero_point, activation):
+    """The common end of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED: add the int32 bias,
+    rescale by s_in * s_w[c] / s_out, add the output zero point and clamp to the activation."""
+    if bias is not None:
+        acc = acc + bias.astype(np.int64)
+    mult, shift = _effective_multipliers(input_scale, weight_scales, output_scale)
+    lo, hi = quant.activation_range(activation, output_scale, output_zero_point)
+    return _requantize_to_int8(acc, mult, shift, output_zero_point, lo, hi)
+
+
 # --------------------------------------------------------------------------- conv-like ops
 def conv_2d(
     x: np.ndarray,
@@ -123,11 +133,7 @@ def conv_2d(
         part = view.reshape(-1, c_in) @ w_taps[i, j]
         acc = part if acc is None else acc + part
     acc = acc.astype(np.int64).reshape(n, oh, ow, c_out)
-    if bias is not None:
-        acc = acc + bias.astype(np.int64)
-    mult, shift = _effective_multipliers(input_scale, weight_scales, output_scale)
-    lo, hi = quant.activation_range(activation, output_scale, output_zero_point)
-    return _requantize_to_int8(acc, mult, shift, output_zero_point, lo, hi)
+    return _bias_and_requantize(acc, bias, input_scale, weight_scales, output_scale, output_zero_point, activation)
 
 
 def depthwise_conv_2d(
@@ -162,11 +168,7 @@ def depthwise_conv_2d(
     acc = np.zeros((n, oh, ow, c_out), dtype=np.int64)
     for i, j, view in taps():
         acc += view * w64[0, i, j, :]
-    if bias is not None:
-        acc = acc + bias.astype(np.int64)
-    mult, shift = _effective_multipliers(input_scale, weight_scales, output_scale)
-    lo, hi = quant.activation_range(activation, output_scale, output_zero_point)
-    return _requantize_to_int8(acc, mult, shift, output_zero_point, lo, hi)
+    return _bias_and_requantize(acc, bias, input_scale, weight_scales, output_scale, output_zero_point, activation)
 
 
 def fully_connected(
@@ -196,11 +198,7 @@ def fully_connected(
     _check_exact_accumulation(depth)
     xs = x.reshape(-1, depth).astype(np.float64) - int(input_zero_point)
     acc = (xs @ np.ascontiguousarray(weight.T, dtype=np.float64)).astype(np.int64)
-    if bias is not None:
-        acc = acc + bias.astype(np.int64)
-    mult, shift = _effective_multipliers(input_scale, weight_scales, output_scale)
-    lo, hi = quant.activation_range(activation, output_scale, output_zero_point)
-    out = _requantize_to_int8(acc, mult, shift, output_zero_point, lo, hi)
+    out = _bias_and_requantize(acc, bias, input_scale, weight_scales, output_scale, output_zero_point, activation)
     return out.reshape(output_shape) if output_shape is not None else out
 
 
