@@ -133,7 +133,8 @@ def cmd_mcu_run(args) -> int:
     with open(args.model, "rb") as f:
         data = f.read()
     try:
-        report = mcu_run(data, steps=args.steps, samples=args.samples, data=args.data, ram_bytes=args.ram_kb * 1024)
+        report = mcu_run(data, steps=args.steps, samples=args.samples, data=args.data, ram_bytes=args.ram_kb * 1024,
+                         profile=args.profile)
     except (McuError, MicroRuntimeError, ValueError) as e:
         print(f"tflm-train: error: {e}", file=sys.stderr)
         return 2
@@ -143,6 +144,8 @@ def cmd_mcu_run(args) -> int:
         print()
     else:
         print(report.summary())
+        if args.profile:
+            print(report.profile_table())
     return 0 if report.matches_host else 1
 
 
@@ -199,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample images: Fashion-MNIST test images (default), random, or generated on the device")
     s.add_argument("--ram-kb", type=int, default=256, help="RAM region of the link (default 256: the budget)")
     s.add_argument("--json", action="store_true", help="machine-readable report")
+    s.add_argument("--profile", action="store_true",
+                   help="instructions per op (name, type, execution mode, share) of a training step and an inference")
     s.set_defaults(func=cmd_mcu_run)
     return p
 

@@ -456,6 +456,8 @@ class McuTrainReport:
     synthetic: bool               # images generated on the device (xorshift32) instead of embedded
     elf: str
     console: str = field(repr=False, default="")
+    # --profile: instructions per executed step of the last training step and of the inference
+    profile: Optional[Dict[str, List[Dict]]] = None
 
     @property
     def matches_host(self) -> bool:
@@ -471,7 +473,27 @@ class McuTrainReport:
             instructions_per_step=list(self.instructions_per_step),
             instructions_per_inference=self.instructions_per_inference, init_instructions=self.init_instructions,
             arena_used=self.arena_used, stack_high_water=self.stack_high_water, stack_reserved=self.stack_reserved,
-            ram=dict(self.ram), flash=dict(self.flash), plan=dict(self.plan), synthetic_samples=self.synthetic)
+            ram=dict(self.ram), flash=dict(self.flash), plan=dict(self.plan), synthetic_samples=self.synthetic,
+            **({"profile": self.profile} if self.profile is not None else {}))
+
+    def profile_table(self) -> str:
+        """The per-op profile as a text table (like TFLite Micro's MicroProfiler log)."""
+        if self.profile is None:
+            return ""
+        lines = []
+        for what, rows in self.profile.items():
+            total = sum(r["instructions"] for r in rows)
+            lines.append(f"{what}: {total:,} instructions in {len(rows)} ops")
+            lines.append(f"{'#':>4}  {'op':<34} {'type':<28} {'mode':<8} {'instructions':>13} {'share':>6}")
+            for r in rows:
+                lines.append(f"{r['step']:>4}  {r['name'][:34]:<34} {r['type'][:28]:<28} {r['mode'][:8]:<8} "
+                             f"{r['instructions']:>13,} {100 * r['share']:>5.1f}%")
+            by_type: Dict[str, int] = {}
+            for r in rows:
+                by_type[r["type"]] = by_type.get(r["type"], 0) + r["instructions"]
+            lines.append("by type: " + ", ".join(f"{t} {100 * n / max(total, 1):.1f}%"
+                                                 for t, n in sorted(by_type.items(), key=lambda kv: -kv[1])))
+        return "\n".join(lines)
 
     def summary(self) -> str:
         return (
@@ -495,7 +517,8 @@ def synthetic_image(s: int, nbytes: int) -> np.ndarray:
 
 
 def write_train_firmware_data(model: bytes, samples: Sequence[np.ndarray], labels: Sequence[int], steps: int,
-                              num_classes: int, input_bytes: int, arena_bytes: int, out_dir: str) -> str:
+                              num_classes: int, input_bytes: int, arena_bytes: int, out_dir: str,
+                              profile: bool = False) -> str:
     """firmware_data.h/.cc of the training firmware: model, samples (none: synthetic) and labels."""
     sample_bytes = b"".join(np.ascontiguousarray(x).tobytes() for x in samples)
     n = max(len(labels), 1)
@@ -508,6 +531,7 @@ def write_train_firmware_data(model: bytes, samples: Sequence[np.ndarray], label
         f"#define TT_FW_CLASSES {int(num_classes)}u\n"
         f"#define TT_FW_INPUT_BYTES {int(input_bytes)}u\n"
         + ("" if samples else "#define TT_FW_SYNTHETIC 1\n")
+        + ("#define TT_FW_PROFILE 1\n" if profile else "")
         + "extern const uint8_t tt_fw_model[];\nextern const size_t tt_fw_model_len;\n"
         "extern const uint8_t tt_fw_inputs[];\nextern const int32_t tt_fw_labels[];\n"
     )
@@ -547,10 +571,15 @@ def _parse_train_console(console: str) -> Dict:
 
 def run_training(model_bytes, samples: Optional[Sequence[np.ndarray]], labels: Sequence[int], steps: int = 3, *,
                  arena_bytes: Optional[int] = None, opt: str = "-O2", stack_bytes: int = DEFAULT_STACK_BYTES,
-                 ram_bytes: int = RAM_BYTES, work_dir: Optional[str] = None, timeout: float = 600.0) -> McuTrainReport:
+                 ram_bytes: int = RAM_BYTES, work_dir: Optional[str] = None, timeout: float = 600.0,
+                 profile: bool = False) -> McuTrainReport:
     """Build the training firmware for a training .tflite, run ``steps`` training steps and
     one inference (``tt_train_predict`` on sample 0 with the trained parameters) in QEMU,
     and compare with the host runtime on the same samples.
+
+    ``profile``: the firmware also reads the instruction count after every executed step of
+    the runtime (one marker per op); the report's ``profile`` holds the per-op counts of the
+    last training step and of the inference.
 
     ``samples``: int8 images embedded in flash (step s trains on sample ``s % len``, label
     ``labels[s % len]``), or None for images generated on the device (``synthetic_image``;
@@ -587,7 +616,7 @@ def run_training(model_bytes, samples: Optional[Sequence[np.ndarray]], labels: S
 
     def build_and_run(size: int):
         objs = build_runtime_objects(opt)
-        write_train_firmware_data(model, embedded, labels, steps, info["num_classes"], nbytes, size, work)
+        write_train_firmware_data(model, embedded, labels, steps, info["num_classes"], nbytes, size, work, profile)
         elf = link_firmware(objs, work, opt, stack_bytes, ram_bytes, main_source="train_main.cc")
         sections = section_sizes(elf)
         if sections.get(".init_array", 0):
@@ -607,6 +636,9 @@ def run_training(model_bytes, samples: Optional[Sequence[np.ndarray]], labels: S
                            f"{facts.get('init_message', '')}")
         if "error" in facts:
             raise McuError(f"firmware: {facts['error']}")
+        op_profile = None
+        if profile:
+            readings, op_profile = _split_profile(model, readings, steps)
         if len(readings) < 8 + 2 * steps:
             raise McuError(f"expected {8 + 2 * steps} marker readings from the QEMU plugin, got {len(readings)}")
         marker_cost = readings[1] - readings[0]
@@ -633,10 +665,48 @@ def run_training(model_bytes, samples: Optional[Sequence[np.ndarray]], labels: S
             instructions_per_step=per_step, instructions_per_inference=per_inference,
             init_instructions=readings[5] - readings[4] - marker_cost, arena_used=facts["arena_used"],
             arena_buffer=size, stack_high_water=facts["stack_high_water"], stack_reserved=facts["stack_reserved"],
-            ram=ram, flash=flash, sections=sections, plan=plan, synthetic=synthetic, elf=elf, console=console)
+            ram=ram, flash=flash, sections=sections, plan=plan, synthetic=synthetic, elf=elf, console=console,
+            profile=op_profile)
     finally:
         if own_dir:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _split_profile(model: bytes, readings: List[int], steps: int):
+    """Separate the per-op readings of a profile firmware from its fixed markers.
+
+    Readings: 6 fixed (calibration, init), then per training step its start, one per executed
+    runtime step (all S of them), its end; then the inference's start, one per step up to the
+    logits, its end. Returns (the fixed markers as a plain run has them, {"train_step": rows of
+    the last training step, "inference": rows}); each interval is net of one marker's cost."""
+    from ..io.train_export import read_training_file
+
+    _, _, plan = read_training_file(model)
+    n_steps = len(plan.steps)
+    n_infer = len(readings) - 6 - steps * (n_steps + 2) - 2
+    if len(readings) < 6 or n_infer < 1 or n_infer > n_steps:
+        raise McuError(f"profile: {len(readings)} marker readings do not fit {steps} training steps of "
+                       f"{n_steps} ops and one inference")
+    marker_cost = readings[1] - readings[0]
+    plain = list(readings[:6])
+    sections = {}
+    i = 6
+    for s in range(steps + 1):
+        count = n_steps if s < steps else n_infer
+        start, marks, end = readings[i], readings[i + 1:i + 1 + count], readings[i + 1 + count]
+        plain += [start, end - count * marker_cost]
+        rows, prev = [], start
+        for k, r in enumerate(marks):
+            sp = plan.steps[k]
+            rows.append(dict(step=k, name=sp.name, type=sp.type, phase=sp.phase, mode=sp.mode,
+                             instructions=int(r - prev - marker_cost)))
+            prev = r
+        total = sum(r["instructions"] for r in rows) or 1
+        for r in rows:
+            r["share"] = round(r["instructions"] / total, 6)
+        sections["inference" if s == steps else "train_step"] = rows
+        i += count + 2
+    return plain, sections
 
 
 def dataset_samples(image_shape, quantization, num_classes: int, n: int, data: str = "fmnist"):

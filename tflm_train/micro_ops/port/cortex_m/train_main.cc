@@ -9,7 +9,8 @@
 //   TT end
 // tt_mark(id): ids 0/1 bracket nothing, 2/3 the calibration loop (2001
 // instructions), 4/5 tt_train_init, 6+2s / 7+2s training step s, then the
-// next pair the inference.
+// next pair the inference. With TT_FW_PROFILE, every executed step of the
+// runtime adds one reading in between (tt_profile_step_end).
 #include <stdint.h>
 
 #include "firmware_data.h"  // generated: model, samples, labels, TT_FW_ARENA_BYTES, TT_FW_STEPS
@@ -43,6 +44,12 @@ static const void* sample(uint32_t s) {
   return tt_fw_inputs + (s % TT_FW_SAMPLES) * TT_FW_INPUT_BYTES;
 #endif
 }
+
+#ifdef TT_FW_PROFILE
+// Per-op profile: the runtime calls this after every executed step (see
+// train_interpreter.cc); each call is one more instruction-count reading.
+extern "C" void tt_profile_step_end(uint32_t step) { tt_mark(0x100u + step); }
+#endif
 
 static void report_error(void) {
   sh_puts("TT error ");

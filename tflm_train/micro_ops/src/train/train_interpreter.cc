@@ -13,6 +13,15 @@
 #include <new>
 #include <string.h>
 
+#include "../arena_poison.h"
+
+// Profiling hook (like TFLite Micro's MicroProfiler, without a heap or a clock):
+// when a port defines it, it is called after every executed step with the
+// step's index. The Cortex-M4 profile firmware turns it into an instruction-count
+// marker; the host binding into a clock reading. Weak and undefined elsewhere
+// (the address is then null and the call is skipped).
+extern "C" __attribute__((weak)) void tt_profile_step_end(uint32_t step);
+
 namespace tt {
 namespace train {
 
@@ -369,20 +378,59 @@ void write_masks(TrainRuntime& rt, int32_t op) {
   }
 }
 
+// TT_POISON_ARENA builds (arena_poison.h): only the persistent region, the step buffers alive at
+// step k and its scratch are addressable while step k runs.
+void poison_all_but_live(TrainRuntime& rt, uint32_t k, const TrainContext& ctx) {
+  arena_poison(rt.arena + rt.persistent_bytes, rt.arena_bytes - rt.persistent_bytes);
+  for (uint32_t t = 0; t < rt.tensors.length; ++t) {
+    const TensorDesc d = decode_tensor(rt, static_cast<int32_t>(t));
+    if (d.storage == tfmt::kArena && d.first_step <= static_cast<int32_t>(k) && static_cast<int32_t>(k) <= d.last_step)
+      arena_unpoison(rt.arena + d.offset, static_cast<size_t>(d.arena_bytes));
+  }
+  arena_unpoison(ctx.scratch(), ctx.scratch_bytes());
+}
+
 tt_status run_step(TrainRuntime& rt, TrainContext& ctx, uint32_t k) {
   const StepRec& rec = rt.step_recs[k];
   tt_status st = ctx.begin_step(k);
   if (st != TT_OK) return st;
+  if (kArenaPoisoning) poison_all_but_live(rt, k, ctx);
   const uint8_t mode = rec.flags & kStepModeMask;
   if (mode == tfmt::kSkip || mode == tfmt::kFused) {
     if (mode == tfmt::kFused) ctx.set_fused_op(rec.op);
     st = train_kernel(rec.kernel)->eval(ctx);
+    if (st == TT_OK && tt_profile_step_end) tt_profile_step_end(k);
     return st;
   }
   st = train_kernel(rec.kernel)->eval(ctx);
   ctx.set_fused_op(-1);
   if (st != TT_OK) return st;
   if (rec.flags & kStepWritesMask) write_masks(rt, rec.op);
+  if (tt_profile_step_end) tt_profile_step_end(k);
+  return TT_OK;
+}
+
+// Right after the loss step, before any parameter changes: a non-finite loss or logit abandons the
+// step. Otherwise the largest |logit| (float head) is kept: it quantizes the float head for inference.
+tt_status check_loss_and_logits(TrainRuntime& rt, Message& msg) {
+  const float loss = *reinterpret_cast<const float*>(decode_tensor(rt, rt.loss).data);
+  if (!isfinite(loss)) {
+    msg.clear();
+    msg.add("non-finite loss: step abandoned, no parameter changed");
+    return TT_NUMERIC_ERROR;
+  }
+  if (!rt.head_is_float) return TT_OK;
+  const float* z = reinterpret_cast<const float*>(decode_tensor(rt, rt.logits).data);
+  float absmax = rt.logit_absmax;
+  for (int32_t i = 0; i < rt.num_classes; ++i) {
+    if (!isfinite(z[i])) {
+      msg.clear();
+      msg.add_all("non-finite logit ", i, ": step abandoned, no parameter changed");
+      return TT_NUMERIC_ERROR;
+    }
+    absmax = fmaxf(absmax, fabsf(z[i]));
+  }
+  rt.logit_absmax = absmax;
   return TT_OK;
 }
 
@@ -467,18 +515,15 @@ tt_status train_step(TrainRuntime& rt, Message& msg, const void* image, size_t i
   const TensorDesc lab = decode_tensor(rt, rt.label);
   memcpy(lab.data, &label, sizeof label);
   TrainContext ctx(rt, msg, false);
-  for (uint32_t k = 0; k < rt.step_count; ++k) {
-    const tt_status st = run_step(rt, ctx, k);
-    if (st != TT_OK) return st;
-    if (static_cast<int32_t>(k) == rt.loss_step && rt.head_is_float) {
-      // Before the logits' buffer is reused: the largest |logit| quantizes the float head for inference.
-      const float* z = reinterpret_cast<const float*>(decode_tensor(rt, rt.logits).data);
-      for (int32_t i = 0; i < rt.num_classes; ++i) {
-        const float a = fabsf(z[i]);
-        if (a > rt.logit_absmax) rt.logit_absmax = a;
-      }
-    }
+  tt_status st = TT_OK;
+  for (uint32_t k = 0; k < rt.step_count && st == TT_OK; ++k) {
+    st = run_step(rt, ctx, k);
+    // The loss step comes before every step that writes a parameter or the RNG (checked at
+    // init), so a step abandoned here leaves the trainer exactly as it was (atomic steps).
+    if (st == TT_OK && static_cast<int32_t>(k) == rt.loss_step) st = check_loss_and_logits(rt, msg);
   }
+  if (kArenaPoisoning) arena_unpoison(rt.arena, rt.arena_bytes);
+  if (st != TT_OK) return st;
   *loss = *reinterpret_cast<const float*>(decode_tensor(rt, rt.loss).data);
   ++rt.steps_done;
   return TT_OK;
@@ -505,10 +550,10 @@ tt_status train_predict(TrainRuntime& rt, Message& msg, const void* image, size_
   }
   if (in.data != image) memcpy(in.data, image, image_len);
   TrainContext ctx(rt, msg, false);
-  for (int32_t k = 0; k <= rt.logits_step; ++k) {
-    const tt_status st = run_step(rt, ctx, static_cast<uint32_t>(k));
-    if (st != TT_OK) return st;
-  }
+  tt_status st = TT_OK;
+  for (int32_t k = 0; k <= rt.logits_step && st == TT_OK; ++k) st = run_step(rt, ctx, static_cast<uint32_t>(k));
+  if (kArenaPoisoning) arena_unpoison(rt.arena, rt.arena_bytes);
+  if (st != TT_OK) return st;
   const TensorDesc z = decode_tensor(rt, rt.logits);
   if (rt.head_is_float) {
     memcpy(logits, z.data, count * sizeof(float));
