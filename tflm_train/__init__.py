@@ -25,4 +25,11 @@ def plan(graph, scheme=None, **kwargs):
     return _plan(graph, scheme, **kwargs)
 
 
-__all__ = ["GraphError", "Op", "QuantGraph", "Tensor", "load", "export", "plan", "__version__"]
+def search_scheme(graph, x, y, budget_kb=None, **kwargs):
+    """A sparse-update scheme searched on (x, y) under a memory budget (see ``tflm_train.scheme_search``)."""
+    from .scheme_search import search_scheme as _search_scheme
+
+    return _search_scheme(graph, x, y, budget_kb, **kwargs)
+
+
+__all__ = ["GraphError", "Op", "QuantGraph", "Tensor", "load", "export", "plan", "search_scheme", "__version__"]

@@ -205,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", action="store_true",
                    help="instructions per op (name, type, execution mode, share) of a training step and an inference")
     s.set_defaults(func=cmd_mcu_run)
+
+    from .scheme_search import add_parser as add_search_parser  # the search command lives in its own module
+
+    add_search_parser(sub)
     return p
 
 

@@ -60,19 +60,29 @@ def channel_mask(kernel_shape, op_type: str, channels) -> np.ndarray:
 class SparseUpdate(keras.callbacks.Callback):
     """Train only the biases, layers and channels that ``scheme`` selects.
 
-    ``scheme``: a ``SparseScheme``, its dict form, or ``"FILE[:KEY]"``. ``graph``: the graph to
-    resolve it against; by default the model's ``tflm_graph`` (set by ``from_graph``).
+    ``scheme``: a ``SparseScheme``, its dict form, or ``"FILE[:KEY]"``; without one
+    (``SparseUpdate()``, or ``SparseUpdate(budget_kb=N)``), the data-free default rule
+    ``tflm_train.training.search.default_scheme`` picks a scheme whose planned training step
+    fits ``budget_kb`` (default: 256 KB minus the application reserve), and it is reported once
+    when ``fit`` starts. For a scheme searched on your data, see ``tflm_train.search_scheme``.
+    ``graph``: the graph to resolve it against; by default the model's ``tflm_graph`` (set by
+    ``from_graph``).
     """
 
-    def __init__(self, scheme, graph: Optional[QuantGraph] = None):
+    def __init__(self, scheme=None, graph: Optional[QuantGraph] = None, budget_kb: Optional[float] = None):
         super().__init__()
         if isinstance(scheme, dict):
             scheme = SparseScheme.from_dict(scheme)
         elif isinstance(scheme, str):
             scheme = SparseScheme.parse(scheme)
-        if not isinstance(scheme, SparseScheme):
+        if scheme is not None and not isinstance(scheme, SparseScheme):
             raise GraphError(f"SparseUpdate: expected a SparseScheme, got {type(scheme).__name__}")
+        if scheme is not None and budget_kb is not None:
+            raise GraphError("SparseUpdate: pass a scheme or a budget_kb, not both")
+        if budget_kb is not None and not budget_kb > 0:
+            raise GraphError(f"SparseUpdate: budget_kb must be positive, got {budget_kb}")
         self.scheme = scheme
+        self.budget_kb = budget_kb
         self.graph = graph
         self._saved = []
 
@@ -92,7 +102,26 @@ class SparseUpdate(keras.callbacks.Callback):
         if not isinstance(graph, QuantGraph):
             raise GraphError("SparseUpdate: the model has no source graph; build it with tflm_train.keras.from_graph "
                              "or pass graph=")
+        if self.scheme is None:
+            self.scheme = self._default_scheme(model, graph)
         return {u.op_index: u for u in self.scheme.resolve(graph)}
+
+    def _default_scheme(self, model, graph: QuantGraph) -> SparseScheme:
+        """The data-free default for the budget, planned with the model's own head; reported once."""
+        from ..training.search import DEFAULT_BUDGET_KB, CostModel, default_scheme
+
+        heads = [l for l in model.layers if getattr(l, "is_new_head", False)]
+        head = "keep" if not heads else ("float" if isinstance(heads[0], FloatHead) else "int8")
+        num_classes = int(model.outputs[0].shape[-1])
+        budget_kb = DEFAULT_BUDGET_KB if self.budget_kb is None else self.budget_kb
+        cost = CostModel(graph, num_classes, head)
+        scheme = default_scheme(graph, budget_kb, num_classes=num_classes, head=head, cost=cost)
+        n = len(graph.conv_op_indices())
+        weights = ", ".join(f"conv {k} x{r:g}" for k, r in scheme.weight_update.items()) or "none"
+        print(f"SparseUpdate: no scheme given; default rule for {budget_kb:g} KB: biases of the last "
+              f"{scheme.n_bias_update} of {n} conv layers, weights of {weights} (+ classifier); planned peak "
+              f"{cost.exact_peak(scheme) / 1024:.1f} KB")
+        return scheme
 
     def apply_to(self, model) -> None:
         """Configure ``model``'s layers for the scheme (undone by ``release``)."""
@@ -133,8 +162,10 @@ class SparseUpdate(keras.callbacks.Callback):
         self._saved = []
 
     def get_config(self):
-        return {"scheme": self.scheme.to_dict()}
+        return {"scheme": None if self.scheme is None else self.scheme.to_dict(), "budget_kb": self.budget_kb}
 
     @classmethod
     def from_config(cls, config):
-        return cls(SparseScheme.from_dict(config["scheme"]))
+        scheme = config.get("scheme")
+        return cls(None if scheme is None else SparseScheme.from_dict(scheme), budget_kb=config.get("budget_kb")
+                   if scheme is None else None)

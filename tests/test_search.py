@@ -1,0 +1,178 @@
+"""Scheme search: the planner-checked knapsack search, the cached contribution analysis on real
+data, ``tflm-train search`` (its file is taken by ``--scheme`` as it is), ``SparseUpdate()``'s
+data-free default (frozen parameters byte-identical) and the one-line errors."""
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+import tflm_train
+from tflm_train import cli, datasets
+from tflm_train.graph import GraphError
+from tflm_train.io.npz_reader import load_npz
+from tflm_train.keras.contribution import AnalysisSettings, ContributionAnalysis
+from tflm_train.scheme_search import prepare_inputs
+from tflm_train.training import SparseScheme
+from tflm_train.training.search import (DEFAULT_BUDGET_KB, Contributions, CostModel, analysis_candidates,
+                                        default_scheme, search)
+
+from .paths import REPO, seed_model
+
+BACKBONE = os.path.join(REPO, "tflm_train", "data", "fmnist_backbone.tflite")
+#: the tiny analysis the end-to-end tests run (4 short Keras runs)
+TINY = ["--steps", "3", "--batch-size", "8", "--max-layers", "1", "--ratios", "0.5", "1", "--bias-points", "1"]
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return tflm_train.load(BACKBONE)
+
+
+@pytest.fixture(scope="module")
+def digits_npz(tmp_path_factory):
+    """scikit-learn's 8x8 digits (real data), 160 images as uint8 x / int y."""
+    x, y = datasets.sklearn_digits()
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    np.savez(path, x=x[:160], y=y[:160])
+    return str(path)
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFLM_TRAIN_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_search_fits_the_planner_budget_and_maximizes_the_sum(backbone):
+    """Given contributions, the searched scheme's exact planned peak is within the budget and its
+    predicted gain is at least that of every feasible single candidate and bias depth."""
+    cost = CostModel(backbone)
+    n = len(backbone.conv_op_indices())
+    contrib = Contributions(0.5, bias={4: 0.01, 8: 0.02, n: 0.03},
+                            weight={(12, 0.5): 0.02, (12, 1.0): 0.03, (9, 0.25): 0.004, (9, 1.0): 0.015,
+                                    (11, 1.0): 0.01, (6, 1.0): 0.012})
+    peaks = []
+    for budget_kb in (110, 150):
+        budget = budget_kb * 1024
+        r = search(backbone, contrib, budget, cost=cost)
+        assert r.planned_peak_bytes == tflm_train.plan(backbone, r.scheme).peak_bytes <= budget
+        assert r.flash_bytes == len(tflm_train.export(backbone, r.scheme).data)
+        assert r.predicted_gain == pytest.approx(contrib.gain(r.scheme))
+        singles = [SparseScheme(k, {}) for k in contrib.bias] + [SparseScheme(1, {l: q}) for l, q in contrib.weight]
+        for s in singles:
+            if cost.exact_peak(s) <= budget:
+                assert r.predicted_gain >= contrib.gain(s) - 1e-12, s
+        peaks.append(r.planned_peak_bytes)
+    assert peaks[0] <= 110 * 1024 and r.predicted_gain > 0.03  # the larger budget combines candidates
+    # a flash budget the weights do not fit drops them until the file fits
+    small = search(backbone, contrib, 150 * 1024, flash_budget_bytes=r.flash_bytes - 1, cost=cost)
+    assert small.flash_bytes <= r.flash_bytes - 1
+
+
+def test_budget_below_the_smallest_scheme_names_the_minimum(backbone):
+    minimum = tflm_train.plan(backbone, SparseScheme(1, {})).peak_bytes
+    with pytest.raises(GraphError, match=f"smallest feasible scheme.*{minimum / 1024:.1f} KB"):
+        search(backbone, Contributions(0.5), minimum - 1)
+    with pytest.raises(GraphError, match=f"{minimum / 1024:.1f} KB"):
+        default_scheme(backbone, (minimum - 1) / 1024)
+
+
+def test_analysis_candidates_fit_the_budget(backbone):
+    cost = CostModel(backbone)
+    depths, layers = analysis_candidates(cost, 120 * 1024, max_weight_layers=3)
+    assert depths and all(cost.quick_peak(SparseScheme(k, {})) <= 120 * 1024 for k in depths)
+    assert len(layers) == 3 and all(backbone.ops[backbone.conv_op_indices()[l]].type != "DEPTHWISE_CONV_2D"
+                                    for l in layers)
+
+
+def test_cli_search_writes_a_scheme_plan_takes_and_the_cache_is_reused(backbone, digits_npz, cache, tmp_path,
+                                                                         capsys):
+    out = str(tmp_path / "scheme.json")
+    assert cli.main(["search", BACKBONE, "--data", digits_npz, "--budget-kb", "150", "-o", out] + TINY) == 0
+    printed = capsys.readouterr().out
+    assert "planned peak" in printed and "time" in printed and "wrote" in printed
+    scheme = SparseScheme.parse(out)
+    assert tflm_train.plan(backbone, scheme).peak_bytes <= 150 * 1024
+    assert cli.main(["plan", BACKBONE, "--scheme", out, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["peak_bytes"] <= 150 * 1024
+    files = list((cache / "contributions").glob("*.json"))
+    assert len(files) == 1 and len(json.loads(files[0].read_text())["runs"]) == 4
+    # the same (model, data, settings) from Python: every run comes from the cache
+    z = np.load(digits_npz)
+    settings = AnalysisSettings(steps=3, batch_size=8)
+    x, y = prepare_inputs(backbone, z["x"], z["y"], 10)
+    analysis = ContributionAnalysis(backbone, x, y, 10, settings)
+    depths, layers = analysis_candidates(CostModel(backbone), 150 * 1024, (0.5, 1.0), 1, 1)
+    assert analysis.pending(depths, layers, (0.5, 1.0)) == 0
+    again = tflm_train.search_scheme(backbone, z["x"], z["y"], 150, settings=settings, ratios=(0.5, 1.0),
+                                     bias_points=1, max_weight_layers=1)
+    assert again.to_dict() == scheme.to_dict()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget-kb", "20"], "below the smallest feasible scheme (classifier only): planned peak"),
+    (["--num-classes", "5"], "labels span 0..9, outside 0..4"),
+])
+def test_cli_bad_input_is_one_line(digits_npz, cache, tmp_path, capsys, args, message):
+    out = tmp_path / "s.json"
+    assert cli.main(["search", BACKBONE, "--data", digits_npz, "-o", str(out)] + TINY + args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and not out.exists()
+
+
+def test_data_that_does_not_fit_the_model(backbone, tmp_path):
+    with pytest.raises(GraphError, match="images have 3 channels; the model takes 1"):
+        prepare_inputs(backbone, np.zeros((4, 8, 8, 3), np.uint8), np.zeros(4, int), 10)
+    with pytest.raises(GraphError, match="x holds 4 images but y 3 labels"):
+        prepare_inputs(backbone, np.zeros((4, 8, 8), np.uint8), np.zeros(3, int), 10)
+    with pytest.raises(GraphError, match="int8 images .* must be 32x32x1"):
+        prepare_inputs(backbone, np.zeros((4, 8, 8, 1), np.int8), np.zeros(4, int), 10)
+    np.savez(tmp_path / "bad.npz", images=np.zeros((4, 8, 8)))
+    from tflm_train.scheme_search import load_data
+    with pytest.raises(GraphError, match="has no x / y array"):
+        load_data(str(tmp_path / "bad.npz"))
+
+
+def _snapshot(model):
+    return {v.path: v.numpy().copy() for v in model.weights}
+
+
+@pytest.mark.parametrize("which", ["backbone", "mcunet32"])
+def test_sparse_update_without_a_scheme_trains_within_the_default_budget(which, backbone, capsys):
+    import keras
+    from tflm_train.keras import QAS, SparseUpdate, from_graph
+    from tflm_train.keras.layers import QuantConv
+
+    graph = backbone if which == "backbone" else load_npz(seed_model("mcunet-5fps"), input_size=32)
+    model = from_graph(graph, 10, head="int8")
+    model.compile(optimizer=QAS(keras.optimizers.SGD(0.05)),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    shape = graph.tensors[graph.inputs[0]].shape[1:]
+    xs = np.random.default_rng(0).integers(-128, 128, size=(8,) + shape).astype(np.float32)
+    before = _snapshot(model)
+    callback = SparseUpdate()
+    model.fit(xs, np.arange(8) % 10, batch_size=4, epochs=1, verbose=0, callbacks=[callback])
+    assert capsys.readouterr().out.count("SparseUpdate: no scheme given") == 1
+    after = _snapshot(model)
+    scheme = callback.scheme
+    assert scheme.n_bias_update > 1
+    assert tflm_train.plan(graph, scheme, head="int8").peak_bytes <= DEFAULT_BUDGET_KB * 1024
+    updates = {u.op_index: u for u in scheme.resolve(graph)}
+    trained = 0
+    for layer in model.layers:
+        if not isinstance(layer, QuantConv) or layer.is_new_head:
+            continue
+        u = updates.get(layer.op_index)
+        k, b = layer.kernel.path, layer.bias.path
+        if u is None or not u.update_bias:
+            assert after[b].tobytes() == before[b].tobytes(), b
+        channels = list(u.weight_channels) if u is not None else []
+        frozen = [c for c in range(layer.kernel_shape[3]) if c not in channels]
+        assert np.take(after[k], frozen, axis=3).tobytes() == np.take(before[k], frozen, axis=3).tobytes(), k
+        trained += not np.array_equal(before[b], after[b])
+    assert trained > 1  # biases beyond the head moved
+    with pytest.raises(GraphError, match="below the smallest feasible scheme"):
+        model.fit(xs, np.arange(8) % 10, batch_size=4, epochs=1, verbose=0, callbacks=[SparseUpdate(budget_kb=1)])
