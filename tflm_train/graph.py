@@ -35,6 +35,9 @@ SUPPORTED_OPS = (
     "PAD",
     "QUANTIZE",
     "DEQUANTIZE",
+    "RELU",
+    "RELU6",
+    "CONCATENATION",
 )
 
 #: Ops that carry trainable weights, in the order a sparse-update scheme counts them.
@@ -125,7 +128,8 @@ class Op:
     - MEAN: keep_dims (the axis is the op's second input, a constant int32 tensor)
     - AVERAGE_POOL_2D / MAX_POOL_2D: padding, stride_h, stride_w, filter_h, filter_w, activation
     - SOFTMAX: beta
-    - RESHAPE, PAD, QUANTIZE, DEQUANTIZE: none (PAD's paddings are its second input)
+    - CONCATENATION: axis (as in the file, may be negative), activation
+    - RESHAPE, PAD, QUANTIZE, DEQUANTIZE, RELU, RELU6: none (PAD's paddings are its second input)
     """
 
     type: str

@@ -87,6 +87,8 @@ def _attrs(op_type: str, opts) -> dict:
         )
     if op_type == "SOFTMAX":
         return dict(beta=float(opts.beta) if opts else 1.0)
+    if op_type == "CONCATENATION":
+        return dict(axis=int(opts.axis) if opts else 0, activation=act())
     return {}
 
 

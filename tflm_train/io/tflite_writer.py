@@ -75,6 +75,13 @@ def _options(op: Op):
         return B.QuantizeOptions, fb.QuantizeOptionsT()
     if op.type == "DEQUANTIZE":
         return B.DequantizeOptions, fb.DequantizeOptionsT()
+    if op.type == "CONCATENATION":
+        o = fb.ConcatenationOptionsT()
+        o.axis = int(a["axis"])
+        o.fusedActivationFunction = ACTIVATION_CODES[a.get("activation", "NONE")]
+        return B.ConcatenationOptions, o
+    if op.type in ("RELU", "RELU6"):
+        return B.NONE, None
     raise GraphError(f"cannot write op type {op.type}")
 
 

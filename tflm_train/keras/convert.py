@@ -30,6 +30,7 @@ import numpy as np
 import keras
 
 from ..graph import CONV_LIKE_OPS, GraphError, Op, QuantGraph, Tensor
+from ..ops.forward import concatenation_axis
 from ..ops.quant import INT32_MAX, INT32_MIN
 from ..training.autodiff import DEFAULT_INT8_LOGITS_SCALE
 from .fake_quant import activation_range
@@ -41,6 +42,7 @@ from .layers import (
     QuantMean,
     QuantPad,
     QuantPool,
+    QuantRelu,
     Requantize,
     head_init,
     layer_name,
@@ -169,6 +171,13 @@ def _op_layer(graph: QuantGraph, op_index: int, quantized: bool):
     if op.type == "RESHAPE":
         shape = graph.tensors[op.outputs[0]].shape
         return keras.layers.Reshape(shape[1:], name=name)
+    if op.type in ("RELU", "RELU6"):
+        sx, zx = _qparams(graph, op.inputs[0], op)
+        sy, zy = _qparams(graph, op.outputs[0], op)
+        return QuantRelu(op.type, sx, zx, sy, zy, **common)
+    if op.type == "CONCATENATION":
+        # no requantization: the support contract holds every input at the output's quantization
+        return keras.layers.Concatenate(axis=concatenation_axis(graph, op), name=name)
     raise GraphError(f"{graph.name}: op {op_index} ({op.type}) is not supported here")
 
 
@@ -269,6 +278,14 @@ class _Builder:
             return layer
         if op.type in ("SOFTMAX", "DEQUANTIZE"):
             raise GraphError(f"{g.name}: {op.type} (op {op_index}) is only supported at the end of the graph")
+        if op.type == "CONCATENATION":
+            missing = [n for n in op.inputs if n not in self.values]
+            if missing:
+                raise GraphError(f"{g.name}: op {op_index} (CONCATENATION) reads {missing}, which no earlier op produced")
+            layer = _op_layer(g, op_index, self.quantized)
+            self.values[op.outputs[0]] = layer([self.values[n] for n in op.inputs])
+            self.tensor_layers[op.outputs[0]] = layer.name
+            return layer
         return self.call(op_index, _op_layer(g, op_index, self.quantized))
 
 

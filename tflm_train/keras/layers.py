@@ -29,7 +29,8 @@ from ..training.autodiff import head_init  # noqa: F401  (one head-init rule for
 import keras
 from keras import ops
 
-from ..ops.quant import f32
+from ..ops.forward import relu6_range, relu_multiplier
+from ..ops.quant import activation_range, f32
 from .fake_quant import (
     WEIGHT_MAX,
     WEIGHT_MIN,
@@ -453,6 +454,47 @@ class Requantize(_GraphLayer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class QuantRelu(_GraphLayer):
+    """Standalone RELU / RELU6 (``kind``), as TFLite Micro computes them (ops.forward.relu /
+    relu6): RELU requantizes to the output and clamps at its zero point; RELU6 clamps the
+    input values to [zp_in, zp_in + round(6 / s_in)] and passes them on unchanged, so the
+    output values, read in the output's quantization, have the real slope s_out / s_in.
+    The float version (``quantized=False``) keeps that clamp and slope on real values."""
+
+    def __init__(self, kind, x_scale, x_zero_point, y_scale, y_zero_point, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in ("RELU", "RELU6"):
+            raise ValueError(f"QuantRelu: kind must be RELU or RELU6, not {kind!r}")
+        self.kind = kind
+        self.x_scale, self.x_zero_point = float(x_scale), int(x_zero_point)
+        self.y_scale, self.y_zero_point = float(y_scale), int(y_zero_point)
+        if kind == "RELU":
+            m, s = relu_multiplier(self.x_scale, self.y_scale)
+            self.multiplier, self.shift = np.asarray([m], np.int64), np.asarray([s], np.int64)
+            self.clamp = activation_range("RELU", self.y_scale, self.y_zero_point)
+        else:
+            self.clamp = relu6_range(self.x_scale, self.x_zero_point)
+
+    def call(self, x):
+        x = ops.cast(x, "float32")
+        lo, hi = self.clamp
+        if self.kind == "RELU":
+            if not self.quantized:
+                return clamp_ste(x, *_real_range(self.y_scale, self.y_zero_point, lo, hi))
+            return requantize_acc(x - float(self.x_zero_point), self.multiplier, self.shift, self.y_zero_point, lo, hi)
+        if not self.quantized:
+            q = clamp_ste(x / self.x_scale + float(self.x_zero_point), lo, hi)  # input units, unrounded
+            return (q - float(self.y_zero_point)) * self.y_scale
+        return clamp_ste(x, lo, hi)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(kind=self.kind, x_scale=self.x_scale, x_zero_point=self.x_zero_point, y_scale=self.y_scale,
+                      y_zero_point=self.y_zero_point)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class Dequantize(_GraphLayer):
     """int8 values -> real values ``s * (q - zp)`` (identity when ``quantized=False``)."""
 
@@ -535,6 +577,6 @@ def round_to_int(values: np.ndarray, lo: int, hi: int, dtype) -> np.ndarray:
 
 
 __all__ = [
-    "QuantConv", "QuantAdd", "QuantMean", "QuantPool", "QuantPad", "Requantize", "Dequantize",
+    "QuantConv", "QuantAdd", "QuantMean", "QuantPool", "QuantPad", "QuantRelu", "Requantize", "Dequantize",
     "FloatHead", "qas_factor", "int_kind", "layer_name", "round_to_int", "head_init", "QAS_ATTR",
 ]

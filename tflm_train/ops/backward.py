@@ -133,6 +133,18 @@ def reshape_grad(grad_y: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
     return np.asarray(grad_y, F32).reshape(tuple(input_shape))
 
 
+def concatenation_grad(grad_y: np.ndarray, axis: int, begin: int, size: int) -> np.ndarray:
+    """Gradient of CONCATENATION w.r.t. one input: the slice ``[begin, begin + size)`` of
+    ``grad_y`` along ``axis`` (the input's place in the output)."""
+    g = np.asarray(grad_y, F32)
+    axis = int(axis) % g.ndim
+    if not (0 <= begin and size > 0 and begin + size <= g.shape[axis]):
+        raise GraphError(f"CONCATENATION_GRAD: slice [{begin}, {begin + size}) outside axis {axis} of {g.shape}")
+    sl = [slice(None)] * g.ndim
+    sl[axis] = slice(int(begin), int(begin) + int(size))
+    return np.ascontiguousarray(g[tuple(sl)])
+
+
 def pad_grad(grad_y: np.ndarray, paddings) -> np.ndarray:
     """Gradient of PAD: the un-padded slice (the padded border does not depend on the input)."""
     p = np.asarray(paddings, dtype=np.int64).reshape(-1, 2)

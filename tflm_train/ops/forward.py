@@ -384,6 +384,51 @@ def softmax(x: np.ndarray, *, input_scale: float, beta: float = 1.0) -> np.ndarr
     return np.where(valid, out, -128).astype(np.int8)
 
 
+# --------------------------------------------------------------------------- standalone activations
+def relu_multiplier(input_scale: float, output_scale: float) -> Tuple[int, int]:
+    """(multiplier, shift) of TFLite Micro's int8 RELU Prepare: QuantizeMultiplier of the
+    float32 quotient s_in / s_out (divided in float32, then widened to double)."""
+    return quant.quantize_multiplier(float(np.float32(input_scale) / np.float32(output_scale)))
+
+
+def relu(x: np.ndarray, *, input_scale: float, input_zero_point: int, output_scale: float,
+         output_zero_point: int) -> np.ndarray:
+    """int8 RELU: requantize to the output scale, then clamp to [max(-128, zp_out), 127].
+
+    TFLite Micro's ReluQuantized: ``zp_out + MBQM(x - zp_in, M, shift)`` with M from
+    ``relu_multiplier``; the clamp is the RELU range of the output quantization."""
+    mult, shift = relu_multiplier(input_scale, output_scale)
+    lo, hi = quant.activation_range("RELU", output_scale, output_zero_point)
+    q = quant.multiply_by_quantized_multiplier(x.astype(np.int64) - int(input_zero_point), mult, shift)
+    return np.clip(q + int(output_zero_point), lo, hi).astype(np.int8)
+
+
+def relu6_range(input_scale: float, input_zero_point: int) -> Tuple[int, int]:
+    """The clamp of TFLite Micro's int8 RELU6: [zp_in, zp_in + round(6 / s_in)] in the
+    *input's* quantization (its Prepare reads only the input tensor)."""
+    return quant.activation_range("RELU6", input_scale, input_zero_point)
+
+
+def relu6(x: np.ndarray, *, input_scale: float, input_zero_point: int) -> np.ndarray:
+    """int8 RELU6: the input values clamped to ``relu6_range``; no requantization (TFLite
+    Micro's Relu6Quantized copies the clamped bytes whatever the output's quantization)."""
+    lo, hi = relu6_range(input_scale, input_zero_point)
+    return np.clip(x, lo, hi).astype(np.int8)
+
+
+def concatenation(xs: Sequence[np.ndarray], axis: int) -> np.ndarray:
+    """CONCATENATION along ``axis`` (negative counts from the end): the input bytes, in order.
+
+    TFLite Micro's int8 kernel does not requantize: its Prepare requires every input to
+    share the output's scale and zero point (the converter makes them equal)."""
+    if not xs:
+        raise GraphError("CONCATENATION: no inputs")
+    rank = xs[0].ndim
+    if not -rank <= axis < rank:
+        raise GraphError(f"CONCATENATION: axis {axis} out of range for rank {rank}")
+    return np.concatenate(list(xs), axis=axis % rank)
+
+
 # --------------------------------------------------------------------------- data movement / conversion
 def pad(x: np.ndarray, paddings: np.ndarray, *, output_zero_point: int) -> np.ndarray:
     """PAD: constant padding with the output zero point (real zero)."""
@@ -574,6 +619,48 @@ def _run_dequantize(graph, op, values):
     return dequantize_op(_value(graph, values, op.inputs[0]), input_scale=si, input_zero_point=zi)
 
 
+def _run_relu(graph, op, values):
+    _expect_dtype(graph, op, op.inputs[0], "int8", "input")
+    _expect_dtype(graph, op, op.outputs[0], "int8", "output")
+    si, zi = _qparams(graph, op.inputs[0], op, "input")
+    so, zo = _qparams(graph, op.outputs[0], op, "output")
+    x = _value(graph, values, op.inputs[0])
+    if op.type == "RELU6":
+        return relu6(x, input_scale=si, input_zero_point=zi)
+    return relu(x, input_scale=si, input_zero_point=zi, output_scale=so, output_zero_point=zo)
+
+
+def concatenation_axis(graph: QuantGraph, op: Op) -> int:
+    """The op's concatenation axis as a non-negative dimension of its output."""
+    rank = len(graph.tensors[op.outputs[0]].shape)
+    axis = int(op.attrs["axis"])
+    if not -rank <= axis < rank:
+        raise GraphError(f"CONCATENATION {op.name!r}: axis {axis} out of range for rank {rank}")
+    return axis % rank
+
+
+def _run_concatenation(graph, op, values):
+    if _activation(op) != "NONE":
+        raise GraphError(f"CONCATENATION {op.name!r}: fused activation {op.attrs['activation']} is unsupported "
+                         "(TFLite Micro requires NONE)")
+    out = graph.tensors[op.outputs[0]]
+    _expect_dtype(graph, op, op.outputs[0], "int8", "output")
+    so, zo = _qparams(graph, op.outputs[0], op, "output")
+    for k, name in enumerate(op.inputs):
+        _expect_dtype(graph, op, name, "int8", f"input {k}")
+        si, zi = _qparams(graph, name, op, f"input {k}")
+        if np.float32(si) != np.float32(so) or zi != zo:
+            raise GraphError(
+                f"CONCATENATION {op.name!r}: input {k} {name!r} is quantized ({si}, {zi}), the output ({so}, {zo}); "
+                "TFLite Micro's int8 CONCATENATION requires every input to share the output's scale and zero point"
+            )
+    axis = concatenation_axis(graph, op)
+    xs = [_value(graph, values, name) for name in op.inputs]
+    if any(x.ndim != len(out.shape) for x in xs):
+        raise GraphError(f"CONCATENATION {op.name!r}: inputs of ranks {[x.ndim for x in xs]}, output rank {len(out.shape)}")
+    return concatenation(xs, axis)
+
+
 _RUNNERS = {
     "CONV_2D": lambda g, o, v: _conv_like(g, o, v, "CONV_2D"),
     "DEPTHWISE_CONV_2D": lambda g, o, v: _conv_like(g, o, v, "DEPTHWISE_CONV_2D"),
@@ -587,6 +674,9 @@ _RUNNERS = {
     "RESHAPE": _run_reshape,
     "QUANTIZE": _run_quantize,
     "DEQUANTIZE": _run_dequantize,
+    "RELU": _run_relu,
+    "RELU6": _run_relu,
+    "CONCATENATION": _run_concatenation,
 }
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from ..graph import CONV_LIKE_OPS, GraphError, Op, QuantGraph
 from ..ops import quant
 from ..ops.backward import conv_padding
+from ..ops.forward import concatenation_axis, relu6_range
 from ..ops.update import seed_state
 from .scheme import LayerUpdate, SparseScheme
 from .train_graph import TrainGraph, TrainOp, TrainTensor
@@ -23,9 +24,11 @@ from .train_graph import TrainGraph, TrainOp, TrainTensor
 #: "keep" continues training the model's own int8 classifier (a head trained earlier, e.g. in Keras).
 HEADS = ("float", "int8", "keep")
 #: Ops that requantize (round + clamp) their output: the backward stops the gradient at the clamp.
-REQUANTIZING_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MEAN", "AVERAGE_POOL_2D")
+REQUANTIZING_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MEAN", "AVERAGE_POOL_2D", "RELU",
+                    "RELU6")
 #: Ops the backward can differentiate through.
-DIFFERENTIABLE_OPS = CONV_LIKE_OPS + ("ADD", "MEAN", "AVERAGE_POOL_2D", "MAX_POOL_2D", "PAD", "RESHAPE")
+DIFFERENTIABLE_OPS = CONV_LIKE_OPS + ("ADD", "MEAN", "AVERAGE_POOL_2D", "MAX_POOL_2D", "PAD", "RESHAPE", "RELU",
+                                      "RELU6", "CONCATENATION")
 #: Ops allowed after the classifier in the inference graph (dropped from the training step).
 TAIL_OPS = ("RESHAPE", "SOFTMAX", "DEQUANTIZE", "QUANTIZE")
 DEFAULT_INT8_LOGITS_SCALE = 1.0 / 8.0
@@ -287,7 +290,12 @@ class _Compiler:
         """Activation inputs of ``op`` that receive a gradient from it (with repetition)."""
         if op.outputs[0] not in needs:
             return []
-        cands = list(op.inputs[:2]) if op.type == "ADD" else [op.inputs[0]]
+        if op.type == "ADD":
+            cands = list(op.inputs[:2])
+        elif op.type == "CONCATENATION":
+            cands = list(op.inputs)
+        else:
+            cands = [op.inputs[0]]
         return [t for t in cands if t in needs]
 
     def count_contributions(self, forward_ops: List[Op], needs: Set[str]) -> Dict[str, int]:
@@ -371,9 +379,14 @@ class _Compiler:
         g = self.clamped(op)
         x = op.inputs[0]
         x_shape = list(self.tensors[x].shape)
-        if op.type == "ADD":
+        if op.type in ("ADD", "RELU", "RELU6"):
+            # the clamped output gradient is the input gradient itself (in real units the op
+            # is the identity where it does not clamp)
             for t in self.grad_inputs(op, needs):
                 self.contribute(t, g)
+            return
+        if op.type == "CONCATENATION":
+            self.backward_concatenation(op, g, needs)
             return
         if x not in needs:
             return
@@ -399,6 +412,19 @@ class _Compiler:
             self.emit("RESHAPE_GRAD", [g], [gx], dict(inplace_ok=True), f"{op.name}/grad")
         self.contribute(x, gx)
 
+    def backward_concatenation(self, op: Op, g: str, needs: Set[str]) -> None:
+        """One CONCATENATION_GRAD per input that needs a gradient: its slice of ``g``."""
+        axis = concatenation_axis(self.g, op)
+        begin = 0
+        for x in op.inputs:
+            size = self.tensors[x].shape[axis]
+            if x in needs:
+                gx = self.grad_tensor(self.contribution_name(x), x)
+                self.emit("CONCATENATION_GRAD", [g], [gx], dict(axis=axis, begin=begin),
+                          f"{op.name}/grad{begin}")
+                self.contribute(x, gx)
+            begin += size
+
     def clamped(self, op: Op) -> str:
         """The gradient of ``op``'s output, passed through CLAMP_GRAD if the op requantizes."""
         out = op.outputs[0]
@@ -406,12 +432,28 @@ class _Compiler:
         if op.type not in REQUANTIZING_OPS:
             return g
         t = self.tensors[out]
-        act = op.attrs.get("activation", "NONE") if op.type != "MEAN" else "NONE"
-        lo, hi = quant.activation_range(act, float(t.scale[0]), int(t.zero_point[0]))
+        if op.type == "RELU6":
+            lo, hi = self.relu6_clamp(op)
+        else:
+            act = {"MEAN": "NONE", "RELU": "RELU"}.get(op.type) or op.attrs.get("activation", "NONE")
+            lo, hi = quant.activation_range(act, float(t.scale[0]), int(t.zero_point[0]))
         name = self.grad_tensor(f"grad/{out}/clamped", out)
         self.emit("CLAMP_GRAD", [g, out], [name], dict(act_min=lo, act_max=hi, inplace_ok=True),
                   f"{op.name}/clamp_grad")
         return name
+
+    def relu6_clamp(self, op: Op):
+        """RELU6's clamp (in its input's quantization, as TFLite Micro applies it); only a RELU6
+        whose output keeps its input's quantization is the identity in real units between them."""
+        x, y = self.tensors[op.inputs[0]], self.tensors[op.outputs[0]]
+        if np.float32(x.scale[0]) != np.float32(y.scale[0]) or int(x.zero_point[0]) != int(y.zero_point[0]):
+            raise GraphError(
+                f"{self.g.name}: cannot backpropagate through RELU6 {op.name!r}: its output is quantized "
+                f"({float(y.scale[0])}, {int(y.zero_point[0])}) unlike its input ({float(x.scale[0])}, "
+                f"{int(x.zero_point[0])}); TFLite Micro's RELU6 copies the clamped input bytes, so its real slope "
+                "is not 1. Train only layers after it"
+            )
+        return relu6_range(float(x.scale[0]), int(x.zero_point[0]))
 
     def foldable_pad(self, x: str):
         """(PAD input, (top, left)) when ``x`` comes from a spatial-only PAD read by nothing else."""

@@ -48,6 +48,9 @@ FORWARD_OPS = (
     "QUANTIZE",
     "DEQUANTIZE",
     "SOFTMAX",
+    "RELU",
+    "RELU6",
+    "CONCATENATION",
 )
 
 _CONV_GEOMETRY = ("stride_h", "stride_w", "dilation_h", "dilation_w", "pad_top", "pad_left")
@@ -82,6 +85,9 @@ TRAIN_OPS: Dict[str, Dict[str, Any]] = {
     ),
     "RESHAPE_GRAD": dict(
         phase="backward", inputs=("grad_y:float32",), outputs=("grad_x:float32",), attrs=("inplace_ok",)
+    ),
+    "CONCATENATION_GRAD": dict(
+        phase="backward", inputs=("grad_y:float32",), outputs=("grad_x:float32",), attrs=("axis", "begin")
     ),
     "PAD_GRAD": dict(phase="backward", inputs=("grad_y:float32",), outputs=("grad_x:float32",), attrs=("paddings",)),
     "MEAN_GRAD": dict(

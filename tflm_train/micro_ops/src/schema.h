@@ -70,6 +70,7 @@ enum Pool2DOptionsField {
   kPoolActivation = 5
 };
 enum SoftmaxOptionsField { kSoftmaxBeta = 0 };
+enum ConcatenationOptionsField { kConcatAxis = 0, kConcatActivation = 1 };
 
 // enum BuiltinOptions (the union tag of Operator.builtin_options).
 enum BuiltinOptionsType : uint8_t {
@@ -79,6 +80,7 @@ enum BuiltinOptionsType : uint8_t {
   kOptionsPool2D = 5,
   kOptionsFullyConnected = 8,
   kOptionsSoftmax = 9,
+  kOptionsConcatenation = 10,
   kOptionsAdd = 11,
   kOptionsReshape = 17,
   kOptionsPad = 22,
@@ -102,11 +104,14 @@ enum TensorType : uint8_t {
 enum BuiltinOperator : int32_t {
   kOpAdd = 0,
   kOpAveragePool2D = 1,
+  kOpConcatenation = 2,
   kOpConv2D = 3,
   kOpDepthwiseConv2D = 4,
   kOpDequantize = 6,
   kOpFullyConnected = 9,
   kOpMaxPool2D = 17,
+  kOpRelu = 19,
+  kOpRelu6 = 21,
   kOpReshape = 22,
   kOpSoftmax = 25,
   kOpCustom = 32,

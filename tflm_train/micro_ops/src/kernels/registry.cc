@@ -8,6 +8,7 @@ namespace tt {
 
 extern const Kernel kAdd;
 extern const Kernel kAveragePool2D;
+extern const Kernel kConcatenation;
 extern const Kernel kConv2D;
 extern const Kernel kDepthwiseConv2D;
 extern const Kernel kDequantize;
@@ -16,6 +17,8 @@ extern const Kernel kMaxPool2D;
 extern const Kernel kMean;
 extern const Kernel kPad;
 extern const Kernel kQuantize;
+extern const Kernel kRelu;
+extern const Kernel kRelu6;
 extern const Kernel kReshape;
 extern const Kernel kSoftmax;
 
@@ -25,6 +28,7 @@ namespace {
 const Kernel* const kKernels[] = {
     &kAdd,     &kAveragePool2D, &kConv2D, &kDepthwiseConv2D, &kDequantize, &kFullyConnected,
     &kMaxPool2D, &kMean,        &kPad,    &kQuantize,        &kReshape,    &kSoftmax,
+    &kConcatenation, &kRelu, &kRelu6,
 };
 
 bool same_name(const char* a, Str b) {

@@ -10,6 +10,8 @@ extern const TrainKernel kTrainAveragePool2D;
 extern const TrainKernel kTrainAveragePool2DGrad;
 extern const TrainKernel kTrainBiasUpdate;
 extern const TrainKernel kTrainClampGrad;
+extern const TrainKernel kTrainConcatenation;
+extern const TrainKernel kTrainConcatenationGrad;
 extern const TrainKernel kTrainConv2D;
 extern const TrainKernel kTrainConv2DGradInput;
 extern const TrainKernel kTrainConv2DUpdate;
@@ -29,6 +31,8 @@ extern const TrainKernel kTrainMean;
 extern const TrainKernel kTrainMeanGrad;
 extern const TrainKernel kTrainPad;
 extern const TrainKernel kTrainPadGrad;
+extern const TrainKernel kTrainRelu;
+extern const TrainKernel kTrainRelu6;
 extern const TrainKernel kTrainReshape;
 extern const TrainKernel kTrainReshapeGrad;
 extern const TrainKernel kTrainSoftmaxCrossEntropy;
@@ -64,6 +68,10 @@ const TrainKernel* const kTrainKernels[] = {
     &kTrainReshape,
     &kTrainReshapeGrad,
     &kTrainSoftmaxCrossEntropy,
+    &kTrainConcatenation,
+    &kTrainConcatenationGrad,
+    &kTrainRelu,
+    &kTrainRelu6,
 };
 constexpr uint32_t kCount = sizeof(kTrainKernels) / sizeof(kTrainKernels[0]);
 

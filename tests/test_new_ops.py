@@ -1,0 +1,205 @@
+"""CONCATENATION and standalone RELU / RELU6, end to end, on models Keras 3 + the TF converter make.
+
+Each op: the reference forward is byte-exact with the tflite-micro interpreter (20 random
+inputs per model), the C++ inference runtime too, the Keras front-end equals the reference,
+the backward equals TensorFlow's autodiff, and the C++ training step equals the NumPy
+reference trainer byte for byte on a model joining two branches with CONCATENATION and on
+one with separate ReLU / ReLU6 layers (exported with the planner's rules on).
+"""
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+from tests.new_ops_models import EXPECTED_OPS
+from tests.paths import REPO
+from tests.test_micro_train import train_both
+from tests.test_reference import tflm_invoke
+from tflm_train import reference
+from tflm_train.graph import GraphError, Op, QuantGraph, Tensor
+from tflm_train.io.tflite_reader import read_tflite
+from tflm_train.io.train_export import export
+from tflm_train.ops import backward as bw
+from tflm_train.ops import forward as fw
+from tflm_train.training.autodiff import build_train_graph
+from tflm_train.training.scheme import SparseScheme
+
+N_INPUTS = 20
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """{name: (bytes, QuantGraph)} of tests/new_ops_models.py, converted once in a subprocess."""
+    out = tmp_path_factory.mktemp("new_ops_models")
+    proc = subprocess.run([sys.executable, "-m", "tests.new_ops_models", str(out)], cwd=REPO,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"tests.new_ops_models failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    result = {}
+    for name in EXPECTED_OPS:
+        data = open(os.path.join(out, f"{name}.tflite"), "rb").read()
+        result[name] = (data, read_tflite(data, name=name))
+    return result
+
+
+def file_inputs(graph, n, seed):
+    """n int8 inputs over the full range."""
+    shape = graph.tensors[graph.inputs[0]].shape
+    rng = np.random.default_rng(seed)
+    return [rng.integers(-128, 128, size=shape, dtype=np.int8) for _ in range(n)]
+
+
+# --------------------------------------------------------------------------- forward
+@pytest.mark.parametrize("name", list(EXPECTED_OPS))
+def test_converter_emits_the_ops(models, name):
+    _, g = models[name]
+    assert set(EXPECTED_OPS[name]) <= {op.type for op in g.ops}
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_OPS))
+def test_reference_and_cpp_match_tflite_micro(models, name):
+    from tflm_train.micro import Interpreter
+
+    data, g = models[name]
+    xs = file_inputs(g, N_INPUTS, seed=7)
+    theirs = tflm_invoke(data, [[x] for x in xs])
+    ours = Interpreter(data)
+    for k, (x, (t,)) in enumerate(zip(xs, theirs)):
+        ref = reference.invoke(g, x)[0]
+        assert np.array_equal(ref.reshape(-1), np.asarray(t).reshape(-1)), f"{name} input {k}: reference != TFLM"
+        got = ours.invoke([x])[0]
+        assert np.array_equal(np.asarray(got).reshape(-1), np.asarray(t).reshape(-1)), f"{name} input {k}: C++ != TFLM"
+
+
+def test_relu_multiplier_is_the_float32_quotient():
+    # TFLite Micro divides the float32 scales in float32 before widening to double
+    s_in, s_out = 0.012955483, 0.006931742
+    want = np.float32(s_in) / np.float32(s_out)
+    assert fw.relu_multiplier(s_in, s_out) == tuple(int(v) for v in fw.quant.quantize_multiplier(float(want)))
+    x = np.arange(-128, 128, dtype=np.int8)
+    y = fw.relu(x, input_scale=s_in, input_zero_point=-9, output_scale=s_out, output_zero_point=-128)
+    assert y.min() == -128 and np.all(np.diff(y.astype(int)) >= 0)
+    assert y[-1] == -128 + round((127 + 9) * s_in / s_out)  # 126: requantized, not copied
+    y6 = fw.relu6(x, input_scale=0.02, input_zero_point=-10)
+    assert (y6.min(), y6.max()) == (-10, 127)  # zp + round(6 / 0.02) = 290 saturates
+
+
+def _concat_graph(scale_b):
+    t = {
+        "a": Tensor("a", (1, 2, 2, 3), "int8", [0.05], [1]),
+        "b": Tensor("b", (1, 2, 2, 2), "int8", [scale_b], [1]),
+        "y": Tensor("y", (1, 2, 2, 5), "int8", [0.05], [1]),
+    }
+    return QuantGraph(t, [Op("CONCATENATION", ["a", "b"], ["y"], dict(axis=-1, activation="NONE"), "cat")],
+                      ["a", "b"], ["y"], name="cat")
+
+
+def test_concatenation_with_differing_quantization_is_refused():
+    g = _concat_graph(0.05)
+    a = np.arange(12, dtype=np.int8).reshape(1, 2, 2, 3)
+    b = -np.arange(8, dtype=np.int8).reshape(1, 2, 2, 2)
+    assert np.array_equal(reference.invoke(g, [a, b])[0], np.concatenate([a, b], axis=3))
+    bad = _concat_graph(0.07)
+    with pytest.raises(GraphError, match="share the output's scale and zero point"):
+        reference.invoke(bad, [a, b])
+
+
+# --------------------------------------------------------------------------- Keras front-end
+@pytest.mark.parametrize("name", list(EXPECTED_OPS))
+def test_keras_forward_equals_reference(models, name):
+    from tests.test_keras import mismatch
+    from tflm_train.keras import from_graph
+
+    _, g = models[name]
+    xs = np.random.default_rng(3).integers(-128, 128, (4,) + g.tensors[g.inputs[0]].shape[1:]).astype(np.int8)
+    bad, total = mismatch(g, from_graph(g), xs)
+    assert total > 0 and bad == 0, f"{bad} of {total} emulated elements differ from the reference"
+
+
+# --------------------------------------------------------------------------- backward vs TensorFlow
+def test_concatenation_grad_matches_tf():
+    tf = pytest.importorskip("tensorflow")
+    from tests.test_backward_ops import tf_grads
+
+    rng = np.random.default_rng(0)
+    for axis, sizes in ((3, (3, 5, 2)), (1, (2, 4)), (2, (1, 3))):
+        shapes = [[1, 4, 5, 6] for _ in sizes]
+        for s, n in zip(shapes, sizes):
+            s[axis] = n
+        xs = [rng.normal(size=s) for s in shapes]
+        out = np.concatenate(xs, axis=axis)
+        g = rng.normal(size=out.shape).astype(np.float32)
+        want = tf_grads(lambda *v: tf.concat(list(v), axis=axis), xs, g)
+        begin = 0
+        for x, w in zip(xs, want):
+            got = bw.concatenation_grad(g, axis, begin, x.shape[axis])
+            assert got.dtype == np.float32 and np.array_equal(got, w.astype(np.float32))
+            begin += x.shape[axis]
+
+
+@pytest.mark.parametrize("kind", ["RELU", "RELU6"])
+def test_relu_backward_matches_tf(kind):
+    """RELU / RELU6 backward is the straight-through CLAMP_GRAD on the op's int8 output: equal
+    to TensorFlow's gradient of relu / relu6 of the real input wherever the input is not
+    within rounding of a clamp bound."""
+    tf = pytest.importorskip("tensorflow")
+    from tests.test_backward_ops import tf_grads
+
+    rng = np.random.default_rng(1)
+    xq = rng.integers(-128, 128, (1, 6, 6, 4)).astype(np.int8)
+    s_in, z_in = 0.05, -20
+    if kind == "RELU":
+        s_out, z_out = 0.03, -128
+        y = fw.relu(xq, input_scale=s_in, input_zero_point=z_in, output_scale=s_out, output_zero_point=z_out)
+        lo, hi = fw.quant.activation_range("RELU", s_out, z_out)
+        fn = tf.nn.relu
+    else:
+        y = fw.relu6(xq, input_scale=s_in, input_zero_point=z_in)
+        lo, hi = fw.relu6_range(s_in, z_in)
+        fn = tf.nn.relu6
+    x = bw.dequantize(xq, s_in, z_in)
+    g = rng.normal(size=xq.shape).astype(np.float32)
+    (want,) = tf_grads(fn, [x], g)
+    got = bw.clamp_grad(g, y, lo, hi)
+    away = (np.abs(x) > 0.04) & (np.abs(x - 6.0) > 0.04)  # not within rounding of 0 or 6
+    assert away.sum() > 100 and np.array_equal(got[away], want.astype(np.float32)[away])
+
+
+# --------------------------------------------------------------------------- training: C++ == reference
+def _scheme(g, kind):
+    n = len(g.conv_op_indices())
+    if kind == "bias-only":
+        return SparseScheme(n - 1, {}, name="bias-only")
+    return SparseScheme(n - 1, {k: 1.0 for k in range(n - 1)}, name="all")
+
+
+@pytest.mark.parametrize("name,head,scheme", [
+    ("concat_branches", "float", "all"), ("concat_branches", "int8", "bias-only"),
+    ("relu_layers", "float", "all"), ("relu_layers", "int8", "bias-only"),
+])
+def test_cpp_train_step_equals_reference(models, name, head, scheme):
+    _, g = models[name]
+    r = export(g, _scheme(g, scheme), head=head, num_classes=4, lr=0.02)
+    types = {op.type for op in r.train_graph.ops}
+    assert set(EXPECTED_OPS[name]) - {"FULLY_CONNECTED", "CONV_2D", "MEAN", "MAX_POOL_2D"} <= types
+    if name == "concat_branches" and scheme == "all":
+        assert types >= {"CONCATENATION_GRAD", "CLAMP_GRAD"}
+    _, _, _, losses = train_both(r.data, steps=4, seed=5)
+    assert all(np.isfinite(losses))
+
+
+def test_relu6_that_rescales_is_not_trained_through(models):
+    """The converter may give a RELU6 after a join another output scale; TFLite Micro's RELU6
+    copies the clamped bytes regardless, so its real slope is s_out / s_in: refused with one line."""
+    _, g = models["concat_axes"]
+    relu6 = next(op for op in g.ops if op.type == "RELU6")
+    x, y = g.tensors[relu6.inputs[0]], g.tensors[relu6.outputs[0]]
+    assert np.float32(x.scale[0]) != np.float32(y.scale[0])
+    n = len(g.conv_op_indices())
+    with pytest.raises(GraphError, match="cannot backpropagate through RELU6"):
+        build_train_graph(g, SparseScheme(n - 1, {0: 1.0}, name="first"), num_classes=3)
+    build_train_graph(g, SparseScheme(1, {}, name="bias"), num_classes=3)  # layers after it train
