@@ -4,6 +4,7 @@
 //   y   = clamp(MultiplyByQuantizedMultiplier(acc + bias, M[c]) + output_zero_point)
 // with M[c] = s_x * s_w[c] / s_y computed in double from the float32 scales.
 // Grouped convolution (filter input depth < input depth) is supported.
+#include "conv_core.h"
 #include "kernel_util.h"
 
 namespace tt {
@@ -117,6 +118,37 @@ tt_status eval(Context& ctx, const NodeRec& node) {
   const int8_t* filter = as_i8(ctx.data(p.filter));
   const uint8_t* bias = p.bias >= 0 ? ctx.data(p.bias) : nullptr;  // constant, maybe unaligned
   int8_t* output = as_i8(ctx.data(p.output));
+  if (p.filter_c == p.in_c) {  // one group: the shared compute core (conv_core.h)
+    ConvCore c;
+    c.x_h = p.in_h;
+    c.x_w = p.in_w;
+    c.ic = p.in_c;
+    c.in_offset = d->input_offset;
+    c.w = filter;
+    c.oc = p.out_c;
+    c.kh = p.filter_h;
+    c.kw = p.filter_w;
+    c.stride_h = p.stride_h;
+    c.stride_w = p.stride_w;
+    c.dilation_h = p.dilation_h;
+    c.dilation_w = p.dilation_w;
+    c.pad_top = p.pad_h;
+    c.pad_left = p.pad_w;
+    c.oh = p.out_h;
+    c.ow = p.out_w;
+    c.tail.bias = bias;
+    c.tail.mult = reinterpret_cast<const uint8_t*>(d->multiplier);
+    c.tail.shift = reinterpret_cast<const uint8_t*>(d->shift);
+    c.tail.out_offset = d->output_offset;
+    c.tail.act_min = d->act_min;
+    c.tail.act_max = d->act_max;
+    for (int32_t b = 0; b < p.batches; ++b) {
+      c.x = input + static_cast<int64_t>(b) * p.in_h * p.in_w * p.in_c;
+      kernels::conv_rows(c, 0, p.out_h, output + static_cast<int64_t>(b) * p.out_h * p.out_w * p.out_c);
+    }
+    return TT_OK;
+  }
+  // Grouped convolution (inference only): tap by tap.
   const int32_t out_per_group = p.out_c / (p.in_c / p.filter_c);
   for (int32_t b = 0; b < p.batches; ++b) {
     for (int32_t oy = 0; oy < p.out_h; ++oy) {

@@ -2,6 +2,7 @@
 // quantized per output channel (quantized dimension 3) or per tensor:
 // TFLite Micro's reference integer depthwise convolution. Output channel
 // oc = ic * depth_multiplier + m reads input channel ic.
+#include "conv_core.h"
 #include "kernel_util.h"
 
 namespace tt {
@@ -115,35 +116,34 @@ tt_status eval(Context& ctx, const NodeRec& node) {
   const DwData* d = static_cast<const DwData*>(node.op_data);
   const DwParams& p = d->p;
   const int8_t* input = as_i8(ctx.data(p.input));
-  const int8_t* filter = as_i8(ctx.data(p.filter));
-  const uint8_t* bias = p.bias >= 0 ? ctx.data(p.bias) : nullptr;
   int8_t* output = as_i8(ctx.data(p.output));
+  DwCore c;  // the shared compute core (conv_core.h)
+  c.x_h = p.in_h;
+  c.x_w = p.in_w;
+  c.in_offset = d->input_offset;
+  c.w = as_i8(ctx.data(p.filter));
+  c.oc = p.out_c;
+  c.kh = p.filter_h;
+  c.kw = p.filter_w;
+  c.stride_h = p.stride_h;
+  c.stride_w = p.stride_w;
+  c.dilation_h = p.dilation_h;
+  c.dilation_w = p.dilation_w;
+  c.pad_top = p.pad_h;
+  c.pad_left = p.pad_w;
+  c.oh = p.out_h;
+  c.ow = p.out_w;
+  c.tail.bias = p.bias >= 0 ? ctx.data(p.bias) : nullptr;  // constant, maybe unaligned
+  c.tail.mult = reinterpret_cast<const uint8_t*>(d->multiplier);
+  c.tail.shift = reinterpret_cast<const uint8_t*>(d->shift);
+  c.tail.out_offset = d->output_offset;
+  c.tail.act_min = d->act_min;
+  c.tail.act_max = d->act_max;
   for (int32_t b = 0; b < p.batches; ++b) {
-    for (int32_t oy = 0; oy < p.out_h; ++oy) {
-      const int32_t y0 = oy * p.stride_h - p.pad_h;
-      for (int32_t ox = 0; ox < p.out_w; ++ox) {
-        const int32_t x0 = ox * p.stride_w - p.pad_w;
-        for (int32_t oc = 0; oc < p.out_c; ++oc) {
-          const int32_t ic = oc / p.depth_multiplier;
-          int32_t acc = 0;
-          for (int32_t ky = 0; ky < p.filter_h; ++ky) {
-            const int32_t y = y0 + ky * p.dilation_h;
-            if (y < 0 || y >= p.in_h) continue;
-            for (int32_t kx = 0; kx < p.filter_w; ++kx) {
-              const int32_t x = x0 + kx * p.dilation_w;
-              if (x < 0 || x >= p.in_w) continue;
-              const int32_t in = input[((b * p.in_h + y) * p.in_w + x) * p.in_c + ic];
-              const int32_t w = filter[(ky * p.filter_w + kx) * p.out_c + oc];
-              acc += (in + d->input_offset) * w;
-            }
-          }
-          if (bias) acc = wrapping_add(acc, load_i32(bias + 4 * oc));
-          acc = multiply_by_quantized_multiplier(acc, d->multiplier[oc], d->shift[oc]);
-          acc = clamp_i32(wrapping_add(acc, d->output_offset), d->act_min, d->act_max);
-          output[((b * p.out_h + oy) * p.out_w + ox) * p.out_c + oc] = static_cast<int8_t>(acc);
-        }
-      }
-    }
+    const int8_t* in = input + static_cast<int64_t>(b) * p.in_h * p.in_w * p.in_c;
+    int8_t* out = output + static_cast<int64_t>(b) * p.out_h * p.out_w * p.out_c;
+    for (int32_t oc = 0; oc < p.out_c; ++oc)
+      kernels::dw_channel(c, oc, in + oc / p.depth_multiplier, p.in_c, out + oc, p.out_c);
   }
   return TT_OK;
 }

@@ -59,6 +59,9 @@ tt_status parse_conv_forward(TrainContext& ctx, ConvForward* p) {
   p->y = i8_data(y);
   p->y_tensor = y.index;
   p->y_storage = y.storage;
+  fill_window_core(*p, &p->core);
+  p->core.x = reinterpret_cast<const int8_t*>(p->x.data);
+  p->core.ic = p->ic;
   return TT_OK;
 }
 
@@ -67,57 +70,6 @@ tt_status declare_conv_reads(TrainContext& ctx, const ConvForward& p) {
   if (st == TT_OK) st = ctx.reads(ctx.tensor(ctx.input(1)));
   if (st == TT_OK && p.has_bias) st = ctx.reads(ctx.tensor(ctx.input(2)));
   return st;
-}
-
-namespace {
-
-inline int8_t requantize(const ConvForward& p, int32_t oc, int32_t acc) {
-  const uint32_t q = p.nq == 1 ? 0u : static_cast<uint32_t>(oc);
-  if (p.has_bias) acc = wrapping_add(acc, p.bias.at(oc));
-  acc = multiply_by_quantized_multiplier(acc, load_i32(p.mult + 4 * q), load_i32(p.shift + 4 * q));
-  return static_cast<int8_t>(clamp_i32(wrapping_add(acc, p.out_offset), p.act_min, p.act_max));
-}
-
-// Sum over one filter row (oc, ky, kx) of (x + offset) * w for the pixel `in`.
-inline int32_t row_dot(const ConvForward& p, int32_t row, const int8_t* in) {
-  const int8_t* w = p.w.full + static_cast<int64_t>(row) * p.ic;
-  int32_t acc = 0;
-  for (int32_t c = 0; c < p.ic; ++c) acc += (in[c] + p.in_offset) * w[c];
-  if (p.w.split()) {  // trained channels: replace the flash value by the SRAM one (exact in int32)
-    const int8_t* t = p.w.ram + static_cast<int64_t>(row) * p.w.nsel;
-    for (int32_t j = 0; j < p.w.nsel; ++j) {
-      const int32_t c = p.w.selected(j);
-      acc += (in[c] + p.in_offset) * (t[j] - w[c]);
-    }
-  }
-  return acc;
-}
-
-}  // namespace
-
-void conv_pixel(const ConvForward& p, int32_t oy, int32_t ox, int8_t* out) {
-  const int8_t* x = reinterpret_cast<const int8_t*>(p.x.data);
-  const int32_t y0 = oy * p.g.stride_h - p.g.pad_top - p.x.top;
-  const int32_t x0 = ox * p.g.stride_w - p.g.pad_left - p.x.left;
-  for (int32_t oc = 0; oc < p.oc; ++oc) {
-    int32_t acc = 0;
-    for (int32_t ky = 0; ky < p.kh; ++ky) {
-      const int32_t iy = y0 + ky * p.g.dilation_h;
-      if (iy < 0 || iy >= p.x.h) continue;  // padding: the zero point adds nothing
-      for (int32_t kx = 0; kx < p.kw; ++kx) {
-        const int32_t ix = x0 + kx * p.g.dilation_w;
-        if (ix < 0 || ix >= p.x.w) continue;
-        acc += row_dot(p, (oc * p.kh + ky) * p.kw + kx, x + (static_cast<int64_t>(iy) * p.x.w + ix) * p.ic);
-      }
-    }
-    out[oc] = requantize(p, oc, acc);
-  }
-}
-
-void pointwise_channel(const ConvForward& p, int32_t oc, int8_t* out) {
-  const int8_t* x = reinterpret_cast<const int8_t*>(p.x.data);
-  const int32_t pixels = p.oh * p.ow;
-  for (int32_t i = 0; i < pixels; ++i) out[i] = requantize(p, oc, row_dot(p, oc, x + static_cast<int64_t>(i) * p.ic));
 }
 
 namespace {
@@ -161,8 +113,7 @@ tt_status eval(TrainContext& ctx) {
   if (st != TT_OK) return st;
   const int32_t pixel = p.oc, row = p.ow * p.oc;
   if (ctx.mode() == tfmt::kNormal) {
-    for (int32_t oy = 0; oy < p.oh; ++oy)
-      for (int32_t ox = 0; ox < p.ow; ++ox) conv_pixel(p, oy, ox, p.y + (static_cast<int64_t>(oy) * p.ow + ox) * pixel);
+    kernels::conv_rows(p.core, 0, p.oh, p.y);
     return TT_OK;
   }
   int8_t* scratch = reinterpret_cast<int8_t*>(ctx.scratch());
@@ -172,7 +123,7 @@ tt_status eval(TrainContext& ctx) {
     const int32_t n = p.oh * p.ow;
     for (int32_t k = 0; k < n; ++k) {
       const int32_t i = up ? k : n - 1 - k;
-      conv_pixel(p, i / p.ow, i % p.ow, scratch);
+      kernels::conv_pixel(p.core, i / p.ow, i % p.ow, scratch);
       memcpy(p.y + static_cast<int64_t>(i) * pixel, scratch, static_cast<size_t>(pixel));
     }
     return TT_OK;
@@ -180,7 +131,7 @@ tt_status eval(TrainContext& ctx) {
   const bool up = ctx.layout_is("row_ascending");
   for (int32_t k = 0; k < p.oh; ++k) {
     const int32_t oy = up ? k : p.oh - 1 - k;
-    for (int32_t ox = 0; ox < p.ow; ++ox) conv_pixel(p, oy, ox, scratch + ox * pixel);
+    kernels::conv_rows(p.core, oy, oy + 1, scratch);
     memcpy(p.y + static_cast<int64_t>(oy) * row, scratch, static_cast<size_t>(row));
   }
   return TT_OK;

@@ -23,6 +23,7 @@ struct DwForward {
   const uint8_t* mult = nullptr;
   const uint8_t* shift = nullptr;
   uint32_t nq = 0;
+  DwCore core;  // the shared compute core's view of all of the above
 };
 
 tt_status parse(TrainContext& ctx, DwForward* p) {
@@ -75,43 +76,13 @@ tt_status parse(TrainContext& ctx, DwForward* p) {
   p->shift = ctx.meta().bytes(sh);
   p->nq = m.length;
   p->y = i8_data(y);
+  fill_window_core(*p, &p->core);
   return TT_OK;
 }
 
 // Output channel oc from input channel values at in[(iy * W + ix) * stride].
 void channel(const DwForward& p, int32_t oc, const int8_t* in, int32_t stride) {
-  const int8_t* w = p.w.full + oc;
-  int32_t wstride = p.oc;
-  if (p.w.split()) {
-    const int32_t j = p.w.slot(oc);
-    if (j >= 0) {
-      w = p.w.ram + j;
-      wstride = p.w.nsel;
-    }
-  }
-  const uint32_t q = p.nq == 1 ? 0u : static_cast<uint32_t>(oc);
-  const int32_t mult = load_i32(p.mult + 4 * q), shift = load_i32(p.shift + 4 * q);
-  const int32_t bias = p.has_bias ? p.bias.at(oc) : 0;
-  for (int32_t oy = 0; oy < p.oh; ++oy) {
-    const int32_t y0 = oy * p.g.stride_h - p.g.pad_top - p.x.top;
-    for (int32_t ox = 0; ox < p.ow; ++ox) {
-      const int32_t x0 = ox * p.g.stride_w - p.g.pad_left - p.x.left;
-      int32_t acc = 0;
-      for (int32_t ky = 0; ky < p.kh; ++ky) {
-        const int32_t iy = y0 + ky * p.g.dilation_h;
-        if (iy < 0 || iy >= p.x.h) continue;
-        for (int32_t kx = 0; kx < p.kw; ++kx) {
-          const int32_t ix = x0 + kx * p.g.dilation_w;
-          if (ix < 0 || ix >= p.x.w) continue;
-          acc += (in[(iy * p.x.w + ix) * stride] + p.in_offset) * w[(ky * p.kw + kx) * wstride];
-        }
-      }
-      acc = wrapping_add(acc, bias);
-      acc = multiply_by_quantized_multiplier(acc, mult, shift);
-      p.y[(static_cast<int64_t>(oy) * p.ow + ox) * p.oc + oc] =
-          static_cast<int8_t>(clamp_i32(wrapping_add(acc, p.out_offset), p.act_min, p.act_max));
-    }
-  }
+  kernels::dw_channel(p.core, oc, in, stride, p.y + oc, p.oc);
 }
 
 // The fused pointwise convolution feeding this step, parsed from its own op.
@@ -168,7 +139,7 @@ tt_status eval(TrainContext& ctx) {
     ConvForward pw;
     if ((st = parse_fused(ctx, p, &pw)) != TT_OK) return st;
     for (int32_t c = 0; c < p.oc; ++c) {
-      pointwise_channel(pw, c, scratch);
+      kernels::conv_pointwise_channel(pw.core, c, scratch);
       channel(p, c, scratch, 1);
     }
     return TT_OK;
