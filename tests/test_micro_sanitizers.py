@@ -24,7 +24,10 @@ from tflm_train.micro.mcu import library_sources
 
 MICRO_OPS = os.path.join(REPO, "tflm_train", "micro_ops")
 CXX = shutil.which("g++")
-SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+# TT_POISON_ARENA: the runtime poisons every arena byte no live buffer owns while an op runs
+# (src/arena_poison.h), so an overrun that stays inside the arena is reported too.
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
+            "-DTT_POISON_ARENA"]
 ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
            UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
 
@@ -36,7 +39,7 @@ def checker(tmp_path_factory):
     """runtime_check built from the runtime sources with the sanitizers."""
     out = tmp_path_factory.mktemp("sanitized")
     sources = library_sources()
-    sources.append(os.path.join(MICRO_OPS, "tests", "runtime_check.cc"))
+    sources += [os.path.join(MICRO_OPS, "tests", f) for f in ("runtime_check.cc", "checkpoint_check.cc")]
     exe = str(out / "runtime_check")
     cmd = [CXX, "-std=c++17", "-O1", "-g", "-fno-exceptions", "-fno-rtti", "-ffp-contract=off", "-Wall", "-Wextra",
            "-Werror", *SANITIZE,

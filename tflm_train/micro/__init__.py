@@ -43,6 +43,9 @@ STATUS_NAMES = {
     5: "TT_INVALID_ARGUMENT",
     6: "TT_NOT_READY",
     7: "TT_INTERNAL_ERROR",
+    8: "TT_NUMERIC_ERROR",
+    9: "TT_STORAGE_ERROR",
+    10: "TT_NO_CHECKPOINT",
 }
 ARENA_TOO_SMALL = 3
 
@@ -114,6 +117,29 @@ class _Parameter(ctypes.Structure):
     ]
 
 
+class _Storage(ctypes.Structure):
+    _fields_ = [
+        ("context", ctypes.c_void_p),
+        ("size", ctypes.c_uint32),
+        ("page_size", ctypes.c_uint32),
+        ("write_size", ctypes.c_uint32),
+        ("erased_value", ctypes.c_uint8),
+        ("erase_page", ctypes.c_void_p),
+        ("program", ctypes.c_void_p),
+        ("read", ctypes.c_void_p),
+    ]
+
+
+class _RamFlash(ctypes.Structure):
+    _fields_ = [("memory", ctypes.c_void_p)] + [
+        (n, ctypes.c_uint32) for n in ("size", "page_size", "write_size", "erase_count", "program_count")
+    ]
+
+
+class _CheckpointInfo(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint32) for n in ("sequence", "slot", "payload_bytes", "steps_done")]
+
+
 def library_path() -> str:
     """Path of the compiled runtime library (built by ``pip install -e .``)."""
     spec = importlib.util.find_spec("tflm_train.micro._runtime")
@@ -164,6 +190,11 @@ def _lib():
         "tt_train_arena_used": ([tr], sz),
         "tt_train_arena_needed": ([tr], sz),
         "tt_train_error_message": ([tr], ctypes.c_char_p),
+        "tt_checkpoint_storage_bytes": ([tr, ctypes.c_uint32, ctypes.c_uint32], sz),
+        "tt_checkpoint_save": ([tr, P(_Storage), P(_CheckpointInfo)], ctypes.c_int),
+        "tt_checkpoint_restore": ([tr, P(_Storage), P(_CheckpointInfo)], ctypes.c_int),
+        "tt_ram_flash_storage": ([P(_RamFlash), u8p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32,
+                                  P(_Storage)], None),
     }
     for name, (args, res) in sigs.items():
         fn = getattr(lib, name)
@@ -427,3 +458,54 @@ class Interpreter:
             if op.outputs and op.outputs[0] == tg.head.get("classifier_output"):
                 op.name = tg.head.get("classifier_op", op.name)
         return apply_to_graph(infer, tg, self.train_state(), calibration).to_tflite()
+
+    # ------------------------------------------------------------------ checkpoints (tt_checkpoint_*)
+    def checkpoint_storage_bytes(self, page_size: int = 4096, write_size: int = 8) -> int:
+        """Bytes of checkpoint storage (two slots) this model needs for a flash geometry."""
+        n = self._lib.tt_checkpoint_storage_bytes(ctypes.byref(self._require_trainer()), page_size, write_size)
+        if not n:
+            raise ValueError(f"page_size {page_size} and write_size {write_size} must be powers of two "
+                             f"with write_size <= 256 and <= page_size")
+        return int(n)
+
+    def _checkpoint(self, save: bool, memory: np.ndarray, page_size: int, write_size: int) -> Dict:
+        tr = self._require_trainer()
+        flash, storage, info = _RamFlash(), _Storage(), _CheckpointInfo()
+        self._lib.tt_ram_flash_storage(ctypes.byref(flash), _u8ptr(memory), len(memory), page_size, write_size,
+                                       ctypes.byref(storage))
+        fn = self._lib.tt_checkpoint_save if save else self._lib.tt_checkpoint_restore
+        self._check_train(fn(ctypes.byref(tr), ctypes.byref(storage), ctypes.byref(info)))
+        return {"sequence": info.sequence, "slot": "AB"[info.slot], "payload_bytes": info.payload_bytes,
+                "steps_done": info.steps_done}
+
+    def save_checkpoint(self, target, page_size: int = 4096, write_size: int = 8) -> Dict:
+        """Save the trained state (parameters, RNG, step count) as the C runtime does into flash:
+        A/B slots, header last, CRC32 (``tt_checkpoint_save``). ``target``: a file path (the file
+        is the storage image, kept across saves; replaced atomically) or a writable bytearray of
+        at least :meth:`checkpoint_storage_bytes` bytes, updated in place. Returns the checkpoint's
+        sequence number, slot, payload bytes and step count."""
+        if isinstance(target, (bytearray, memoryview)):
+            memory = np.frombuffer(target, dtype=np.uint8)
+            if not memory.flags.writeable:
+                raise ValueError("save_checkpoint needs a writable buffer (bytearray)")
+            return self._checkpoint(True, memory, page_size, write_size)
+        path = os.fspath(target)
+        needed = self.checkpoint_storage_bytes(page_size, write_size)
+        old = open(path, "rb").read() if os.path.exists(path) else b""
+        memory = np.frombuffer(bytearray(old if len(old) >= needed else b"\xff" * needed), dtype=np.uint8)
+        info = self._checkpoint(True, memory, page_size, write_size)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(memory.tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return info
+
+    def restore_checkpoint(self, source, page_size: int = 4096, write_size: int = 8) -> Dict:
+        """Load the newest valid checkpoint of this model from a file path or bytes
+        (``tt_checkpoint_restore``); refuses, with the reason per slot, storage that holds none
+        (empty, corrupted, or another model's). Same ``page_size`` / ``write_size`` as the save."""
+        data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else open(source, "rb").read()
+        return self._checkpoint(False, np.frombuffer(bytearray(data), dtype=np.uint8), page_size, write_size)
+

@@ -35,7 +35,10 @@ typedef enum tt_status {
   TT_SHAPE_MISMATCH = 4,    /* input/output buffer size, or tensor shapes that do not fit together */
   TT_INVALID_ARGUMENT = 5,  /* NULL pointer, index out of range, misaligned buffer */
   TT_NOT_READY = 6,         /* the interpreter was not (successfully) initialized */
-  TT_INTERNAL_ERROR = 7
+  TT_INTERNAL_ERROR = 7,
+  TT_NUMERIC_ERROR = 8,     /* tt_train_step: non-finite loss or logits; the step changed nothing */
+  TT_STORAGE_ERROR = 9,     /* a tt_storage operation failed, or read back other bytes than written */
+  TT_NO_CHECKPOINT = 10     /* no valid checkpoint of this model in the storage (empty, corrupted, another model) */
 } tt_status;
 
 enum { TT_MESSAGE_CAPACITY = 200, TT_MAX_RANK = 6 };
@@ -183,7 +186,21 @@ int tt_is_training_model(const uint8_t* model, size_t model_len);
 tt_status tt_train_init(tt_trainer* tr, const uint8_t* model, size_t model_len, uint8_t* arena, size_t arena_len);
 
 /* One SGD step on one sample: int8 image (the model's input bytes), label in
- * [0, num_classes); `loss` (may be NULL) gets the loss before the update. */
+ * [0, num_classes); `loss` (may be NULL) gets the loss before the update.
+ *
+ * Atomic: a step that fails changes no parameter byte, nor the RNG state, the
+ * step count or the float head's logit range; the trainer stays usable.
+ *   - wrong image length, label outside [0, num_classes), NULL image: refused
+ *     before anything runs (TT_SHAPE_MISMATCH / TT_INVALID_ARGUMENT);
+ *   - non-finite logits (float head) or loss: TT_NUMERIC_ERROR, detected right
+ *     after the loss step. Init refuses a plan in which any step up to the loss
+ *     step writes a persistent tensor, so no parameter or RNG draw happens first.
+ * Limits: the step's activation buffers and the input buffer
+ * (tt_train_input_buffer) are scratch and may have changed. Only the loss and
+ * the logits are checked: a step with a finite loss whose update drives a float
+ * head weight to inf/NaN (a learning rate near float32's range) succeeds, and
+ * the next step then fails with TT_NUMERIC_ERROR. Kernels cannot fail after
+ * init (every op was validated there); TT_INTERNAL_ERROR would be a bug. */
 tt_status tt_train_step(tt_trainer* tr, const void* image, size_t image_len, int32_t label, float* loss);
 
 /* The trainer's input (image) tensor in the arena, for zero-copy use: write the image
@@ -202,10 +219,82 @@ size_t tt_parameter_count(const tt_trainer* tr);
 tt_status tt_parameter_info(tt_trainer* tr, size_t index, tt_parameter* info);
 /* The whole tensor's current value (`len` must equal info.bytes). */
 tt_status tt_parameter_data(tt_trainer* tr, size_t index, void* data, size_t len);
+/* Replace parameter `index` with `len` bytes laid out as tt_parameter_data gives them (the
+ * whole tensor): a server's aggregate, a backup. A split weight's frozen channels must hold
+ * their model bytes (TT_INVALID_ARGUMENT otherwise); nothing is written unless all is valid. */
+tt_status tt_parameter_set_data(tt_trainer* tr, size_t index, const void* data, size_t len);
 
 size_t tt_train_arena_used(const tt_trainer* tr);
 size_t tt_train_arena_needed(const tt_trainer* tr);
 const char* tt_train_error_message(const tt_trainer* tr);
+
+/* ------------------------------------------------------------------ checkpoints
+ *
+ * Trained parameters survive a reset: tt_checkpoint_save writes the trainer's
+ * state (every trained parameter byte held in SRAM, the RNG state, the step
+ * count, the float head's logit range) to flash-like storage the caller
+ * describes; tt_checkpoint_restore loads the newest valid one after a restart.
+ *
+ * The storage is split into two slots (A: first half, B: second half, each a
+ * whole number of pages). A slot is [header | payload]; the header holds
+ * "TTCK", the format version, the model's CRC32 and length (the model hash),
+ * a sequence number, the payload length and a CRC32 over header fields and
+ * payload. A save erases the slot NOT holding the newest valid checkpoint,
+ * programs the payload, then the header last, and reads the slot back. Power
+ * lost at any point of a save leaves the other slot untouched: restore then
+ * gives the previous checkpoint, byte for byte, or the new one if the header
+ * was complete - never a mix (tests/test_micro_sanitizers.py cuts power at
+ * every erase and program, and inside page writes).
+ *
+ * Storage semantics (MCU flash): erase sets a page to `erased_value`; program
+ * writes `len` bytes at `offset`, both multiples of `write_size`, into erased
+ * bytes only; read may read any range. Callbacks return 0 on success. */
+enum { TT_CHECKPOINT_VERSION = 1, TT_CHECKPOINT_HEADER_BYTES = 32, TT_CHECKPOINT_MAX_WRITE_SIZE = 256 };
+
+typedef struct tt_storage {
+  void* context;            /* passed to the callbacks */
+  uint32_t size;            /* bytes available (both slots) */
+  uint32_t page_size;       /* erase unit; a multiple of write_size */
+  uint32_t write_size;      /* program granularity: 1 .. TT_CHECKPOINT_MAX_WRITE_SIZE, a power of two */
+  uint8_t erased_value;     /* what an erased byte reads as (0xFF for NOR flash) */
+  int (*erase_page)(void* context, uint32_t offset);
+  int (*program)(void* context, uint32_t offset, const void* data, uint32_t len);
+  int (*read)(void* context, uint32_t offset, void* data, uint32_t len);
+} tt_storage;
+
+typedef struct tt_checkpoint_info {
+  uint32_t sequence;        /* of the restored / saved checkpoint (1 = first save) */
+  uint32_t slot;            /* 0: A, 1: B */
+  uint32_t payload_bytes;
+  uint32_t steps_done;      /* the trainer's step count stored in it */
+} tt_checkpoint_info;
+
+/* Storage bytes a trainer's checkpoints need (both slots) for this page / write size; 0 on bad sizes. */
+size_t tt_checkpoint_storage_bytes(tt_trainer* tr, uint32_t page_size, uint32_t write_size);
+
+/* Save the trainer's state into the slot not holding the newest valid checkpoint
+ * (info may be NULL). TT_STORAGE_ERROR: a callback failed or the read-back differs;
+ * the newest valid checkpoint before the call is then still intact. */
+tt_status tt_checkpoint_save(tt_trainer* tr, const tt_storage* storage, tt_checkpoint_info* info);
+
+/* Load the newest valid checkpoint of this trainer's model. TT_NO_CHECKPOINT (message:
+ * why each slot was refused: empty, bad CRC, another model, other format version)
+ * leaves the trainer unchanged. A storage read error while the verified payload is
+ * copied in (the payload is read twice: verified, then copied) can leave a mix:
+ * TT_STORAGE_ERROR, and the trainer refuses to step until a restore succeeds or it
+ * is re-initialized. */
+tt_status tt_checkpoint_restore(tt_trainer* tr, const tt_storage* storage, tt_checkpoint_info* info);
+
+/* A RAM-backed tt_storage with NOR-flash semantics (erase to erased_value, program
+ * only clears bits and only in whole write units): the host binding's file / memory
+ * checkpoints and the tests' power-cut simulation. `memory` holds `size` bytes. */
+typedef struct tt_ram_flash {
+  uint8_t* memory;
+  uint32_t size, page_size, write_size;
+  uint32_t erase_count, program_count;  /* operations so far */
+} tt_ram_flash;
+void tt_ram_flash_storage(tt_ram_flash* flash, uint8_t* memory, uint32_t size, uint32_t page_size,
+                          uint32_t write_size, tt_storage* storage);
 
 #ifdef __cplusplus
 }  /* extern "C" */

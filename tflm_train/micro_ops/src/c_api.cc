@@ -209,6 +209,9 @@ const char* tt_status_name(tt_status status) {
     case TT_INVALID_ARGUMENT: return "TT_INVALID_ARGUMENT";
     case TT_NOT_READY: return "TT_NOT_READY";
     case TT_INTERNAL_ERROR: return "TT_INTERNAL_ERROR";
+    case TT_NUMERIC_ERROR: return "TT_NUMERIC_ERROR";
+    case TT_STORAGE_ERROR: return "TT_STORAGE_ERROR";
+    case TT_NO_CHECKPOINT: return "TT_NO_CHECKPOINT";
   }
   return "TT_UNKNOWN_STATUS";
 }

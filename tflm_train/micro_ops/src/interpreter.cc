@@ -2,6 +2,7 @@
 
 #include <new>
 
+#include "arena_poison.h"
 #include "planner.h"
 
 namespace tt {
@@ -437,15 +438,33 @@ tt_status initialize(tt_interpreter* it, const uint8_t* model, size_t model_len,
   return TT_OK;
 }
 
+namespace {
+
+// TT_POISON_ARENA builds (arena_poison.h): only the buffers alive at `op` and its scratch are addressable.
+void poison_all_but_live(Runtime& rt, uint32_t op) {
+  arena_poison(rt.planned, rt.planned_bytes);
+  for (uint32_t i = 0; i < rt.tensor_count; ++i) {
+    const TensorRec& rec = rt.tensors[i];
+    if ((rec.flags & kConstant) || rec.offset == kNoOffset || rec.first_use == kNoOp) continue;
+    if (rec.first_use <= op && op <= rec.last_use) arena_unpoison(rt.planned + rec.offset, rec.bytes);
+  }
+  const NodeRec& node = rt.nodes[op];
+  if (node.scratch_bytes) arena_unpoison(rt.planned + node.scratch_offset, node.scratch_bytes);
+}
+
+}  // namespace
+
 tt_status invoke(Runtime& rt, Message& msg) {
   Context ctx(rt, msg);
-  for (uint32_t op = 0; op < rt.node_count; ++op) {
+  tt_status st = TT_OK;
+  for (uint32_t op = 0; op < rt.node_count && st == TT_OK; ++op) {
     const NodeRec& node = rt.nodes[op];
     ctx.set_op(static_cast<int32_t>(op), node.kernel->name);
-    const tt_status st = node.kernel->eval(ctx, node);
-    if (st != TT_OK) return st;
+    if (kArenaPoisoning) poison_all_but_live(rt, op);
+    st = node.kernel->eval(ctx, node);
   }
-  return TT_OK;
+  if (kArenaPoisoning) arena_unpoison(rt.planned, rt.planned_bytes);
+  return st;
 }
 
 }  // namespace tt

@@ -11,6 +11,8 @@
 //   runtime_check train_fuzz MODEL IMAGE ITERATIONS SEED BEGIN END
 //                                            random corruptions of bytes [BEGIN, END) (the training
 //                                            metadata): init must fail cleanly, or the steps run
+//   runtime_check powercut MODEL IMAGES PAGE WRITE | wrong_model MODEL_A MODEL_B PAGE WRITE | atomic MODEL IMAGE
+//                                            checkpoints and atomic steps (checkpoint_check.cc)
 //
 // Prints one line per check; exits non-zero on the first failed expectation
 // (the sanitizers abort on any invalid memory access or undefined behaviour).
@@ -21,6 +23,7 @@
 
 #include <vector>
 
+#include "checkpoint_check.h"
 #include "tflm_train.h"
 
 namespace {
@@ -32,7 +35,9 @@ void expect(bool ok, const char* what, const tt_interpreter* it) {
   if (!ok) ++failures;
 }
 
-std::vector<uint8_t> read_file(const char* path) {
+}  // namespace
+
+std::vector<uint8_t> checkpoint_check::read_file(const char* path) {
   std::vector<uint8_t> data;
   FILE* f = fopen(path, "rb");
   if (!f) {
@@ -46,19 +51,11 @@ std::vector<uint8_t> read_file(const char* path) {
   return data;
 }
 
-// A 16-byte aligned copy (the runtime reads shapes in place).
-struct Aligned {
-  std::vector<uint8_t> storage;
-  uint8_t* data;
-  size_t size;
-  explicit Aligned(size_t n) : storage(n + 16), size(n) {
-    const uintptr_t p = reinterpret_cast<uintptr_t>(storage.data());
-    data = storage.data() + ((16 - (p & 15)) & 15);
-  }
-  Aligned(const uint8_t* src, size_t n) : Aligned(n) {
-    if (n) memcpy(data, src, n);
-  }
-};
+namespace {
+
+using checkpoint_check::read_file;
+
+using checkpoint_check::Aligned;
 
 // Exact arena: ask with none, retry with what the runtime reports, shrink to use.
 tt_status init_exact(tt_interpreter* it, const Aligned& model, Aligned** arena) {
@@ -472,6 +469,13 @@ int main(int argc, char** argv) {
     return cmd_train_fuzz(argv[2], argv[3], strtol(argv[4], nullptr, 10),
                           static_cast<uint32_t>(strtoul(argv[5], nullptr, 10)), strtoul(argv[6], nullptr, 10),
                           strtoul(argv[7], nullptr, 10));
+  if (argc == 6 && strcmp(argv[1], "powercut") == 0)
+    return cmd_powercut(argv[2], argv[3], static_cast<uint32_t>(strtoul(argv[4], nullptr, 10)),
+                        static_cast<uint32_t>(strtoul(argv[5], nullptr, 10)));
+  if (argc == 6 && strcmp(argv[1], "wrong_model") == 0)
+    return cmd_wrong_model(argv[2], argv[3], static_cast<uint32_t>(strtoul(argv[4], nullptr, 10)),
+                           static_cast<uint32_t>(strtoul(argv[5], nullptr, 10)));
+  if (argc == 4 && strcmp(argv[1], "atomic") == 0) return cmd_atomic(argv[2], argv[3]);
   fprintf(stderr, "usage: runtime_check run MODEL INPUT EXPECTED | errors MODEL INPUT | fuzz MODEL N SEED | "
                   "train MODEL IMAGES LABELS STEPS | train_errors MODEL IMAGE | "
                   "train_fuzz MODEL IMAGE N SEED BEGIN END\n");

@@ -398,6 +398,10 @@ tt_status TrainContext::check_live(const TensorDesc& t, bool write) {
     case tfmt::kPersistent:
       if (write && d->kind != tfmt::kParameter && d->kind != tfmt::kState)
         return fail(TT_MALFORMED_MODEL, "writes persistent tensor ", d->index, " that is not a parameter");
+      // Atomic steps: nothing persistent changes until the loss (and logits) are known to be finite.
+      if (write && static_cast<int32_t>(step_) <= rt_.loss_step)
+        return fail(TT_MALFORMED_MODEL, "writes persistent tensor ", d->index, " before the loss step ",
+                    rt_.loss_step);
       return TT_OK;
     case tfmt::kFlash:
       if (write) return fail(TT_MALFORMED_MODEL, "writes tensor ", d->index, ", a constant in flash");

@@ -413,22 +413,23 @@ tt_status run_step(TrainRuntime& rt, TrainContext& ctx, uint32_t k) {
 // Right after the loss step, before any parameter changes: a non-finite loss or logit abandons the
 // step. Otherwise the largest |logit| (float head) is kept: it quantizes the float head for inference.
 tt_status check_loss_and_logits(TrainRuntime& rt, Message& msg) {
+  float absmax = rt.logit_absmax;
+  if (rt.head_is_float) {
+    const float* z = reinterpret_cast<const float*>(decode_tensor(rt, rt.logits).data);
+    for (int32_t i = 0; i < rt.num_classes; ++i) {
+      if (!isfinite(z[i])) {
+        msg.clear();
+        msg.add_all("non-finite logit ", i, ": step abandoned, no parameter changed");
+        return TT_NUMERIC_ERROR;
+      }
+      absmax = fmaxf(absmax, fabsf(z[i]));
+    }
+  }
   const float loss = *reinterpret_cast<const float*>(decode_tensor(rt, rt.loss).data);
   if (!isfinite(loss)) {
     msg.clear();
     msg.add("non-finite loss: step abandoned, no parameter changed");
     return TT_NUMERIC_ERROR;
-  }
-  if (!rt.head_is_float) return TT_OK;
-  const float* z = reinterpret_cast<const float*>(decode_tensor(rt, rt.logits).data);
-  float absmax = rt.logit_absmax;
-  for (int32_t i = 0; i < rt.num_classes; ++i) {
-    if (!isfinite(z[i])) {
-      msg.clear();
-      msg.add_all("non-finite logit ", i, ": step abandoned, no parameter changed");
-      return TT_NUMERIC_ERROR;
-    }
-    absmax = fmaxf(absmax, fabsf(z[i]));
   }
   rt.logit_absmax = absmax;
   return TT_OK;
