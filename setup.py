@@ -23,7 +23,7 @@ setup(
     version="0.1.0",
     description="On-device training for TensorFlow Lite Micro: QAS, sparse updates, planned memory",
     packages=find_packages(include=["tflm_train", "tflm_train.*"]),
-    package_data={"tflm_train": ["data/*", "schema/*.fbs", "micro_ops/**/*"]},
+    package_data={"tflm_train": ["data/*", "schema/*.fbs", "micro_ops/**/*", "arduino/library/**/*"]},
     python_requires=">=3.10",
     install_requires=[
         "numpy>=1.26",

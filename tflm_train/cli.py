@@ -209,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .scheme_search import add_parser as add_search_parser  # the search command lives in its own module
 
     add_search_parser(sub)
+    from .arduino.cli import add_parser as add_arduino_parser  # tflm-train arduino: its own module too
+
+    add_arduino_parser(sub)
     return p
 
 

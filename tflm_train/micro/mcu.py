@@ -262,11 +262,19 @@ def link_firmware(objs: Sequence[str], out_dir: str, opt: str, stack_bytes: int,
         obj = os.path.join(out_dir, os.path.basename(src) + ".o")
         _compile(src, obj, opt, includes)
         extra.append(obj)
-    elf = os.path.join(out_dir, "firmware.elf")
-    cmd = [TOOLS["cxx"], *LINK_FLAGS, f"-T{os.path.join(PORT, 'linker.ld')}",
-           f"-Wl,--defsym=TT_STACK_BYTES={int(stack_bytes)}", f"-Wl,-Map={os.path.join(out_dir, 'firmware.map')}",
+    return link_elf([*objs, *extra], os.path.join(out_dir, "firmware.elf"), stack_bytes, ram_bytes)
+
+
+def link_elf(objs: Sequence[str], elf: str, stack_bytes: int = DEFAULT_STACK_BYTES, ram_bytes: int = RAM_BYTES,
+             arch_flags: Sequence[str] = ARCH_FLAGS) -> str:
+    """Link objects into ``elf`` with the device's linker script (1 MB flash, ``ram_bytes`` RAM); a map file
+    beside it. ``arch_flags``: those the objects were compiled with (they select the C library's variant).
+    An image that does not fit raises :class:`FirmwareTooLarge`."""
+    link_flags = list(arch_flags) + LINK_FLAGS[len(ARCH_FLAGS):]
+    cmd = [TOOLS["cxx"], *link_flags, f"-T{os.path.join(PORT, 'linker.ld')}",
+           f"-Wl,--defsym=TT_STACK_BYTES={int(stack_bytes)}", f"-Wl,-Map={os.path.splitext(elf)[0] + '.map'}",
            *([f"-Wl,--defsym=TT_RAM_BYTES={int(ram_bytes)}"] if ram_bytes != RAM_BYTES else []),
-           *objs, *extra, "-lm", "-o", elf]
+           *objs, "-lm", "-o", elf]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         overflows = _OVERFLOW.findall(proc.stderr)
@@ -297,17 +305,17 @@ def symbol_address(elf: str, name: str) -> int:
     raise McuError(f"{elf}: symbol {name} not found")
 
 
-def run_qemu(elf: str, timeout: float = 300.0):
-    """Run the firmware; returns (console text, marker readings)."""
-    plugin = build_plugin()
-    mark = symbol_address(elf, "tt_mark")
+def run_qemu(elf: str, timeout: float = 300.0, cwd: Optional[str] = None, count_instructions: bool = True):
+    """Run the firmware; returns (console text, marker readings). ``cwd``: where the firmware's
+    semihosting file operations happen; ``count_instructions=False``: no plugin, no readings."""
     with tempfile.TemporaryDirectory() as tmp:
         counts = os.path.join(tmp, "marks.txt")
         cmd = [TOOLS["qemu"], "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "null",
-               "-semihosting-config", "enable=on,target=native", "-kernel", elf,
-               "-plugin", f"{plugin},mark={mark:#x},out={counts}"]
+               "-semihosting-config", "enable=on,target=native", "-kernel", elf]
+        if count_instructions:
+            cmd += ["-plugin", f"{build_plugin()},mark={symbol_address(elf, 'tt_mark'):#x},out={counts}"]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
         except subprocess.TimeoutExpired:
             raise McuError(f"QEMU did not finish within {timeout} s") from None
         console = proc.stdout + proc.stderr

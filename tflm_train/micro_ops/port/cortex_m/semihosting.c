@@ -14,6 +14,8 @@ static int semihost(int op, const void* arg) {
   return r0;
 }
 
+int sh_call(int op, const void* arg) { return semihost(op, arg); }
+
 void sh_write(const char* text, size_t len) {
   char chunk[65];
   while (len) {

@@ -16,6 +16,7 @@ void sh_put_uint(uint32_t value);
 void sh_put_int(int32_t value);
 void sh_put_hex_bytes(const uint8_t* data, size_t len);
 void sh_exit(int code) __attribute__((noreturn));  // 0: success, otherwise failure
+int sh_call(int op, const void* arg);              // any semihosting operation (file I/O, clock)
 
 #ifdef __cplusplus
 }
