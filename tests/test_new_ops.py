@@ -192,14 +192,42 @@ def test_cpp_train_step_equals_reference(models, name, head, scheme):
     assert all(np.isfinite(losses))
 
 
-def test_relu6_that_rescales_is_not_trained_through(models):
+def test_rescaling_relu6_trains_with_its_slope(models):
     """The converter may give a RELU6 after a join another output scale; TFLite Micro's RELU6
-    copies the clamped bytes regardless, so its real slope is s_out / s_in: refused with one line."""
+    copies the clamped bytes regardless, so its real slope is s_out / s_in: the backward
+    scales by it (GRAD_SCALE), and the C++ step still equals the reference. The model also
+    concatenates one tensor twice and a tensor with a function of itself (gradient sums)."""
     _, g = models["concat_axes"]
     relu6 = next(op for op in g.ops if op.type == "RELU6")
     x, y = g.tensors[relu6.inputs[0]], g.tensors[relu6.outputs[0]]
     assert np.float32(x.scale[0]) != np.float32(y.scale[0])
-    n = len(g.conv_op_indices())
-    with pytest.raises(GraphError, match="cannot backpropagate through RELU6"):
-        build_train_graph(g, SparseScheme(n - 1, {0: 1.0}, name="first"), num_classes=3)
-    build_train_graph(g, SparseScheme(1, {}, name="bias"), num_classes=3)  # layers after it train
+    r = export(g, _scheme(g, "all"), head="float", num_classes=3, lr=0.02)
+    ops = r.train_graph.ops
+    scale = next(op for op in ops if op.type == "GRAD_SCALE")
+    assert scale.attrs["factor"] == np.float32(np.float32(y.scale[0]) / np.float32(x.scale[0]))
+    assert sum(op.type == "CONCATENATION_GRAD" for op in ops) >= 5 and any(op.type == "GRAD_ACCUMULATE" for op in ops)
+    _, _, _, losses = train_both(r.data, steps=3, seed=6)
+    assert all(np.isfinite(losses))
+
+
+def test_rescaling_relu6_backward_matches_tf():
+    tf = pytest.importorskip("tensorflow")
+    from tests.test_backward_ops import tf_grads
+
+    rng = np.random.default_rng(2)
+    xq = rng.integers(-128, 128, (1, 5, 5, 3)).astype(np.int8)
+    s_in, z_in, s_out, z_out = 0.011, 0, 0.0099, -14
+    y = fw.relu6(xq, input_scale=s_in, input_zero_point=z_in)
+    lo, hi = fw.relu6_range(s_in, z_in)
+    x = bw.dequantize(xq, s_in, z_in)
+
+    def real_relu6(v):  # what the int8 op computes, read in the output's quantization (unrounded)
+        return s_out * (tf.clip_by_value(v / s_in + z_in, lo, hi) - z_out)
+
+    g = rng.normal(size=xq.shape).astype(np.float32)
+    (want,) = tf_grads(real_relu6, [x], g)
+    got = bw.grad_scale(bw.clamp_grad(g, y, lo, hi), np.float32(s_out) / np.float32(s_in))
+    inside = (y > lo) & (y < hi)
+    assert inside.sum() > 10 and (~inside).sum() > 10
+    away = (xq != lo) & (xq != hi)  # the straight-through rule and TF differ exactly at a bound
+    assert np.allclose(got[away], want[away], rtol=1e-6, atol=0)

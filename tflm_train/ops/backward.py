@@ -125,6 +125,12 @@ def clamp_grad(grad_y: np.ndarray, y_q: np.ndarray, act_min: int, act_max: int) 
     return np.where(keep, np.asarray(grad_y, F32), F32(0))
 
 
+def grad_scale(grad_y: np.ndarray, factor: float) -> np.ndarray:
+    """``grad_y * f32(factor)``: the constant real slope of an op that passes int8 values on
+    into another quantization (RELU6 copies its clamped input bytes, so its slope is s_out / s_in)."""
+    return (np.asarray(grad_y, F32) * F32(factor)).astype(F32)
+
+
 def grad_accumulate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (np.asarray(a, F32) + np.asarray(b, F32)).astype(F32)
 

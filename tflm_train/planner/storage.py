@@ -41,7 +41,8 @@ Sharing bytes (``inplace``):
   * per-row (any other forward CONV_2D): each output row is computed into a one-row
     scratch, then stored, rows in ascending or descending order, whichever ``row_order``
     proves never overwrites an input row a later output row reads;
-  * elementwise ops: forward ADD (either input), RELU / RELU6 (input 0), CLAMP_GRAD (input 0), GRAD_ACCUMULATE
+  * elementwise ops: forward ADD (either input), RELU / RELU6 (input 0), CLAMP_GRAD and GRAD_SCALE (input 0),
+    GRAD_ACCUMULATE
     (either input), PAD_GRAD (input 0; a crop, copied in ascending order: every element
     moves to an address at or below its source).
 A forward op whose output is a saved activation is never run in place (the saved buffer
@@ -83,6 +84,7 @@ IN_PLACE = {
     "RELU": ((0,), "elementwise"),
     "RELU6": ((0,), "elementwise"),
     "CLAMP_GRAD": ((0,), "elementwise"),
+    "GRAD_SCALE": ((0,), "elementwise"),
     "GRAD_ACCUMULATE": ((0, 1), "elementwise"),
     "PAD_GRAD": ((0,), "crop"),
 }

@@ -379,9 +379,11 @@ class _Compiler:
         g = self.clamped(op)
         x = op.inputs[0]
         x_shape = list(self.tensors[x].shape)
+        if op.type == "RELU6":
+            g = self.relu6_slope(op, g)
         if op.type in ("ADD", "RELU", "RELU6"):
             # the clamped output gradient is the input gradient itself (in real units the op
-            # is the identity where it does not clamp)
+            # is the identity where it does not clamp; a rescaling RELU6 was scaled above)
             for t in self.grad_inputs(op, needs):
                 self.contribute(t, g)
             return
@@ -433,7 +435,8 @@ class _Compiler:
             return g
         t = self.tensors[out]
         if op.type == "RELU6":
-            lo, hi = self.relu6_clamp(op)
+            x = self.tensors[op.inputs[0]]
+            lo, hi = relu6_range(float(x.scale[0]), int(x.zero_point[0]))
         else:
             act = {"MEAN": "NONE", "RELU": "RELU"}.get(op.type) or op.attrs.get("activation", "NONE")
             lo, hi = quant.activation_range(act, float(t.scale[0]), int(t.zero_point[0]))
@@ -442,18 +445,17 @@ class _Compiler:
                   f"{op.name}/clamp_grad")
         return name
 
-    def relu6_clamp(self, op: Op):
-        """RELU6's clamp (in its input's quantization, as TFLite Micro applies it); only a RELU6
-        whose output keeps its input's quantization is the identity in real units between them."""
+    def relu6_slope(self, op: Op, g: str) -> str:
+        """RELU6 clamps in its input's quantization and copies the bytes (TFLite Micro): read in
+        the output's quantization, its real slope is s_out / s_in, which GRAD_SCALE applies when
+        the converter gave the output another scale."""
         x, y = self.tensors[op.inputs[0]], self.tensors[op.outputs[0]]
-        if np.float32(x.scale[0]) != np.float32(y.scale[0]) or int(x.zero_point[0]) != int(y.zero_point[0]):
-            raise GraphError(
-                f"{self.g.name}: cannot backpropagate through RELU6 {op.name!r}: its output is quantized "
-                f"({float(y.scale[0])}, {int(y.zero_point[0])}) unlike its input ({float(x.scale[0])}, "
-                f"{int(x.zero_point[0])}); TFLite Micro's RELU6 copies the clamped input bytes, so its real slope "
-                "is not 1. Train only layers after it"
-            )
-        return relu6_range(float(x.scale[0]), int(x.zero_point[0]))
+        if np.float32(x.scale[0]) == np.float32(y.scale[0]):
+            return g
+        name = self.grad_tensor(f"grad/{op.outputs[0]}/scaled", op.outputs[0])
+        factor = float(np.float32(y.scale[0]) / np.float32(x.scale[0]))  # one float32 division
+        self.emit("GRAD_SCALE", [g], [name], dict(factor=factor, inplace_ok=True), f"{op.name}/grad_scale")
+        return name
 
     def foldable_pad(self, x: str):
         """(PAD input, (top, left)) when ``x`` comes from a spatial-only PAD read by nothing else."""

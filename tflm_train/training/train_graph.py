@@ -86,6 +86,9 @@ TRAIN_OPS: Dict[str, Dict[str, Any]] = {
     "RESHAPE_GRAD": dict(
         phase="backward", inputs=("grad_y:float32",), outputs=("grad_x:float32",), attrs=("inplace_ok",)
     ),
+    "GRAD_SCALE": dict(
+        phase="backward", inputs=("grad_y:float32",), outputs=("grad_x:float32",), attrs=("factor", "inplace_ok")
+    ),
     "CONCATENATION_GRAD": dict(
         phase="backward", inputs=("grad_y:float32",), outputs=("grad_x:float32",), attrs=("axis", "begin")
     ),

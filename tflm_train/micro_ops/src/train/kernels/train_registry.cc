@@ -25,6 +25,7 @@ extern const TrainKernel kTrainFullyConnected;
 extern const TrainKernel kTrainFullyConnectedGradInput;
 extern const TrainKernel kTrainFullyConnectedUpdate;
 extern const TrainKernel kTrainGradAccumulate;
+extern const TrainKernel kTrainGradScale;
 extern const TrainKernel kTrainMaxPool2D;
 extern const TrainKernel kTrainMaxPool2DGrad;
 extern const TrainKernel kTrainMean;
@@ -72,6 +73,7 @@ const TrainKernel* const kTrainKernels[] = {
     &kTrainConcatenationGrad,
     &kTrainRelu,
     &kTrainRelu6,
+    &kTrainGradScale,
 };
 constexpr uint32_t kCount = sizeof(kTrainKernels) / sizeof(kTrainKernels[0]);
 

@@ -1,0 +1,62 @@
+// GRAD_SCALE(grad_y) -> grad_y * factor (float32, elementwise; may run in place
+// over its input): the constant real slope of an op that passes int8 values on
+// into another quantization (a RELU6 whose output scale differs from its
+// input's: TFLite Micro copies the clamped input bytes, slope s_out / s_in).
+#include "train_kernel_util.h"
+
+namespace tt {
+namespace train {
+namespace {
+
+struct GradScale {
+  const float* g = nullptr;
+  float* out = nullptr;
+  int64_t n = 0;
+  float factor = 0.0f;
+};
+
+tt_status parse(TrainContext& ctx, GradScale* p) {
+  tt_status st = expect_arity(ctx, 1, 1);
+  if (st != TT_OK) return st;
+  const TensorDesc g = ctx.tensor(ctx.input(0)), out = ctx.tensor(ctx.output(0));
+  if ((st = expect_dtype(ctx, g, tfmt::kFloat32, "gradient")) != TT_OK) return st;
+  if ((st = expect_dtype(ctx, out, tfmt::kFloat32, "output")) != TT_OK) return st;
+  if (g.elements != out.elements) return ctx.fail(TT_SHAPE_MISMATCH, "gradient and output sizes differ");
+  if ((st = expect_addressable(ctx, g, "gradient")) != TT_OK) return st;
+  if ((st = expect_addressable(ctx, out, "output")) != TT_OK) return st;
+  if ((st = ctx.attr_float("factor", &p->factor)) != TT_OK) return st;
+  if (!isfinite(p->factor)) return ctx.fail(TT_MALFORMED_MODEL, "factor is not finite");
+  p->g = f32_data(g);
+  p->out = f32_data(out);
+  p->n = out.elements;
+  return TT_OK;
+}
+
+tt_status prepare(TrainContext& ctx) {
+  GradScale p;
+  tt_status st = expect_mode(ctx, kAllowNormal | kAllowInPlace);
+  if (st == TT_OK) st = parse(ctx, &p);
+  if (st != TT_OK) return st;
+  const TensorDesc g = ctx.tensor(ctx.input(0)), out = ctx.tensor(ctx.output(0));
+  if ((st = ctx.reads(g)) != TT_OK || (st = ctx.writes(out)) != TT_OK) return st;
+  if (ctx.mode() == tfmt::kInPlace) {
+    if (!ctx.layout_is("elementwise")) return ctx.fail(TT_UNSUPPORTED, "in-place layout is not 'elementwise'");
+    return expect_in_place_over(ctx, g, out);
+  }
+  return TT_OK;
+}
+
+tt_status eval(TrainContext& ctx) {
+  GradScale p;
+  const tt_status st = parse(ctx, &p);
+  if (st != TT_OK) return st;
+  for (int64_t i = 0; i < p.n; ++i) p.out[i] = p.g[i] * p.factor;
+  return TT_OK;
+}
+
+}  // namespace
+
+extern const TrainKernel kTrainGradScale = {"GRAD_SCALE", prepare, eval};
+
+}  // namespace train
+}  // namespace tt
