@@ -46,9 +46,9 @@ tt_status parse(TrainContext& ctx, ConvGradInput* p) {
   return TT_OK;
 }
 
-// grad_x at stored position (iy, ix) for every channel into `dst` (C floats).
-void pixel(const ConvGradInput& p, int32_t iy, int32_t ix, float* dst) {
-  const int32_t ly = iy + p.out.top, lx = ix + p.out.left;  // logical (padded) coordinates
+// The specified order, channel by channel (windows of more than kMaxTaps taps).
+void pixel_by_channel(const ConvGradInput& p, int32_t iy, int32_t ix, float* dst) {
+  const int32_t ly = iy + p.out.top, lx = ix + p.out.left;
   for (int32_t c = 0; c < p.c; ++c) {
     const int32_t j = p.w.split() ? p.w.slot(c) : -1;
     float acc = 0.0f;
@@ -72,6 +72,79 @@ void pixel(const ConvGradInput& p, int32_t iy, int32_t ix, float* dst) {
       }
     }
     dst[c] = acc;
+  }
+}
+
+constexpr int32_t kMaxTaps = 64;  // windows up to 8x8 take the register-blocked path
+
+// grad_x at stored position (iy, ix) for every channel into `dst` (C floats).
+// Each channel's sum runs over the valid taps in ascending (ky, kx) and then o
+// ascending, exactly as specified; four channels are summed side by side (four
+// independent accumulators, each with the specified order and roundings), the
+// gradient value and weight scale of (tap, o) loaded once for the four.
+void pixel(const ConvGradInput& p, int32_t iy, int32_t ix, float* dst) {
+  const int32_t ly = iy + p.out.top, lx = ix + p.out.left;  // logical (padded) coordinates
+  const int32_t taps_per_o = p.kh * p.kw;
+  int32_t tap_k[kMaxTaps];        // ky * kw + kx of each valid tap, ascending
+  const float* tap_g[kMaxTaps];   // its grad_y pixel
+  int32_t n = 0;
+  for (int32_t ky = 0; ky < p.kh; ++ky) {
+    const int32_t ny = ly + p.g_.pad_top - ky * p.g_.dilation_h;
+    if (ny < 0 || ny % p.g_.stride_h != 0) continue;
+    const int32_t oy = ny / p.g_.stride_h;
+    if (oy >= p.oh) continue;
+    for (int32_t kx = 0; kx < p.kw; ++kx) {
+      const int32_t nx = lx + p.g_.pad_left - kx * p.g_.dilation_w;
+      if (nx < 0 || nx % p.g_.stride_w != 0) continue;
+      const int32_t ox = nx / p.g_.stride_w;
+      if (ox >= p.ow) continue;
+      if (n == kMaxTaps) {
+        pixel_by_channel(p, iy, ix, dst);
+        return;
+      }
+      tap_k[n] = ky * p.kw + kx;
+      tap_g[n++] = p.g + (static_cast<int64_t>(oy) * p.ow + ox) * p.o;
+    }
+  }
+  const int64_t o_stride = static_cast<int64_t>(taps_per_o) * p.c;  // weight row of o+1, same tap
+  const uint32_t s_step = p.scale.length == 1 ? 0u : 4u;
+  int32_t c = 0;
+  while (c < p.c) {
+    // Four frozen (or whole-copy) channels side by side; a trained split channel alone.
+    bool block = c + 4 <= p.c;
+    for (int32_t k = 0; block && p.w.split() && k < 4; ++k) block = p.w.slot(c + k) < 0;
+    if (!block) {
+      const int32_t j = p.w.split() ? p.w.slot(c) : -1;
+      float acc = 0.0f;
+      for (int32_t t = 0; t < n; ++t) {
+        const float* g = tap_g[t];
+        for (int32_t o = 0; o < p.o; ++o) {
+          const int32_t row = o * taps_per_o + tap_k[t];
+          const int8_t q = j >= 0 ? p.w.ram[row * p.w.nsel + j] : p.w.full[static_cast<int64_t>(row) * p.c + c];
+          acc = acc + g[o] * (static_cast<float>(q) * load_f32(p.scale.data + s_step * static_cast<uint32_t>(o)));
+        }
+      }
+      dst[c++] = acc;
+      continue;
+    }
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    for (int32_t t = 0; t < n; ++t) {
+      const float* g = tap_g[t];
+      const int8_t* w = p.w.full + static_cast<int64_t>(tap_k[t]) * p.c + c;
+      const uint8_t* sp = p.scale.data;
+      for (int32_t o = 0; o < p.o; ++o, w += o_stride, sp += s_step) {
+        const float gv = g[o], s = load_f32(sp);
+        a0 = a0 + gv * (static_cast<float>(w[0]) * s);
+        a1 = a1 + gv * (static_cast<float>(w[1]) * s);
+        a2 = a2 + gv * (static_cast<float>(w[2]) * s);
+        a3 = a3 + gv * (static_cast<float>(w[3]) * s);
+      }
+    }
+    dst[c] = a0;
+    dst[c + 1] = a1;
+    dst[c + 2] = a2;
+    dst[c + 3] = a3;
+    c += 4;
   }
 }
 

@@ -44,32 +44,57 @@ tt_status prepare(TrainContext& ctx) {
   return parse(ctx, &p);
 }
 
+// G of element (row = (o, ky, kx), selected channels j0..j0+K) for K = 1..4 side
+// by side: K independent sums, each over the valid pixels in the specified order
+// (oy, then ox ascending), the gradient value loaded once for the K channels and
+// the input dequantized through a table (the same float32 value per int8 code).
+template <int K>
+void element_grads(const ConvUpdate& p, const float* deq, int32_t o, int32_t ky, int32_t kx, const int32_t* cs,
+                   float* grads) {
+  const int8_t* x = reinterpret_cast<const int8_t*>(p.x.data);
+  float acc[K];
+  for (int32_t k = 0; k < K; ++k) acc[k] = 0.0f;
+  for (int32_t oy = 0; oy < p.oh; ++oy) {
+    const int32_t iy = oy * p.geo.stride_h - p.geo.pad_top + ky * p.geo.dilation_h - p.x.top;
+    if (iy < 0 || iy >= p.x.h) continue;
+    const float* g = p.u.g + static_cast<int64_t>(oy) * p.ow * p.o + o;
+    const int8_t* xrow = x + static_cast<int64_t>(iy) * p.x.w * p.c;
+    for (int32_t ox = 0; ox < p.ow; ++ox) {
+      const int32_t ix = ox * p.geo.stride_w - p.geo.pad_left + kx * p.geo.dilation_w - p.x.left;
+      if (ix < 0 || ix >= p.x.w) continue;
+      const float gv = g[static_cast<int64_t>(ox) * p.o];
+      const int8_t* px = xrow + static_cast<int64_t>(ix) * p.c;
+      for (int32_t k = 0; k < K; ++k) acc[k] = acc[k] + gv * deq[px[cs[k]] + 128];
+    }
+  }
+  for (int32_t k = 0; k < K; ++k) grads[k] = acc[k];
+}
+
 tt_status eval(TrainContext& ctx) {
   ConvUpdate p;
   const tt_status st = parse(ctx, &p);
   if (st != TT_OK) return st;
-  const int8_t* x = reinterpret_cast<const int8_t*>(p.x.data);
+  float deq[256];
+  for (int32_t q = -128; q < 128; ++q) deq[q + 128] = p.u.deq(static_cast<int8_t>(q));
   const int32_t nsel = static_cast<int32_t>(p.u.channels.length);
   for (int32_t o = 0; o < p.o; ++o) {
     const float ws = p.u.scale.at(o);
     for (int32_t ky = 0; ky < p.kh; ++ky)
       for (int32_t kx = 0; kx < p.kw; ++kx) {
         const int32_t row = (o * p.kh + ky) * p.kw + kx;
-        for (int32_t j = 0; j < nsel; ++j) {
-          const int32_t c = p.u.channels.at(j);
-          float grad = 0.0f;
-          for (int32_t oy = 0; oy < p.oh; ++oy) {
-            const int32_t iy = oy * p.geo.stride_h - p.geo.pad_top + ky * p.geo.dilation_h - p.x.top;
-            if (iy < 0 || iy >= p.x.h) continue;
-            for (int32_t ox = 0; ox < p.ow; ++ox) {
-              const int32_t ix = ox * p.geo.stride_w - p.geo.pad_left + kx * p.geo.dilation_w - p.x.left;
-              if (ix < 0 || ix >= p.x.w) continue;
-              const float gv = p.u.g[(static_cast<int64_t>(oy) * p.ow + ox) * p.o + o];
-              grad = grad + gv * p.u.deq(x[(static_cast<int64_t>(iy) * p.x.w + ix) * p.c + c]);
-            }
+        for (int32_t j = 0; j < nsel; j += 4) {
+          const int32_t k = nsel - j < 4 ? nsel - j : 4;
+          int32_t cs[4];
+          float grads[4];
+          for (int32_t i = 0; i < k; ++i) cs[i] = p.u.channels.at(j + i);
+          if (k == 4) element_grads<4>(p, deq, o, ky, kx, cs, grads);
+          else if (k == 3) element_grads<3>(p, deq, o, ky, kx, cs, grads);
+          else if (k == 2) element_grads<2>(p, deq, o, ky, kx, cs, grads);
+          else element_grads<1>(p, deq, o, ky, kx, cs, grads);
+          for (int32_t i = 0; i < k; ++i) {  // element order: the RNG draws stay in sequence
+            int8_t* w = p.u.element(row, j + i);
+            *w = qas_update_weight(*w, grads[i], p.u.lr, ws, p.u.rng);
           }
-          int8_t* w = p.u.element(row, j);
-          *w = qas_update_weight(*w, grad, p.u.lr, ws, p.u.rng);
         }
       }
   }
