@@ -258,13 +258,16 @@ class _Compiler:
         n = int(w_src.shape[0])
         if n != self.num_classes:
             raise GraphError(f"head='keep': the classifier has {n} classes, not num_classes={self.num_classes}")
-        if b_name is None:
-            raise GraphError("head='keep' needs a classifier with a bias")
-        b_src = self.g.tensors[b_name]
         self.add_tensor(TrainTensor("head/weight", w_src.shape, "int8", "parameter", w_src.scale, w_src.zero_point,
                                     w_src.quantized_dim, np.array(w_src.data, copy=True)))
-        self.add_tensor(TrainTensor("head/bias", (n,), "int32", "parameter", b_src.scale, b_src.zero_point, 0,
-                                    np.array(b_src.data, copy=True)))
+        if b_name is None:  # no bias in the file (the converter drops an all-zero one): it starts at zero
+            b_scale = float(self.tensors[self.feature].scale[0]) * np.broadcast_to(w_src.scale, (n,))
+            self.add_tensor(TrainTensor("head/bias", (n,), "int32", "parameter", b_scale, np.zeros(n, np.int64), 0,
+                                        np.zeros(n, np.int32)))
+        else:
+            b_src = self.g.tensors[b_name]
+            self.add_tensor(TrainTensor("head/bias", (n,), "int32", "parameter", b_src.scale, b_src.zero_point, 0,
+                                        np.array(b_src.data, copy=True)))
         self.add_tensor(TrainTensor("logits", out.shape, "int8", "activation", out.scale, out.zero_point))
         self.emit(cls_op.type, [self.feature, "head/weight", "head/bias"], ["logits"], dict(cls_op.attrs), "head",
                   "forward")

@@ -269,6 +269,14 @@ def _replace(g: QuantGraph, name: str, **changes) -> None:
     g.tensors[name] = Tensor(**kw)
 
 
+def _unique_name(g: QuantGraph, name: str) -> str:
+    k, out = 0, name
+    while out in g.tensors:
+        k += 1
+        out = f"{name}_{k}"
+    return out
+
+
 def _quantize_float_head(tg: TrainGraph, state: TrainState, feat_scale: float, per_channel: bool,
                          logit_absmax: float):
     w = np.asarray(state.values["head/weight"], np.float64)
@@ -327,8 +335,13 @@ def apply_to_graph(graph: QuantGraph, tg: TrainGraph, state: TrainState, calibra
     w_shape = (n,) + tuple(g.tensors[w_name].shape[1:])
     _replace(g, w_name, shape=w_shape, scale=s_w, zero_point=np.zeros(np.size(s_w), np.int64),
              quantized_dim=0, data=np.asarray(w_q).reshape(w_shape))
-    if b_name is not None:
-        _replace(g, b_name, shape=(n,), scale=b_scale, zero_point=np.zeros(n, np.int64), data=np.asarray(b_q))
+    if b_name is None:
+        # the file's classifier has no bias (the converter drops an all-zero one); the
+        # trained head has one, so the inference graph gets it
+        b_name = _unique_name(g, cls.name + "/bias")
+        g.tensors[b_name] = Tensor(b_name, (n,), "int32")
+        cls.inputs = list(cls.inputs[:2]) + [b_name] + list(cls.inputs[3:])
+    _replace(g, b_name, shape=(n,), scale=b_scale, zero_point=np.zeros(n, np.int64), data=np.asarray(b_q))
     _replace(g, out_name, shape=tuple(g.tensors[out_name].shape[:-1]) + (n,), scale=[out_scale],
              zero_point=[out_zp])
     # ops after the classifier carry the class count in their last dim

@@ -113,8 +113,9 @@ tt_status open_train(TrainRuntime& rt, const uint8_t* model, size_t model_len, M
 tt_status check_io(TrainRuntime& rt, Message& msg) {
   const TensorDesc image = decode_tensor(rt, rt.image), label = decode_tensor(rt, rt.label),
                    loss = decode_tensor(rt, rt.loss);
-  if (image.dtype != tfmt::kInt8 || image.storage != tfmt::kArena || image.rank != 4 || image.dims[0] != 1)
-    return malformed(msg, "the image must be a 1xHxWxC int8 arena tensor");
+  // Any input of batch 1: an image (1xHxWxC), a signal (1xN or 1x1xNxC) or a feature vector (1xN).
+  if (image.dtype != tfmt::kInt8 || image.storage != tfmt::kArena || image.rank < 2 || image.dims[0] != 1)
+    return malformed(msg, "the input must be an int8 arena tensor of batch 1 (1xN to 1xHxWxC)");
   if (label.dtype != tfmt::kInt32 || label.elements != 1 || label.storage != tfmt::kArena)
     return malformed(msg, "the label must be an int32 [1] arena tensor");
   if (loss.dtype != tfmt::kFloat32 || loss.elements != 1 || loss.storage != tfmt::kArena ||
