@@ -176,3 +176,30 @@ def test_sparse_update_without_a_scheme_trains_within_the_default_budget(which, 
     assert trained > 1  # biases beyond the head moved
     with pytest.raises(GraphError, match="below the smallest feasible scheme"):
         model.fit(xs, np.arange(8) % 10, batch_size=4, epochs=1, verbose=0, callbacks=[SparseUpdate(budget_kb=1)])
+
+
+def test_image_folder_and_float_images_follow_the_package_input_rule(backbone, tmp_path):
+    """One sub-folder per class (sorted names = labels), any size, RGB or grey; float pixels
+    0..1 or 0..255; pixels map onto the real range the int8 input covers."""
+    from PIL import Image
+
+    from tflm_train.scheme_search import load_data
+
+    rng = np.random.default_rng(0)
+    for cls, size in (("cat", (20, 12)), ("dog", (40, 40))):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, size=size + (3,), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    images, labels, classes = load_data(str(tmp_path))
+    assert classes == ["cat", "dog"] and labels.tolist() == [0, 0, 0, 1, 1, 1]
+    x, y = prepare_inputs(backbone, images, labels, 2)  # RGB files read as grey for a grey model
+    assert x.shape == (6, 32, 32, 1) and x.dtype == np.int8 and y.tolist() == labels.tolist()
+    grey = np.full((2, 32, 32, 1), 255, np.uint8)
+    x, _ = prepare_inputs(backbone, grey, np.array([0, 1]), 2)
+    assert x.dtype == np.int8 and x.shape == (2, 32, 32, 1) and np.all(x == 127)  # backbone input: 0..1
+    x01, _ = prepare_inputs(backbone, grey.astype(np.float32) / 255.0, np.array([0, 1]), 2)
+    assert np.array_equal(x01, x)
+    mcunet = load_npz(seed_model("mcunet-5fps"), input_size=32)
+    xm, _ = prepare_inputs(mcunet, np.array([[[[0]]], [[[255]]]], np.uint8), np.array([0, 1]), 2)
+    assert xm.shape == (2, 32, 32, 3) and xm[0].max() == -128 and xm[1].min() == 127  # seed models: -1..1

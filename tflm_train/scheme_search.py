@@ -65,7 +65,8 @@ def _load_folder(root: Path):
             except (UnidentifiedImageError, OSError) as e:
                 raise GraphError(f"data {f}: not a readable image ({e})") from None
             labels.append(label)
-    return images  # a list: images of different sizes are resized one by one, np.asarray(labels, dtype=np.int64), classes
+    # a list: images of different sizes are resized one by one
+    return images, np.asarray(labels, dtype=np.int64), classes
 
 
 def prepare_inputs(graph: QuantGraph, images, labels, num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -81,7 +82,7 @@ def prepare_inputs(graph: QuantGraph, images, labels, num_classes: int) -> Tuple
     if isinstance(images, list):
         if len(images) != n:
             raise GraphError(f"data: {len(images)} images but {n} labels")
-        x = np.concatenate([_prepare_one(graph, a[None] if a.ndim == 3 else a[None, ..., None], h, w, c)
+        x = np.concatenate([_prepare_one(graph, _to_channels(a, c)[None], h, w, c)
                             for a in images]) if n else np.zeros((0, h, w, c), np.int8)
     else:
         x = np.asarray(images)
@@ -105,6 +106,18 @@ def prepare_inputs(graph: QuantGraph, images, labels, num_classes: int) -> Tuple
     if lo < 0 or hi >= num_classes:
         raise GraphError(f"data: labels span {lo}..{hi}, outside 0..{num_classes - 1} for --num-classes {num_classes}")
     return x, labels.astype(np.int64)
+
+
+def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """A decoded image file (H x W grey or H x W x 3 RGB) as H x W x 1 or x 3: RGB becomes grey
+    for a one-channel model with PIL's "L" weights (299, 587, 114 / 1000), as
+    ``color_mode="grayscale"`` of Keras' image_dataset_from_directory reads it."""
+    if image.ndim == 2:
+        return image[..., None]
+    if channels == 1 and image.shape[-1] == 3:
+        grey = image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        return np.clip(np.rint(grey), 0, 255).astype(image.dtype)[..., None]
+    return image
 
 
 def _prepare_one(graph, x, h, w, c) -> np.ndarray:
