@@ -231,3 +231,24 @@ def test_rescaling_relu6_backward_matches_tf():
     assert inside.sum() > 10 and (~inside).sum() > 10
     away = (xq != lo) & (xq != hi)  # the straight-through rule and TF differ exactly at a bound
     assert np.allclose(got[away], want[away], rtol=1e-6, atol=0)
+
+
+def test_new_ops_train_on_cortex_m4(models):
+    """The firmware (Cortex-M4 in QEMU) trains both models to the host runtime's losses and
+    logits (which equal the reference's, above): CONCATENATION, RELU, RELU6, GRAD_SCALE and
+    CONCATENATION_GRAD kernels on the device."""
+    from tests.test_mcu_qemu import _tools_or_skip
+    from tflm_train.micro import mcu
+
+    _tools_or_skip()
+    expected = {"concat_axes": {"CONCATENATION", "RELU6", "CONCATENATION_GRAD", "GRAD_SCALE"},
+                "relu_layers": {"RELU", "RELU6", "CLAMP_GRAD"}}
+    for name, ops in expected.items():
+        _, g = models[name]
+        r = export(g, _scheme(g, "all"), head="float", num_classes=3, lr=0.02)
+        assert ops <= {op.type for op in r.train_graph.ops}
+        rng = np.random.default_rng(1)
+        xs = [rng.integers(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8) for _ in range(2)]
+        report = mcu.run_training(r.data, xs, [1, 2], steps=3)
+        assert report.matches_host, (name, report.losses, report.host_losses)
+        assert all(np.isfinite(report.losses))
