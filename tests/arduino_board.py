@@ -65,8 +65,10 @@ def build_library(lib_dir: str, build_dir: str) -> List[str]:
             + compile_all(board, os.path.join(build_dir, "core"), os.path.dirname(mcu.PORT), includes))
 
 
-def build_sketch(lib_dir: str, example: str, objects: Sequence[str], build_dir: str) -> str:
-    """The firmware ELF of ``examples/<example>/<example>.ino``."""
+def build_sketch(lib_dir: str, example: str, objects: Sequence[str], build_dir: str,
+                 ram_bytes: int = mcu.RAM_BYTES) -> str:
+    """The firmware ELF of ``examples/<example>/<example>.ino`` (``ram_bytes``: the RAM region of the
+    link; more than the 256 KB budget only to measure what a larger model needs)."""
     sketch = os.path.join(lib_dir, "examples", example, example + ".ino")
     out = os.path.join(build_dir, example)
     os.makedirs(out, exist_ok=True)
@@ -74,7 +76,8 @@ def build_sketch(lib_dir: str, example: str, objects: Sequence[str], build_dir: 
     with open(sketch) as f, open(cpp, "w") as g:
         g.write(f'#include <Arduino.h>\n#line 1 "{sketch}"\n' + f.read())
     obj = compile_all([cpp], out, out, [API_DIR, os.path.join(lib_dir, "src")])
-    return mcu.link_elf([*objects, *obj], os.path.join(out, example + ".elf"), arch_flags=ARCH_FLAGS)
+    return mcu.link_elf([*objects, *obj], os.path.join(out, example + ".elf"), ram_bytes=ram_bytes,
+                        arch_flags=ARCH_FLAGS)
 
 
 def memory(elf: str) -> Dict[str, int]:

@@ -187,9 +187,16 @@ def test_learn_new_classes(library_objects, library, tmp_path):
         label = int(ys[k])
         lines.append(board.hex_line("S", None, xs[k]))
     lines += held_out_lines(test_x, test_y)
+    # bad lines are refused, one error line each, and change nothing
+    bad = [board.hex_line("T", 4, xs[0]), "S 12ab", board.hex_line("T", 1, xs[0]) + "00", "Q", "TT 1", "L 7"]
+    lines[len(lines) // 2:len(lines) // 2] = bad
     out = board.run_sketch(elf, str(tmp_path), lines)
     print("\n".join(out[-8:]))
     assert out[0].startswith("LearnNewClasses: 4 classes")
+    assert [l for l in out if l.startswith("error")] == [
+        "error: 'T' needs a label and the sample as hex bytes", "error: 'S' needs the sample as hex bytes",
+        "error: 'T' needs a label and the sample as hex bytes", "error: unknown command (S, L, T, E, R)",
+        "error: 'T' needs a label and the sample as hex bytes", "error: 'L' needs a label in [0, classes)"]
     st = steps(out)
     assert [int(m[1]) for m in st] == list(range(1, 25))
     assert [int(m[2]) for m in st] == [int(v) for v in ys[:24]]  # every label reached the step

@@ -98,56 +98,6 @@ void TinyTrainerHeldOut::report(Print& out) {
 }
 
 // ------------------------------------------------------------------ TinyTrainerSerialSamples
-bool TinyTrainerSerialSamples::poll() {
-  if (ready_) {  // the previous line was handled: start a new one
-    ready_ = false;
-    length_ = 0;
-    buffer_[0] = '\0';
-  }
-  while (stream_.available() > 0) {
-    const int c = stream_.read();
-    if (c < 0) break;
-    if (c == '\r') continue;
-    if (c == '\n') {
-      if (skipping_) {  // the end of a line that did not fit: report it once, as an empty command
-        skipping_ = false;
-        overflowed_ = true;
-        length_ = 0;
-        buffer_[0] = '\0';
-        ready_ = true;
-        return true;
-      }
-      if (length_ == 0) continue;  // blank line
-      buffer_[length_] = '\0';
-      overflowed_ = false;
-      ready_ = true;
-      return true;
-    }
-    if (skipping_) continue;
-    if (length_ + 1 >= capacity_) {
-      skipping_ = true;
-      continue;
-    }
-    buffer_[length_++] = static_cast<char>(c);
-  }
-  return false;
-}
-
-const char* TinyTrainerSerialSamples::payload() const {
-  const char* p = buffer_ + (buffer_[0] ? 1 : 0);
-  while (*p == ' ') ++p;
-  return p;
-}
-
-long TinyTrainerSerialSamples::number() const {
-  const char* p = payload();
-  if (*p < '0' || *p > '9') return -1;
-  long value = 0;
-  for (; *p >= '0' && *p <= '9'; ++p) value = value * 10 + (*p - '0');
-  // a number stands alone or before the hex bytes
-  return (*p == '\0' || *p == ' ') ? value : -1;
-}
-
 static int hexDigit(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -155,23 +105,79 @@ static int hexDigit(char c) {
   return -1;
 }
 
-bool TinyTrainerSerialSamples::sample(int8_t* image, size_t bytes) const {
-  // the last space-separated field is the sample
-  const char* hex = payload();
-  for (const char* p = hex; *p; ++p) {
-    if (*p == ' ') hex = p + 1;
-  }
-  if (strlen(hex) != 2 * bytes) return false;
-  for (size_t i = 0; i < bytes; ++i) {
-    const int hi = hexDigit(hex[2 * i]), lo = hexDigit(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    image[i] = static_cast<int8_t>(static_cast<uint8_t>(hi * 16 + lo));
-  }
-  return true;
+void TinyTrainerSerialSamples::startLine() {
+  inLine_ = true;
+  lineDone_ = false;
+  inCommand_ = true;
+  command_ = 0;
+  number_ = -1;
+  sample_ = malformed_ = false;
+  fieldLength_ = 0;
 }
 
-long TinyTrainerSerialSamples::labelledSample(int8_t* image, size_t bytes, int numClasses) const {
-  const long label = number();
-  if (label < 0 || label >= numClasses || !sample(image, bytes)) return -1;
-  return label;
+void TinyTrainerSerialSamples::endField() {
+  if (inCommand_) {
+    inCommand_ = false;
+    return;
+  }
+  if (fieldLength_ == 0) return;
+  if (sample_) {
+    malformed_ = true;  // nothing may follow the sample
+  } else if (fieldHex_ && fieldLength_ == 2 * bytes_) {
+    sample_ = true;
+  } else if (fieldDecimal_ && fieldLength_ <= 9 && number_ < 0) {
+    number_ = fieldValue_;
+  } else {
+    malformed_ = true;
+  }
+  fieldLength_ = 0;
+  fieldDecimal_ = fieldHex_ = true;
+  fieldValue_ = 0;
+}
+
+bool TinyTrainerSerialSamples::poll() {
+  if (lineDone_) {  // the previous line was handled
+    lineDone_ = false;
+    inLine_ = false;
+  }
+  while (stream_.available() > 0) {
+    const int c = stream_.read();
+    if (c < 0) break;
+    if (c == '\r') continue;
+    if (c == '\n') {
+      if (!inLine_) continue;  // a blank line
+      endField();
+      lineDone_ = true;
+      return true;
+    }
+    if (!inLine_) {
+      if (c == ' ') continue;
+      startLine();
+      command_ = static_cast<char>(c);
+      continue;
+    }
+    if (c == ' ') {
+      endField();
+      continue;
+    }
+    if (inCommand_) {  // a command is one character
+      malformed_ = true;
+      continue;
+    }
+    const int d = hexDigit(static_cast<char>(c));
+    fieldDecimal_ = fieldDecimal_ && c >= '0' && c <= '9';
+    fieldHex_ = fieldHex_ && d >= 0;
+    if (fieldDecimal_ && fieldLength_ < 9) fieldValue_ = fieldValue_ * 10 + (c - '0');
+    if (fieldHex_ && fieldLength_ < 2 * bytes_) {  // decoded as it arrives
+      if (fieldLength_ % 2 == 0) high_ = d;
+      else image_[fieldLength_ / 2] = static_cast<int8_t>(static_cast<uint8_t>(high_ * 16 + d));
+    }
+    fieldLength_++;
+  }
+  return false;
+}
+
+long TinyTrainerSerialSamples::labelledSample(int numClasses) const {
+  if (malformed_ || !sample_ || number_ < 0 || number_ >= numClasses) return -1;
+  return number_;
 }

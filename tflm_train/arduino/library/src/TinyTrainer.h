@@ -101,29 +101,36 @@ class TinyTrainerHeldOut {
 };
 
 // Samples and commands as text lines over a Stream (Serial): "<command> [number] [hex bytes]".
-// For example "T 2 80ff7f..." is a sample of class 2 whose int8 bytes are written in hex
-// (two digits a byte). poll() never blocks: it returns true once a whole line has arrived.
+// For example "T 2 80ff7f..." is a sample of class 2 whose int8 bytes are written in hex (two
+// digits a byte). The hex digits are decoded as they arrive, straight into `image`: no line
+// buffer, so a sample costs its own bytes of RAM. poll() never blocks: it returns true once a
+// whole line has arrived. `image` holds the sample only when hasSample() says so.
 class TinyTrainerSerialSamples {
  public:
-  TinyTrainerSerialSamples(Stream& stream, char* buffer, size_t capacity)
-      : stream_(stream), buffer_(buffer), capacity_(capacity) {}
+  TinyTrainerSerialSamples(Stream& stream, int8_t* image, size_t bytes)
+      : stream_(stream), image_(image), bytes_(bytes) {}
   bool poll();
-  char command() const { return buffer_[0]; }
-  long number() const;                               // the integer after the command, -1 if none
-  bool sample(int8_t* image, size_t bytes) const;    // the hex bytes; false unless exactly `bytes`
-  // "<command> <label> <hex>": the label (and the sample in `image`), or -1 unless both are valid.
-  long labelledSample(int8_t* image, size_t bytes, int numClasses) const;
-  bool overflowed() const { return overflowed_; }    // the last line was longer than the buffer
+  char command() const { return command_; }
+  long number() const { return number_; }          // the integer after the command, -1 if none
+  bool hasSample() const { return sample_; }        // exactly `bytes` bytes of hex arrived
+  long labelledSample(int numClasses) const;        // "<command> <label> <hex>": the label, else -1
+  bool malformed() const { return malformed_; }     // a field that is neither a number nor the sample
 
  private:
-  const char* payload() const;
+  void startLine();
+  void endField();
   Stream& stream_;
-  char* buffer_;
-  size_t capacity_;
-  size_t length_ = 0;
-  bool ready_ = false;
-  bool overflowed_ = false;
-  bool skipping_ = false;
+  int8_t* image_;
+  size_t bytes_;
+  bool inLine_ = false, lineDone_ = false;
+  char command_ = 0;
+  bool inCommand_ = false;
+  long number_ = -1;
+  bool sample_ = false, malformed_ = false;
+  size_t fieldLength_ = 0;  // characters of the current field
+  bool fieldDecimal_ = true, fieldHex_ = true;
+  long fieldValue_ = 0;
+  int high_ = 0;            // the first hex digit of the byte being decoded
 };
 
 #endif  // TINYTRAINER_H_

@@ -3,7 +3,7 @@
 
   The model's backbone was pretrained elsewhere; here it meets its own classes, light and
   viewpoint. The board collects a few labelled samples at its place ("T <label> <hex>",
-  kept in RAM, up to kMaxSamples), then "A" adapts: kEpochs passes over the collected
+  kept in RAM, up to kMaxSamples: 16 small images), then "A" adapts: kEpochs passes over the collected
   samples in a shuffled order, printing the mean loss of each pass. Before and after, it is
   tested on held-out samples ("E <label> <hex>" tests one, "R" prints the accuracy).
   "S <hex>" classifies a sample from the sensor.
@@ -16,20 +16,21 @@
 */
 #include <TinyTrainer.h>
 
-const int kMaxSamples = 16;  // 16 x TINYTRAINER_INPUT_BYTES of RAM
+// Up to 16 samples kept in RAM, within 32 KB (at least one, whatever the input size).
+const int kMaxSamples = 32768 / TINYTRAINER_INPUT_BYTES >= 16 ? 16
+                        : (32768 / TINYTRAINER_INPUT_BYTES > 0 ? 32768 / TINYTRAINER_INPUT_BYTES : 1);
 const int kEpochs = 3;
 
 alignas(16) static uint8_t arena[TINYTRAINER_ARENA_BYTES];
 TinyTrainer trainer(tinytrainer_model, tinytrainer_model_len, arena, sizeof arena);
 
-static char line[2 * TINYTRAINER_INPUT_BYTES + 32];
-TinyTrainerSerialSamples input(Serial, line, sizeof line);
 TinyTrainerHeldOut heldOut;
 
 static int8_t collected[kMaxSamples][TINYTRAINER_INPUT_BYTES];
 static uint8_t collectedLabel[kMaxSamples];
 int collectedCount = 0;
 static int8_t image[TINYTRAINER_INPUT_BYTES];
+TinyTrainerSerialSamples input(Serial, image, sizeof image);  // decodes samples into image
 
 // A small deterministic generator for the shuffles (the same order on every run).
 uint32_t shuffleState = 12345;
@@ -97,7 +98,7 @@ void loop() {
   long label;
   switch (input.command()) {
     case 'T':
-      label = input.labelledSample(image, sizeof image, trainer.numClasses());
+      label = input.labelledSample(trainer.numClasses());
       if (label < 0) {
         Serial.println("error: 'T' needs a label and the sample as hex bytes");
       } else if (collectedCount == kMaxSamples) {
@@ -116,7 +117,7 @@ void loop() {
       adapt();
       break;
     case 'E':
-      label = input.labelledSample(image, sizeof image, trainer.numClasses());
+      label = input.labelledSample(trainer.numClasses());
       if (label < 0) Serial.println("error: 'E' needs a label and the sample as hex bytes");
       else heldOut.add(trainer.predict(image) == label);
       break;
@@ -124,7 +125,7 @@ void loop() {
       heldOut.report(Serial);
       break;
     case 'S':
-      if (!input.sample(image, sizeof image)) {
+      if (!input.hasSample()) {
         Serial.println("error: 'S' needs the sample as hex bytes");
       } else {
         Serial.print("class ");
@@ -136,6 +137,6 @@ void loop() {
       }
       break;
     default:
-      Serial.println(input.overflowed() ? "error: line too long" : "error: unknown command (T, A, E, R, S)");
+      Serial.println(input.malformed() ? "error: malformed line" : "error: unknown command (T, A, E, R, S)");
   }
 }

@@ -22,11 +22,10 @@ alignas(16) static uint8_t arena[TINYTRAINER_ARENA_BYTES];
 TinyTrainer trainer(tinytrainer_model, tinytrainer_model_len, arena, sizeof arena);
 TinyTrainerFlash flash;
 
-static char line[2 * TINYTRAINER_INPUT_BYTES + 32];
-TinyTrainerSerialSamples input(Serial, line, sizeof line);
 TinyTrainerStats stats;
 TinyTrainerHeldOut heldOut;
 static int8_t image[TINYTRAINER_INPUT_BYTES];
+TinyTrainerSerialSamples input(Serial, image, sizeof image);  // decodes samples into image
 
 void checkpoint() {
   if (trainer.save(flash.storage())) {
@@ -73,7 +72,7 @@ void loop() {
   long label;
   switch (input.command()) {
     case 'T': {
-      label = input.labelledSample(image, sizeof image, trainer.numClasses());
+      label = input.labelledSample(trainer.numClasses());
       float loss = 0.0f;
       if (label < 0) {
         Serial.println("error: 'T' needs a label and the sample as hex bytes");
@@ -98,7 +97,7 @@ void loop() {
       checkpoint();
       break;
     case 'E':
-      label = input.labelledSample(image, sizeof image, trainer.numClasses());
+      label = input.labelledSample(trainer.numClasses());
       if (label < 0) Serial.println("error: 'E' needs a label and the sample as hex bytes");
       else heldOut.add(trainer.predict(image) == label);
       break;
@@ -106,6 +105,6 @@ void loop() {
       heldOut.report(Serial);
       break;
     default:
-      Serial.println(input.overflowed() ? "error: line too long" : "error: unknown command (T, C, E, R)");
+      Serial.println(input.malformed() ? "error: malformed line" : "error: unknown command (T, C, E, R)");
   }
 }

@@ -11,7 +11,7 @@
   "R" prints the held-out accuracy since the last "R".
 
   Serial output (115200 baud):
-    step 7 label 1 predicted 1 loss 0.312 running loss 0.571 running accuracy 71.4%
+    step 7 label 1 predicted 1 loss 0.3120 running loss 0.5710 running accuracy 71.4%
     held-out accuracy 91.7% (11/12)
 */
 #include <TinyTrainer.h>
@@ -21,20 +21,19 @@ const int kButtonPin = 2;
 alignas(16) static uint8_t arena[TINYTRAINER_ARENA_BYTES];
 TinyTrainer trainer(tinytrainer_model, tinytrainer_model_len, arena, sizeof arena);
 
-static char line[2 * TINYTRAINER_INPUT_BYTES + 32];
-TinyTrainerSerialSamples input(Serial, line, sizeof line);
 TinyTrainerStats stats;
 static int8_t image[TINYTRAINER_INPUT_BYTES];
+TinyTrainerSerialSamples input(Serial, image, sizeof image);  // decodes samples into image
 
 int currentLabel = 0;
 int lastButton = HIGH;
 TinyTrainerHeldOut heldOut;
 
-// The sensor: fills `image` (the model's int8 input) and returns true when a sample is ready.
-// With a camera: read a frame, resize it to the model's input, and store
-// trainer.quantize(pixel / 255.0f) for every pixel.
-bool captureSample(int8_t* sample) {
-  return input.command() == 'S' && input.sample(sample, sizeof image);
+// The sensor: true when a new sample is in `image` (the model's int8 input). Here it arrives
+// over Serial as "S <hex>", decoded into `image` as it comes. With a camera: read a frame,
+// resize it to the model's input and store trainer.quantize(pixel / 255.0f) for every pixel.
+bool captureSample() {
+  return input.command() == 'S' && input.hasSample() && !input.malformed();
 }
 
 void printLabel(int label) {
@@ -102,7 +101,7 @@ void loop() {
   long label = input.number();
   switch (input.command()) {
     case 'S':
-      if (captureSample(image)) learn(currentLabel);
+      if (captureSample()) learn(currentLabel);
       else Serial.println("error: 'S' needs the sample as hex bytes");
       break;
     case 'L':
@@ -116,12 +115,12 @@ void loop() {
       Serial.println();
       break;
     case 'T':
-      label = input.labelledSample(image, sizeof image, trainer.numClasses());
+      label = input.labelledSample(trainer.numClasses());
       if (label < 0) Serial.println("error: 'T' needs a label and the sample as hex bytes");
       else learn(label);
       break;
     case 'E':
-      label = input.labelledSample(image, sizeof image, trainer.numClasses());
+      label = input.labelledSample(trainer.numClasses());
       if (label < 0) Serial.println("error: 'E' needs a label and the sample as hex bytes");
       else heldOut.add(trainer.predict(image) == label);
       break;
@@ -129,6 +128,6 @@ void loop() {
       heldOut.report(Serial);
       break;
     default:
-      Serial.println(input.overflowed() ? "error: line too long" : "error: unknown command (S, L, T, E, R)");
+      Serial.println(input.malformed() ? "error: malformed line" : "error: unknown command (S, L, T, E, R)");
   }
 }
