@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .arduino.cli import add_parser as add_arduino_parser  # tflm-train arduino: its own module too
 
     add_arduino_parser(sub)
+    from .federated.cli import add_parser as add_fleet_parser  # tflm-train fleet: Flower, its own module
+
+    add_fleet_parser(sub)
     return p
 
 

@@ -186,6 +186,7 @@ def _lib():
         "tt_parameter_count": ([tr], sz),
         "tt_parameter_info": ([tr, sz, P(_Parameter)], ctypes.c_int),
         "tt_parameter_data": ([tr, sz, vp, sz], ctypes.c_int),
+        "tt_parameter_set_data": ([tr, sz, vp, sz], ctypes.c_int),
         "tt_train_input_buffer": ([tr], vp),
         "tt_train_arena_used": ([tr], sz),
         "tt_train_arena_needed": ([tr], sz),
@@ -435,6 +436,37 @@ class Interpreter:
                                                           value.nbytes))
             out[name] = value
         return out
+
+    def set_parameters(self, values: Dict[str, np.ndarray]) -> None:
+        """Replace trainable parameters by name (``tt_parameter_set_data``): each value must have the
+        parameter's shape and dtype, and a split weight's frozen channels must keep their bytes.
+        Every value is checked before anything is written, so a refused call changes nothing."""
+        tr = self._require_trainer()
+        current = self.parameters()
+        unknown = sorted(set(values) - set(current))
+        if unknown:
+            raise ValueError(f"no trainable parameter named {unknown[0]!r} (the model has {len(current)})")
+        staged = []
+        for name, value in values.items():
+            want = current[name]
+            value = np.asarray(value)
+            if value.shape != want.shape or value.dtype != want.dtype:
+                raise ValueError(f"parameter {name!r} is {want.dtype}{list(want.shape)}, "
+                                 f"got {value.dtype}{list(value.shape)}")
+            staged.append((list(current).index(name), np.ascontiguousarray(value), want))
+        written = []
+        try:
+            for index, value, _ in staged:
+                self._check_train(self._lib.tt_parameter_set_data(
+                    ctypes.byref(tr), index, value.ctypes.data_as(ctypes.c_void_p), value.nbytes))
+                written.append(index)
+        except MicroRuntimeError:
+            # The runtime refused one tensor (a frozen channel changed): put back those already written.
+            for index, _, before in staged:
+                if index in written:
+                    self._lib.tt_parameter_set_data(ctypes.byref(tr), index,
+                                                    before.ctypes.data_as(ctypes.c_void_p), before.nbytes)
+            raise
 
     def train_state(self):
         """The runtime's state as a ``tflm_train.training.TrainState`` (parameters, RNG, max |logit|, steps)."""

@@ -162,6 +162,61 @@ tt_status tt_parameter_data(tt_trainer* tr, size_t index, void* data, size_t len
   return finish(tr, TT_OK);
 }
 
+tt_status tt_parameter_set_data(tt_trainer* tr, size_t index, const void* data, size_t len) {
+  if (!tr) return TT_INVALID_ARGUMENT;
+  TrainRuntime* rt = runtime_of(tr);
+  if (!rt) return not_ready(tr);
+  const int32_t t = tt::train::parameter_tensor(*rt, index);
+  Message msg(tr->message, sizeof(tr->message));
+  if (t < 0) {
+    msg.add_all("no parameter ", static_cast<unsigned long long>(index));
+    return finish(tr, TT_INVALID_ARGUMENT);
+  }
+  const TensorDesc d = tt::train::decode_tensor(*rt, t);
+  if (!data || len != static_cast<size_t>(d.bytes)) {
+    msg.add_all("parameter ", static_cast<unsigned long long>(index), " is ", static_cast<long long>(d.bytes),
+                " bytes, got a buffer of ", static_cast<unsigned long long>(len));
+    return finish(tr, TT_SHAPE_MISMATCH);
+  }
+  if (d.storage != tt::tfmt::kPersistent) {
+    msg.add_all("parameter ", static_cast<unsigned long long>(index), " is not held by the trainer");
+    return finish(tr, TT_UNSUPPORTED);
+  }
+  const uint8_t* in = static_cast<const uint8_t*>(data);
+  if (!d.split_channels.length) {
+    memcpy(d.data, in, static_cast<size_t>(d.bytes));
+    return finish(tr, TT_OK);
+  }
+  // A split weight holds only its trained channels in SRAM; the frozen ones stay in
+  // flash, so they must arrive unchanged. Checked in full before one byte is written.
+  uint32_t flash_len;
+  const uint8_t* flash = tt::train::buffer_data(*rt, d.buffer, &flash_len);
+  const uint32_t es = tt::tfmt::dtype_size(d.dtype), nsel = d.split_channels.length;
+  const int32_t last = d.dims[d.rank - 1];
+  const int64_t rows = d.elements / last;
+  for (int64_t row = 0; row < rows; ++row) {
+    uint32_t j = 0;
+    for (int32_t c = 0; c < last; ++c) {
+      if (j < nsel && rt->meta.i32_in(d.split_channels, j) == c) {
+        ++j;
+        continue;
+      }
+      const int64_t at = (row * last + c) * es;
+      if (memcmp(in + at, flash + at, es) != 0) {
+        msg.add_all("parameter ", static_cast<unsigned long long>(index), ": channel ", static_cast<long long>(c),
+                    " is frozen by the scheme and must keep its bytes");
+        return finish(tr, TT_INVALID_ARGUMENT);
+      }
+    }
+  }
+  for (int64_t row = 0; row < rows; ++row)
+    for (uint32_t j = 0; j < nsel; ++j) {
+      const int32_t c = rt->meta.i32_in(d.split_channels, j);
+      memcpy(d.data + (row * nsel + j) * es, in + (row * last + c) * es, es);
+    }
+  return finish(tr, TT_OK);
+}
+
 void* tt_train_input_buffer(tt_trainer* tr) {
   TrainRuntime* rt = runtime_of(tr);
   return rt ? tt::train::decode_tensor(*rt, rt->image).data : nullptr;
