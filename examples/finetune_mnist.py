@@ -8,14 +8,16 @@ The whole pipeline a user walks, on real data:
 4. export the training .tflite (`infer` + `train`) with its memory plan and run a few
    on-device training steps in the C++ micro runtime.
 
-    python examples/finetune_mnist.py [--epochs 3] [--out finetuned.tflite]
+    python examples/finetune_mnist.py [--epochs 3] [--out finetuned.tflite] [-v]
+
+TensorFlow's C++ start-up lines (absl, CUDA probing, oneDNN) are kept off stderr unless
+``-v`` or TFLM_TRAIN_VERBOSE=1 asks for them (tflm_train.tf_quiet).
 """
 import argparse
 import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import tflm_train  # noqa: E402
@@ -54,11 +56,16 @@ def main(argv=None):
     p.add_argument("--out", default="finetuned_mnist.tflite", help="fine-tuned int8 inference model")
     p.add_argument("--train-out", default="finetuned_mnist_train.tflite", help="training .tflite for the device")
     p.add_argument("--device-steps", type=int, default=5, help="training steps in the C++ micro runtime")
+    p.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's own start-up logging")
     args = p.parse_args(argv)
+    if args.verbose:
+        from tflm_train.tf_quiet import set_verbose
+
+        set_verbose(True)
+
+    from tflm_train.keras import QAS, SparseUpdate, from_graph, to_graph  # imports Keras quietly
 
     import keras
-
-    from tflm_train.keras import QAS, SparseUpdate, from_graph, to_graph
 
     keras.utils.set_random_seed(0)
     graph = tflm_train.load(args.model)
@@ -87,12 +94,15 @@ def main(argv=None):
 
     # On-device continuation: the training .tflite with its memory plan, run by the C++ runtime.
     # head="keep": the device continues from the classifier just fine-tuned in Keras.
-    tflm_train.export(trained, scheme, args.train_out, num_classes=10, head="keep", lr=args.lr, seed=1)
+    # The device's rate: the default for a kept head (batch 1, no momentum: smaller than Keras's).
+    r = tflm_train.export(trained, scheme, args.train_out, num_classes=10, head="keep", seed=1)
     from tflm_train.io.train_export import read_training_file
 
     data = open(args.train_out, "rb").read()
     _, _, plan = read_training_file(data)
-    print(f"wrote {args.train_out}: {len(data):,} bytes, planned training arena {plan.peak_bytes:,} bytes")
+    print(f"wrote {args.train_out}: {len(data):,} bytes, planned training arena {plan.peak_bytes:,} bytes, "
+          f"device learning rate {r.train_graph.lr:g}")
+    print(r.budget.describe())
     try:
         from tflm_train.micro import Interpreter
 

@@ -18,6 +18,33 @@ def export(model, scheme, path=None, **kwargs):
     return _export(model, scheme, path, **kwargs)
 
 
+#: Reachable as ``tflm_train.NAME`` after ``import tflm_train``, imported on first use
+#: (``tflm_train.keras`` imports Keras and TensorFlow: ``import tflm_train`` alone must not).
+_LAZY = {
+    "SparseScheme": ("tflm_train.training.scheme", "SparseScheme"),
+    "reference": ("tflm_train.reference", None),
+    "keras": ("tflm_train.keras", None),
+    "micro": ("tflm_train.micro", None),
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tflm_train' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    if attr is not None:
+        value = getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
 def plan(graph, scheme=None, **kwargs):
     """Memory plan of a training step (see ``tflm_train.planner.plan``)."""
     from .planner import plan as _plan
@@ -32,4 +59,4 @@ def search_scheme(graph, x, y, budget_kb=None, **kwargs):
     return _search_scheme(graph, x, y, budget_kb, **kwargs)
 
 
-__all__ = ["GraphError", "Op", "QuantGraph", "Tensor", "load", "export", "plan", "search_scheme", "__version__"]
+__all__ = ["GraphError", "Op", "QuantGraph", "SparseScheme", "Tensor", "load", "export", "plan", "search_scheme", "__version__"]

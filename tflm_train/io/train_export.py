@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Tuple
 import flatbuffers
 import numpy as np
 
+from ..budget import DEFAULT_FLASH_KB, DEFAULT_RAM_KB, BudgetReport, check_kb
 from ..graph import CONV_LIKE_OPS, GraphError, QuantGraph
 from ..ops import quant
 from ..schema import FILE_IDENTIFIER, METADATA_NAME, VERSION, tfmt
@@ -490,6 +491,8 @@ class ExportResult:
     infer_graph: QuantGraph
     train_graph: object
     plan: object
+    #: planned RAM and file size against the device budget, the file's overhead over its inference model
+    budget: Optional[BudgetReport] = None
 
     @property
     def nbytes(self) -> int:
@@ -511,51 +514,39 @@ def graph_of(model) -> QuantGraph:
     return to_graph(model)
 
 
-def _scheme(scheme, graph: QuantGraph):
-    from ..training.scheme import SparseScheme
-
-    if isinstance(scheme, SparseScheme):
-        return scheme
-    if isinstance(scheme, str):
-        return parse_scheme(scheme, graph)
-    raise GraphError(f"scheme must be a SparseScheme or 'FILE[:KEY]', not {type(scheme).__name__}")
-
-
-def parse_scheme(spec: str, graph: QuantGraph):
-    """A scheme from ``FILE[:KEY]`` or a built-in name: ``full``, ``bias-only``, ``last-K``
-    (weights and biases of the last K conv layers, classifier included)."""
-    from ..training.scheme import SparseScheme
-
-    if spec == "full":
-        return SparseScheme.full(graph)
-    if spec == "bias-only":
-        return SparseScheme.bias_only(graph)
-    if spec.startswith("last-") and spec[5:].isdigit():
-        return SparseScheme.last_k(graph, int(spec[5:]))
-    return SparseScheme.parse(spec)
-
-
 def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, head: str = "float",
-           lr: float = 0.05, seed: int = 1, state=None, fuse: bool = True, inplace: bool = True,
-           masks: bool = True, sparse_params: bool = True) -> ExportResult:
+           lr: Optional[float] = None, seed: int = 1, state=None, fuse: bool = True, inplace: bool = True,
+           masks: bool = True, sparse_params: bool = True, ram_kb: int = DEFAULT_RAM_KB,
+           flash_kb: int = DEFAULT_FLASH_KB, budget_check: bool = True, force_scheme: bool = False) -> ExportResult:
     """Write the training .tflite of ``model`` under ``scheme`` to ``path`` (if given).
 
     ``model``: a QuantGraph, or a Keras model from ``tflm_train.keras`` (via
-    ``tflm_train.keras.to_graph``). ``scheme``: a SparseScheme, ``"FILE[:KEY]"`` or a
-    built-in name (see ``parse_scheme``). The training graph gets a new ``num_classes``
-    head (``"float"`` or ``"int8"``; ``"keep"`` continues training the model's own int8
-    classifier, e.g. one fine-tuned with tflm_train.keras), SGD learning rate ``lr`` and xorshift32 ``seed``.
+    ``tflm_train.keras.to_graph``). ``scheme``: a SparseScheme or any spelling of
+    ``tflm_train.training.scheme.scheme_of`` (``full``, ``bias-only``, ``last-K``,
+    ``FILE[:KEY]``); a scheme made for another model is refused unless ``force_scheme``.
+    The training graph gets a new ``num_classes`` head (``"float"`` or ``"int8"``; ``"keep"``
+    continues training the model's own int8 classifier, e.g. one fine-tuned with
+    tflm_train.keras), SGD learning rate ``lr`` (None: ``default_lr(head)``, smaller for a
+    kept head) and xorshift32 ``seed``.
     ``state`` (a ``TrainState`` of that training graph, e.g. after training on the host)
     sets the parameters written to both subgraph 0 and the training graph's initial values.
     The plan is always reordered; ``fuse`` / ``inplace`` / ``masks`` / ``sparse_params``
     select the execution rules the runtime uses (docs/training_file_format.md).
+    The planned peak and the file are checked against ``ram_kb`` / ``flash_kb``
+    (``tflm_train.budget``): over budget raises ``BudgetError`` and writes nothing, unless
+    ``budget_check=False``. ``result.budget`` holds the figures and the file's overhead over
+    its inference model.
     """
     from ..planner.plan import plan_train_graph
     from ..training.autodiff import build_train_graph
+    from ..training.scheme import scheme_of
     from ..training.trainer import TrainState, apply_to_graph
 
+    check_kb(ram_kb, "ram_kb")
+    check_kb(flash_kb, "flash_kb")
     graph = graph_of(model)
-    tg = build_train_graph(graph, _scheme(scheme, graph), num_classes=num_classes, head=head, lr=lr, seed=seed)
+    tg = build_train_graph(graph, scheme_of(scheme, graph, force=force_scheme), num_classes=num_classes, head=head,
+                           lr=lr, seed=seed)
     if state is None:
         state = TrainState.from_train_graph(tg)
     else:
@@ -571,7 +562,10 @@ def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, 
     infer = apply_to_graph(graph, tg, state)
     plan = plan_train_graph(tg, reorder=True, fuse=fuse, inplace=inplace, masks=masks, sparse_params=sparse_params)
     data = write_training_file(infer, tg, plan)
+    budget = BudgetReport(plan.peak_bytes, ram_kb, len(data), flash_kb, inference_bytes=len(infer.to_tflite()))
+    if budget_check:
+        budget.check(graph.name)
     if path is not None:
         with open(path, "wb") as f:
             f.write(data)
-    return ExportResult(path, data, infer, tg, plan)
+    return ExportResult(path, data, infer, tg, plan, budget)

@@ -6,7 +6,7 @@ The runtime is built by ``pip install -e .`` (setup.py) into the shared library
 firmware and Arduino sketches use.
 
     from tflm_train.micro import Interpreter
-    it = Interpreter(open("model.tflite", "rb").read())   # arena sized exactly
+    it = Interpreter("model.tflite")                        # a path or the bytes; arena sized exactly
     y = it.infer(x)                                         # int8 in, int8 out
     it.arena_bytes                                          # arena bytes in use
 
@@ -205,6 +205,16 @@ def _lib():
     return lib
 
 
+def _model_data(model) -> bytes:
+    """The bytes of a model given as bytes-like data or as a file path."""
+    if isinstance(model, (str, os.PathLike)):
+        with open(model, "rb") as f:
+            return f.read()
+    if isinstance(model, (bytes, bytearray, memoryview, np.ndarray)):
+        return bytes(model)
+    raise TypeError(f"a model is a .tflite path or its bytes, not {type(model).__name__}")
+
+
 def _aligned_bytes(n: int) -> np.ndarray:
     """A zeroed uint8 array of n bytes whose data starts on a 16-byte boundary."""
     raw = np.zeros(n + ALIGNMENT, dtype=np.uint8)
@@ -230,7 +240,7 @@ class Interpreter:
     def __init__(self, model_bytes, arena_size: Optional[int] = None, offsets: Optional[Sequence[int]] = None,
                  train_arena_size: Optional[int] = None):
         self._lib = _lib()
-        data = bytes(model_bytes)
+        data = _model_data(model_bytes)
         self._model = _aligned_bytes(len(data))
         self._model[:] = np.frombuffer(data, dtype=np.uint8)
         self._offsets = None if offsets is None else np.ascontiguousarray(offsets, dtype=np.uint32)
@@ -298,6 +308,20 @@ class Interpreter:
             raise ValueError(f"image shape {x.shape}, the model expects {info['image_shape']}")
         return x
 
+    @staticmethod
+    def _label(label) -> int:
+        """``label`` as an int: an integer (Python or NumPy, or a one-element integer array); a
+        string, float or bool is refused, not converted. The runtime checks it is a class index
+        (TT_INVALID_ARGUMENT "label L outside [0, N)", changing nothing)."""
+        value = label
+        if isinstance(value, np.ndarray) and value.size == 1:
+            value = value.reshape(()).item() if value.dtype.kind in "iu" else value.reshape(())[()]
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"label must be an integer class index, not {type(label).__name__} {label!r}")
+        if not -(1 << 31) <= int(value) < (1 << 31):
+            raise ValueError(f"label {int(value)} is outside the int32 range of a class index")
+        return int(value)
+
     def _init(self, arena_size: int) -> int:
         self._arena = _aligned_bytes(arena_size)
         ref = ctypes.byref(self._it)
@@ -336,7 +360,15 @@ class Interpreter:
     # ------------------------------------------------------------------ public API
     @property
     def arena_bytes(self) -> int:
-        """Arena bytes in use: runtime state, op data and the planned tensors."""
+        """Arena bytes the model uses: for a training file the training arena (what
+        ``tt_train_init`` needs: the device runs only that one), else the inference arena."""
+        if self._trainer is not None:
+            return int(self._lib.tt_train_arena_used(ctypes.byref(self._trainer)))
+        return self.infer_arena_bytes
+
+    @property
+    def infer_arena_bytes(self) -> int:
+        """Arena bytes of subgraph 0's inference (``tt_init``): runtime state, op data and the planned tensors."""
         return int(self._lib.tt_arena_used(ctypes.byref(self._it)))
 
     @property
@@ -403,9 +435,7 @@ class Interpreter:
         returns the loss before the update. The parameters persist in the runtime."""
         tr = self._require_trainer()
         x = self._image(x)
-        label = int(label)
-        if not -(1 << 31) <= label < (1 << 31):
-            raise ValueError(f"label {label} is not an int32")
+        label = self._label(label)
         loss = ctypes.c_float()
         self._check_train(self._lib.tt_train_step(ctypes.byref(tr), x.ctypes.data_as(ctypes.c_void_p), x.nbytes,
                                                   label, ctypes.byref(loss)))

@@ -231,7 +231,7 @@ def inference_train_graph(graph: QuantGraph):
     return TrainGraph(tensors, ops, graph.inputs, graph.outputs, name=graph.name)
 
 
-def _as_train_graph(graph, scheme, **build_kwargs):
+def _as_train_graph(graph, scheme, force_scheme: bool = False, **build_kwargs):
     from ..training.train_graph import TrainGraph
 
     if isinstance(graph, TrainGraph):
@@ -247,12 +247,10 @@ def _as_train_graph(graph, scheme, **build_kwargs):
             raise GraphError(f"plan needs a QuantGraph or a TrainGraph, not {type(graph).__name__}")
     if scheme is None:
         return inference_train_graph(graph)
-    from ..io.train_export import parse_scheme
     from ..training.autodiff import build_train_graph
+    from ..training.scheme import scheme_of
 
-    if isinstance(scheme, str):
-        scheme = parse_scheme(scheme, graph)
-    return build_train_graph(graph, scheme, **build_kwargs)
+    return build_train_graph(graph, scheme_of(scheme, graph, force=force_scheme), **build_kwargs)
 
 
 def _tensor_spans(tg, steps: Sequence[Step], d: StorageDecisions) -> Dict[str, Tuple[int, int]]:
@@ -422,8 +420,8 @@ def plan_train_graph(tg, reorder: bool = True, fuse: bool = True, inplace: bool 
 
 def plan(graph, scheme=None, *, reorder: bool = True, fuse: bool = True, inplace: bool = True,
          masks: bool = True, sparse_params: bool = True, algorithm: str = "best", refine: bool = True,
-         num_classes: int = 10, head: str = "float", lr: float = 0.05,
-         seed: int = 1) -> MemoryPlan:
+         num_classes: int = 10, head: str = "float", lr: Optional[float] = None,
+         seed: int = 1, force_scheme: bool = False) -> MemoryPlan:
     """Memory plan of one training step of ``graph`` under ``scheme``.
 
     ``graph``: a QuantGraph (with ``scheme``: a SparseScheme or ``"FILE[:KEY]"``; without:
@@ -435,8 +433,10 @@ def plan(graph, scheme=None, *, reorder: bool = True, fuse: bool = True, inplace
     ``sparse_params``: a weight trained on a subset of channels keeps only those in SRAM.
     ``algorithm``: ``"best"`` (every heuristic, smallest arena) or one heuristic name.
     ``refine``: drop in-place steps that enlarge the arena (``refine_in_place``).
+    ``scheme`` takes every spelling of ``tflm_train.training.scheme.scheme_of``; a scheme made
+    for another model is refused unless ``force_scheme``. ``lr=None``: the head mode's default.
     """
-    tg = _as_train_graph(graph, scheme, num_classes=num_classes, head=head, lr=lr, seed=seed)
+    tg = _as_train_graph(graph, scheme, force_scheme, num_classes=num_classes, head=head, lr=lr, seed=seed)
     return plan_train_graph(tg, reorder=reorder, fuse=fuse, inplace=inplace, masks=masks,
                             sparse_params=sparse_params, algorithm=algorithm, refine=refine)
 

@@ -32,10 +32,29 @@ DIFFERENTIABLE_OPS = CONV_LIKE_OPS + ("ADD", "MEAN", "AVERAGE_POOL_2D", "MAX_POO
 #: Ops allowed after the classifier in the inference graph (dropped from the training step).
 TAIL_OPS = ("RESHAPE", "SOFTMAX", "DEQUANTIZE", "QUANTIZE")
 DEFAULT_INT8_LOGITS_SCALE = 1.0 / 8.0
-#: SGD rate: on MCUNet-5FPS 64x64 Fashion-MNIST, 1e-3 and 3e-3 train alike; 5e-2 diverges
-#: (pooled features have a squared norm in the thousands, which sets the head's step).
-DEFAULT_LR = 1e-3
+#: Default SGD rate per head mode (``default_lr``), measured by benchmarks/learning_rate.py
+#: (results/learning_rate.json). A new head starts from a random classifier; a kept head is
+#: already trained, and the new-head rate destroys it within one epoch. Large backbones need less
+#: (MCUNet-5FPS at 64x64: 1e-3 and 3e-3 train alike, 5e-2 diverges: pooled features with a
+#: squared norm in the thousands set the head's step): pass ``lr`` for them.
+DEFAULT_LRS = {"float": 0.05, "int8": 0.05, "keep": 0.001}
 RNG_STATE = "rng/state"
+
+
+def default_lr(head: str) -> float:
+    """The SGD rate used when none is given, for a head mode of ``HEADS``."""
+    if head not in DEFAULT_LRS:
+        raise GraphError(f"head must be one of {HEADS}, not {head!r}")
+    return DEFAULT_LRS[head]
+
+
+def check_lr(lr) -> float:
+    """``lr`` as a float if it is a finite positive number; GraphError otherwise."""
+    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.integer, np.floating)):
+        raise GraphError(f"learning rate must be a positive number, not {lr!r}")
+    if not np.isfinite(lr) or lr <= 0:
+        raise GraphError(f"learning rate must be a finite positive number, not {lr}")
+    return float(lr)
 
 
 def _f32(v) -> float:
@@ -55,14 +74,12 @@ def head_init(c_in: int, num_classes: int, seed: int) -> np.ndarray:
 
 
 class _Compiler:
-    def __init__(self, graph: QuantGraph, scheme: SparseScheme, num_classes: int, head: str, lr: float, seed: int,
+    def __init__(self, graph: QuantGraph, scheme: SparseScheme, num_classes: int, head: str, lr, seed: int,
                  head_init_seed: int, int8_logits_scale: float):
         if head not in HEADS:
             raise GraphError(f"head must be one of {HEADS}, not {head!r}")
         if int(num_classes) < 2:
             raise GraphError(f"num_classes must be >= 2, not {num_classes}")
-        if not np.isfinite(lr) or lr <= 0:
-            raise GraphError(f"learning rate must be a positive number, not {lr}")
         if not np.isfinite(int8_logits_scale) or int8_logits_scale <= 0:
             raise GraphError(f"int8 logits scale must be positive, not {int8_logits_scale}")
         if len(graph.inputs) != 1:
@@ -73,7 +90,7 @@ class _Compiler:
         # a kept classifier is an int8 head whose initial values are the model's own
         self.keep_head = head == "keep"
         self.head_type = "int8" if self.keep_head else head
-        self.lr = float(lr)
+        self.lr = default_lr(head) if lr is None else check_lr(lr)
         self.seed = int(seed)
         self.head_init_seed = int(head_init_seed)
         self.logits_scale = float(int8_logits_scale)
@@ -538,7 +555,7 @@ def build_train_graph(
     scheme: SparseScheme,
     num_classes: int = 10,
     head: str = "float",
-    lr: float = DEFAULT_LR,
+    lr: Optional[float] = None,
     seed: int = 1,
     head_init_seed: int = 0,
     int8_logits_scale: float = DEFAULT_INT8_LOGITS_SCALE,
@@ -549,13 +566,13 @@ def build_train_graph(
     ``"float"`` (float32 FC on the dequantized pooled features) or ``"int8"`` (the
     classifier's op type with new int8 weights, logits quantized with
     ``int8_logits_scale``), or the classifier itself keeps training with ``"keep"``
-    (an int8 head initialized from the model, e.g. after fine-tuning in Keras). ``lr`` is the SGD learning rate of every update (QAS makes
-    one rate fit all int8 layers), ``seed`` the xorshift32 seed of stochastic rounding,
+    (an int8 head initialized from the model, e.g. after fine-tuning in Keras). ``lr`` is the SGD
+    learning rate of every update (QAS makes one rate fit all int8 layers; None: ``default_lr(head)``), ``seed`` the xorshift32 seed of stochastic rounding,
     ``head_init_seed`` the seed of the head's initialization.
     """
     if not isinstance(graph, QuantGraph):
         raise GraphError(f"build_train_graph needs a QuantGraph, not {type(graph).__name__}")
     if not isinstance(scheme, SparseScheme):
         raise GraphError(f"build_train_graph needs a SparseScheme, not {type(scheme).__name__}")
-    return _Compiler(graph, scheme, num_classes, head, float(lr), seed, head_init_seed,
+    return _Compiler(graph, scheme, num_classes, head, lr, seed, head_init_seed,
                      float(int8_logits_scale)).compile()

@@ -7,6 +7,8 @@ gets a new head) and counts as the last conv layer for ``n_bias_update``.
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -58,6 +60,8 @@ class SparseScheme:
     weight_update: Dict[int, float] = field(default_factory=dict)
     channel_selection: str = "magnitude"
     name: str = ""
+    #: the model the scheme was made for (a scheme file's ``model`` field); "" = not stated
+    model: str = ""
 
     def __post_init__(self):
         self.n_bias_update = int(self.n_bias_update)
@@ -98,39 +102,58 @@ class SparseScheme:
     def from_dict(cls, d: dict, name: str = "") -> "SparseScheme":
         try:
             wu = {int(e["conv_index"]): float(e["ratio"]) for e in d.get("weight_update", [])}
-            return cls(int(d["n_bias_update"]), wu, d.get("channel_selection", "magnitude"), d.get("name", name))
-        except (KeyError, TypeError, ValueError) as e:
+            return cls(int(d["n_bias_update"]), wu, d.get("channel_selection", "magnitude"), d.get("name", name),
+                       str(d.get("model") or ""))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise GraphError(f"malformed scheme {name!r}: {e}") from None
 
     @classmethod
     def from_json(cls, path: str, key: Optional[str] = None) -> "SparseScheme":
         """Load a scheme file: a single scheme, or a ../shared/schemes file with ``key``."""
-        with open(path) as f:
-            try:
+        try:
+            with open(path) as f:
                 d = json.load(f)
-            except json.JSONDecodeError as e:
-                raise GraphError(f"{path}: malformed JSON ({e})") from None
+        except json.JSONDecodeError as e:
+            raise GraphError(f"{path}: malformed JSON ({e})") from None
+        except UnicodeDecodeError:
+            raise GraphError(f"{path}: not a scheme file (not UTF-8 text)") from None
+        if not isinstance(d, dict):
+            raise GraphError(f"{path}: not a scheme file (a JSON object is expected)")
+        model = str(d.get("model") or "")
         if "schemes" in d:
+            if not isinstance(d["schemes"], dict):
+                raise GraphError(f"{path}: 'schemes' must map names to schemes")
             if key is None:
-                raise GraphError(f"{path} holds several schemes; pick one of {sorted(d['schemes'])}")
+                raise GraphError(f"{path} holds several schemes; pick one of {sorted(d['schemes'])} as {path}:KEY")
             if key not in d["schemes"]:
                 raise GraphError(f"{path}: no scheme {key!r}; available: {sorted(d['schemes'])}")
-            return cls.from_dict(d["schemes"][key], name=key)
+            return cls.from_dict(dict(d["schemes"][key], model=model), name=key)
         return cls.from_dict(d, name=key or d.get("name", ""))
 
     @classmethod
-    def parse(cls, spec: str) -> "SparseScheme":
-        """``FILE[:KEY]`` as the CLI takes it."""
-        path, _, key = spec.partition(":") if not spec.endswith(".json") else (spec, "", "")
-        return cls.from_json(path, key or None)
+    def parse(cls, spec: str, graph: Optional[QuantGraph] = None, *, force: bool = False) -> "SparseScheme":
+        """A scheme from any accepted spelling (``SCHEME_FORMS``); see ``scheme_of``.
+        Without ``graph`` only ``FILE[:KEY]`` can be parsed (the built-ins count the graph's layers)."""
+        return scheme_of(spec, graph, force=force)
+
+    def check_model(self, graph: QuantGraph, force: bool = False) -> "SparseScheme":
+        """Refuse a scheme made for another model (its ``model`` field names another graph),
+        unless ``force``; returns the scheme."""
+        if self.model and not force and self.model != graph.name:
+            raise GraphError(f"scheme {self.name!r} was made for model {self.model!r}, not {graph.name!r} "
+                             f"(conv indices would select other layers; force it with --force-scheme / force_scheme=True)")
+        return self
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "name": self.name,
             "n_bias_update": self.n_bias_update,
             "weight_update": [{"conv_index": k, "ratio": r} for k, r in self.weight_update.items()],
             "channel_selection": self.channel_selection,
         }
+        if self.model:
+            d["model"] = self.model
+        return d
 
     def to_json(self, path: str) -> None:
         with open(path, "w") as f:
@@ -165,6 +188,56 @@ class SparseScheme:
             if update_bias or channels:
                 out.append(LayerUpdate(k, op_index, update_bias, channels, is_cls))
         return out
+
+
+#: Every spelling of a scheme that ``scheme_of`` accepts (the CLI's ``--scheme``, ``export``, ``plan``,
+#: ``SparseUpdate``): listed in the error for any other.
+SCHEME_FORMS = ("full", "bias-only", "bias_only", "last-K", "last_k(K)", "FILE.json[:KEY]")
+_BUILTIN = re.compile(r"^(?:(full)|(bias[-_]only)|last-(\d+)|last_k\((\d+)\))$")
+
+
+def scheme_of(spec, graph: Optional[QuantGraph] = None, *, force: bool = False) -> SparseScheme:
+    """The one parser of scheme spellings: a ``SparseScheme`` (returned as is), its dict form,
+    or a string: ``full``; ``bias-only`` / ``bias_only``; ``last-K`` / ``last_k(K)`` (weights
+    and biases of the last K conv layers, classifier included); ``FILE[:KEY]`` (a scheme file,
+    KEY for a file holding several, as ../shared/schemes). With ``graph``, a scheme that names
+    the model it was made for (a scheme file's ``model`` field) must name this graph, unless
+    ``force``. Anything else: GraphError listing the accepted forms."""
+    if isinstance(spec, SparseScheme):
+        scheme = spec
+    elif isinstance(spec, dict):
+        scheme = SparseScheme.from_dict(spec, name=str(spec.get("name", "")))
+    elif isinstance(spec, str):
+        scheme = _parse_string(spec.strip(), graph)
+    else:
+        raise GraphError(f"a scheme is a SparseScheme or one of {', '.join(SCHEME_FORMS)}, "
+                         f"not a {type(spec).__name__}")
+    return scheme if graph is None else scheme.check_model(graph, force)
+
+
+def _parse_string(spec: str, graph: Optional[QuantGraph]) -> SparseScheme:
+    m = _BUILTIN.match(spec)
+    if m:
+        if graph is None:
+            raise GraphError(f"scheme {spec!r} counts the model's conv layers: give the graph to resolve it against")
+        if m[1]:
+            return SparseScheme.full(graph)
+        if m[2]:
+            return SparseScheme.bias_only(graph)
+        k = int(m[3] or m[4])
+        if k < 1:
+            raise GraphError(f"scheme {spec!r}: K must be >= 1")
+        return SparseScheme.last_k(graph, k)
+    path, key = spec, None
+    if not os.path.isfile(spec) and ":" in spec:
+        path, _, key = spec.rpartition(":")
+    if not os.path.isfile(path):
+        what = "unknown scheme" if not path.endswith(".json") else "no scheme file"
+        raise GraphError(f"{what} {path!r}; accepted forms: {', '.join(SCHEME_FORMS)}")
+    try:
+        return SparseScheme.from_json(path, key or None)
+    except OSError as e:
+        raise GraphError(f"scheme file {path}: {e.strerror or e}") from None
 
 
 def _top_channels(w, axis: int, count: int) -> np.ndarray:
