@@ -68,8 +68,10 @@ tt::RequantTail random_tail(int32_t channels) {
   t.shift_bytes = (next_u32() & 1) ? 4 : 1;
   const int32_t n = t.per_channel ? channels : 1;
   for (int32_t i = 0; i < n; ++i) {
-    put_i32(g_mult + 4 * i, static_cast<int32_t>((1u << 30) + (next_u32() >> 2)));
-    const int32_t shift = uniform(-12, 1);
+    const uint32_t kind = next_u32() % 16;  // mostly TFLite's [2^30, 2^31); also 0 (flushed) and INT32_MIN
+    put_i32(g_mult + 4 * i, kind == 0 ? 0 : (kind == 1 ? static_cast<int32_t>(0x80000000u)
+                                                        : static_cast<int32_t>((1u << 30) + (next_u32() >> 2))));
+    const int32_t shift = uniform(-31, 3);
     if (t.shift_bytes == 4) put_i32(g_shift + 4 * i, shift); else g_shift[i] = static_cast<uint8_t>(static_cast<int8_t>(shift));
   }
   t.mult = g_mult;

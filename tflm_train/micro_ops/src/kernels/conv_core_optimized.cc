@@ -34,6 +34,36 @@ inline uint32_t load_u32(const void* p) {
 }
 inline uint32_t ror8(uint32_t v) { return (v >> 8) | (v << 24); }
 
+// requantize() with the shift split at the channel's load and both roundings
+// branch-free; the same integers:
+//   saturating_rounding_doubling_high_mul(a, b) == (a * b + 2^30) >> 31 for every
+//   product but INT32_MIN * INT32_MIN (the nudge 1 - 2^30 of negative products and
+//   C's truncating division give exactly the floor of (ab + 2^30) / 2^31), and
+//   rounding_divide_by_pot(x, e) == (x >> e) + ((x & mask) > (mask >> 1) + (x < 0)).
+struct FastQuant {
+  int32_t bias, mult, left, right, mask, half;
+  bool exact_only;  // multiplier INT32_MIN: the saturating case, left to requantize()
+};
+inline FastQuant fast_quant(const RequantTail& t, int32_t oc) {
+  const ChannelQuant q = channel_quant(t, oc);
+  FastQuant f;
+  f.bias = q.bias;
+  f.mult = q.mult;
+  f.left = q.shift > 0 ? q.shift : 0;
+  f.right = q.shift > 0 ? 0 : -q.shift;
+  f.mask = static_cast<int32_t>((int64_t{1} << f.right) - 1);
+  f.half = f.mask >> 1;
+  f.exact_only = q.mult == kInt32Min;
+  return f;
+}
+inline int8_t requantize_fast(const RequantTail& t, const FastQuant& f, int32_t acc) {
+  if (f.exact_only) return requantize(t, ChannelQuant{f.bias, f.mult, f.left - f.right}, acc);
+  const int32_t a = wrapping_shift_left(wrapping_add(acc, f.bias), f.left);
+  const int32_t h = static_cast<int32_t>((static_cast<int64_t>(a) * f.mult + (int64_t{1} << 30)) >> 31);
+  const int32_t r = (h >> f.right) + ((h & f.mask) > f.half - (h >> 31) ? 1 : 0);
+  return static_cast<int8_t>(clamp_i32(wrapping_add(r, t.out_offset), t.act_min, t.act_max));
+}
+
 // Natural order -> SMLAD order (swap elements 1 and 2 of every full group of four).
 inline void to_smlad_order(int16_t* v, int32_t n) {
   for (int32_t i = 0; i + 4 <= n; i += 4) {
@@ -199,13 +229,13 @@ void pixel_from_window(const ConvCore& p, const int16_t* buf, int8_t* out) {
       a0 += split_correction(p, buf, oc);
       a1 += split_correction(p, buf, oc + 1);
     }
-    out[oc] = requantize(p.tail, channel_quant(p.tail, oc), a0);
-    out[oc + 1] = requantize(p.tail, channel_quant(p.tail, oc + 1), a1);
+    out[oc] = requantize_fast(p.tail, fast_quant(p.tail, oc), a0);
+    out[oc + 1] = requantize_fast(p.tail, fast_quant(p.tail, oc + 1), a1);
   }
   if (oc < p.oc) {
     int32_t a = dot_s16_s8(buf, p.w + static_cast<int64_t>(oc) * n, n);
     if (p.sel) a += split_correction(p, buf, oc);
-    out[oc] = requantize(p.tail, channel_quant(p.tail, oc), a);
+    out[oc] = requantize_fast(p.tail, fast_quant(p.tail, oc), a);
   }
 }
 
@@ -248,21 +278,21 @@ void conv_pointwise_channel(const ConvCore& p, int32_t oc, int8_t* out) {
     for (int32_t j = 0; j < p.nsel; ++j) w[core_load_i32(p.sel + 4 * j)] = r[j];
   }
   to_smlad_order(w, p.ic);
-  const ChannelQuant q = channel_quant(p.tail, oc);
+  const FastQuant q = fast_quant(p.tail, oc);
   const int32_t pixels = p.oh * p.ow;
   int32_t i = 0;
   for (; i + 2 <= pixels; i += 2) {
     const int8_t* x0 = p.x + static_cast<int64_t>(i) * p.ic;
     int32_t a0, a1;
     dot2_s8_s16(x0, x0 + p.ic, p.in_offset, w, p.ic, &a0, &a1);
-    out[i] = requantize(p.tail, q, a0);
-    out[i + 1] = requantize(p.tail, q, a1);
+    out[i] = requantize_fast(p.tail, q, a0);
+    out[i + 1] = requantize_fast(p.tail, q, a1);
   }
   if (i < pixels) {
     const int8_t* x0 = p.x + static_cast<int64_t>(i) * p.ic;
     int32_t a0, a1;
     dot2_s8_s16(x0, x0, p.in_offset, w, p.ic, &a0, &a1);
-    out[i] = requantize(p.tail, q, a0);
+    out[i] = requantize_fast(p.tail, q, a0);
   }
 }
 
@@ -272,7 +302,7 @@ namespace {
 // interior columns unrolled with the weights in registers.
 template <int K>
 void dw_row_interior(const int8_t* in, int32_t step_x, int32_t step_y, const int32_t* wv, int32_t ox0, int32_t ox1,
-                     int32_t in_step_ox, int32_t off_sum, const RequantTail& t, const ChannelQuant& q, int8_t* out,
+                     int32_t in_step_ox, int32_t off_sum, const RequantTail& t, const FastQuant& q, int8_t* out,
                      int32_t out_stride) {
   int32_t w[K * K];
   for (int32_t i = 0; i < K * K; ++i) w[i] = wv[i];
@@ -282,7 +312,7 @@ void dw_row_interior(const int8_t* in, int32_t step_x, int32_t step_y, const int
     const int8_t* r = base;
     for (int32_t ky = 0; ky < K; ++ky, r += step_y)
       for (int32_t kx = 0; kx < K; ++kx) acc += r[kx * step_x] * w[ky * K + kx];
-    out[static_cast<int64_t>(ox) * out_stride] = requantize(t, q, acc);
+    out[static_cast<int64_t>(ox) * out_stride] = requantize_fast(t, q, acc);
   }
 }
 
@@ -311,7 +341,7 @@ void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride
       row_sum[ky] += wv[ky * p.kw + kx];
     }
   }
-  const ChannelQuant q = channel_quant(p.tail, oc);
+  const FastQuant q = fast_quant(p.tail, oc);
   // Interior columns: the whole kw window inside [0, x_w).
   int32_t ox_lo = 0, ox_hi = 0;
   {
@@ -344,7 +374,7 @@ void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride
           acc += (in[(iy * p.x_w + ix) * in_stride] + p.in_offset) * wv[ky * p.kw + kx];
         }
       }
-      orow[static_cast<int64_t>(ox) * out_stride] = requantize(p.tail, q, acc);
+      orow[static_cast<int64_t>(ox) * out_stride] = requantize_fast(p.tail, q, acc);
     }
     if (ox_hi <= ox_lo) continue;
     // The first valid tap of the first interior column.
@@ -365,7 +395,7 @@ void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride
       const int8_t* r = rbase + static_cast<int64_t>(ox - ox_lo) * in_step_ox;
       for (int32_t ky = ky0; ky < ky1; ++ky, r += step_y)
         for (int32_t kx = 0; kx < p.kw; ++kx) acc += r[kx * step_x] * wv[ky * p.kw + kx];
-      orow[static_cast<int64_t>(ox) * out_stride] = requantize(p.tail, q, acc);
+      orow[static_cast<int64_t>(ox) * out_stride] = requantize_fast(p.tail, q, acc);
     }
   }
 }

@@ -97,20 +97,103 @@ tt_status prepare(TrainContext& ctx) {
   return TT_OK;
 }
 
+// Bounds of the fast path's stack tables (about 2 KB); larger shapes take channel().
+constexpr int32_t kMaxWeights = 64;      // kh * kw * multiplier held as float32 per channel
+constexpr int32_t kMaxRows = 16;         // kh
+constexpr int32_t kMaxColumns = 256;     // stored gradient width
+constexpr int32_t kMaxColumnTaps = 512;  // width * kw
+
+// The valid (kx, ox) taps of every stored column, ascending kx: computed once per
+// step instead of per pixel and channel (the stride divisibility tests included).
+struct ColumnTaps {
+  int8_t count[kMaxColumns];
+  int8_t kx[kMaxColumnTaps];   // [ix * kw + i]
+  int16_t ox[kMaxColumnTaps];
+};
+
+// channel() with the weights of input channel ci converted once (the same float32
+// products f32(w_q) * scale) and the tap lists precomputed; same order, same roundings.
+void channel_fast(const DwGradInput& p, const ColumnTaps& cols, int32_t ci, const float* g, int32_t g_stride,
+                  bool single, float* out, int32_t out_stride) {
+  float wf[kMaxWeights];
+  for (int32_t t = 0; t < p.kh * p.kw; ++t)
+    for (int32_t j = 0; j < p.m; ++j) {
+      const int32_t co = ci * p.m + j;
+      wf[t * p.m + j] = static_cast<float>(p.w.at(t, co)) * p.scale.at(co);
+    }
+  for (int32_t iy = 0; iy < p.out.h; ++iy) {
+    const int32_t ly = iy + p.out.top;
+    int32_t ky_list[kMaxRows], oy_list[kMaxRows], ny_count = 0;
+    for (int32_t ky = 0; ky < p.kh; ++ky) {
+      const int32_t ny = ly + p.geo.pad_top - ky * p.geo.dilation_h;
+      if (ny < 0 || ny % p.geo.stride_h != 0) continue;
+      const int32_t oy = ny / p.geo.stride_h;
+      if (oy >= p.oh) continue;
+      ky_list[ny_count] = ky;
+      oy_list[ny_count++] = oy;
+    }
+    for (int32_t ix = 0; ix < p.out.w; ++ix) {
+      const int32_t base = ix * p.kw, nx_count = cols.count[ix];
+      float acc = 0.0f;
+      for (int32_t a = 0; a < ny_count; ++a) {
+        const int64_t grow = static_cast<int64_t>(oy_list[a]) * p.ow;
+        const float* wrow = wf + ky_list[a] * p.kw * p.m;
+        for (int32_t b = 0; b < nx_count; ++b) {
+          const float* w = wrow + cols.kx[base + b] * p.m;
+          const int64_t pixel = grow + cols.ox[base + b];
+          if (single) {
+            acc = acc + g[pixel] * w[0];
+          } else {
+            const float* gp = g + pixel * g_stride + ci * p.m;
+            for (int32_t j = 0; j < p.m; ++j) acc = acc + gp[j] * w[j];
+          }
+        }
+      }
+      out[(static_cast<int64_t>(iy) * p.out.w + ix) * out_stride] = acc;
+    }
+  }
+}
+
+bool column_taps(const DwGradInput& p, ColumnTaps* cols) {
+  if (p.out.w > kMaxColumns || p.out.w * p.kw > kMaxColumnTaps || p.kh * p.kw * p.m > kMaxWeights ||
+      p.kh > kMaxRows || p.ow > 32767)
+    return false;
+  for (int32_t ix = 0; ix < p.out.w; ++ix) {
+    const int32_t lx = ix + p.out.left;
+    int8_t n = 0;
+    for (int32_t kx = 0; kx < p.kw; ++kx) {
+      const int32_t nx = lx + p.geo.pad_left - kx * p.geo.dilation_w;
+      if (nx < 0 || nx % p.geo.stride_w != 0) continue;
+      const int32_t ox = nx / p.geo.stride_w;
+      if (ox >= p.ow) continue;
+      cols->kx[ix * p.kw + n] = static_cast<int8_t>(kx);
+      cols->ox[ix * p.kw + n++] = static_cast<int16_t>(ox);
+    }
+    cols->count[ix] = n;
+  }
+  return true;
+}
+
 tt_status eval(TrainContext& ctx) {
   DwGradInput p;
   const tt_status st = parse(ctx, &p);
   if (st != TT_OK) return st;
   float* out = reinterpret_cast<float*>(p.out.data);
+  ColumnTaps cols;
+  const bool fast = column_taps(p, &cols);
   if (ctx.mode() == tfmt::kNormal) {
-    for (int32_t ci = 0; ci < p.c; ++ci) channel(p, ci, p.g, p.co, false, out + ci, p.c);
+    for (int32_t ci = 0; ci < p.c; ++ci) {
+      if (fast) channel_fast(p, cols, ci, p.g, p.co, false, out + ci, p.c);
+      else channel(p, ci, p.g, p.co, false, out + ci, p.c);
+    }
     return TT_OK;
   }
   float* scratch = reinterpret_cast<float*>(ctx.scratch());
   const int32_t plane = p.oh * p.ow;
   for (int32_t c = 0; c < p.c; ++c) {
     for (int32_t i = 0; i < plane; ++i) scratch[i] = p.g[static_cast<int64_t>(i) * p.c + c];
-    channel(p, c, scratch, 1, true, out + c, p.c);
+    if (fast) channel_fast(p, cols, c, scratch, 1, true, out + c, p.c);
+    else channel(p, c, scratch, 1, true, out + c, p.c);
   }
   return TT_OK;
 }
