@@ -231,7 +231,7 @@ def test_bad_input_is_a_clear_error(mcunet, scheme_49kb):
         "y": Tensor("y", (1, 4), "int8", [0.1], [0]),
     }
     no_conv = QuantGraph(t, [Op("ADD", ["x", "x"], ["y"], {"activation": "NONE"})], ["x"], ["y"])
-    with pytest.raises(GraphError, match="no conv"):
+    with pytest.raises(GraphError, match="no CONV_2D / FULLY_CONNECTED layer"):
         build_train_graph(no_conv, SparseScheme(1, {}))
 
 

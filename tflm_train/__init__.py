@@ -1,4 +1,5 @@
 """tflm-train: on-device training of int8 models for TensorFlow Lite Micro."""
+from .contract import check
 from .graph import GraphError, Op, QuantGraph, Tensor
 
 __version__ = "0.1.0"
@@ -59,4 +60,5 @@ def search_scheme(graph, x, y, budget_kb=None, **kwargs):
     return _search_scheme(graph, x, y, budget_kb, **kwargs)
 
 
-__all__ = ["GraphError", "Op", "QuantGraph", "SparseScheme", "Tensor", "load", "export", "plan", "search_scheme", "__version__"]
+__all__ = ["GraphError", "Op", "QuantGraph", "SparseScheme", "Tensor", "check", "load", "export", "plan", "search_scheme",
+           "__version__"]

@@ -52,7 +52,10 @@ def inspect_model(graph) -> dict:
         )
     return {
         "name": graph.name,
-        "inputs": [{"name": n, "shape": list(graph.tensors[n].shape), "dtype": graph.tensors[n].dtype} for n in graph.inputs],
+        "inputs": [dict({"name": n, "shape": list(graph.tensors[n].shape), "dtype": graph.tensors[n].dtype},
+                        **({"shape_in_file": list(graph.original_input_shapes[n])}
+                           if n in graph.original_input_shapes else {})) for n in graph.inputs],
+        "normalized": list(graph.normalizations),
         "outputs": [{"name": n, "shape": list(graph.tensors[n].shape), "dtype": graph.tensors[n].dtype} for n in graph.outputs],
         "num_ops": len(graph.ops),
         "num_conv_layers": len(conv_index),
@@ -66,9 +69,12 @@ def inspect_model(graph) -> dict:
 def _print_inspect(info: dict) -> None:
     print(f"model {info['name']}: {info['num_ops']} ops, {info['num_conv_layers']} conv layers")
     for t in info["inputs"]:
-        print(f"  input  {t['name']}: {'x'.join(map(str, t['shape']))} {t['dtype']}")
+        in_file = f" (reshaped at load; {'x'.join(map(str, t['shape_in_file']))} in the file)" if "shape_in_file" in t else ""
+        print(f"  input  {t['name']}: {'x'.join(map(str, t['shape']))} {t['dtype']}{in_file}")
     for t in info["outputs"]:
         print(f"  output {t['name']}: {'x'.join(map(str, t['shape']))} {t['dtype']}")
+    for line in info.get("normalized", []):
+        print(f"  normalized at load: {line}")
     print(f"{'#':>3} {'conv':>4} {'type':<18} {'output':<14} {'params':>8} {'MACs':>11}  name")
     for l in info["layers"]:
         ci = "" if l["conv_index"] is None else str(l["conv_index"])

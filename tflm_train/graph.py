@@ -69,7 +69,9 @@ class Tensor:
 
     def __post_init__(self):
         self.shape = tuple(int(d) for d in self.shape)
-        if self.dtype not in DTYPES:
+        if not isinstance(self.dtype, str) or (self.dtype not in DTYPES and self.data is not None):
+            # a type nothing runs (a reader's "resource", "uint32", ...) may be named, for the
+            # support contract to report with its op; it never holds data
             raise GraphError(f"tensor {self.name!r}: unsupported dtype {self.dtype!r}")
         if self.scale is not None:
             self.scale = np.atleast_1d(np.asarray(self.scale, dtype=np.float64))
@@ -102,6 +104,8 @@ class Tensor:
 
     @property
     def nbytes(self) -> int:
+        if self.dtype not in DTYPES:
+            raise GraphError(f"tensor {self.name!r}: type {self.dtype} has no size here")
         return self.size * np.dtype(self.dtype).itemsize
 
     def scalar_scale(self) -> float:
@@ -155,28 +159,40 @@ class QuantGraph:
         self.inputs: List[str] = list(inputs)
         self.outputs: List[str] = list(outputs)
         self.name = name
+        #: What ``tflm_train.load`` normalized (io/normalize.py), one line each.
+        self.normalizations: List[str] = []
+        #: Graph inputs whose shape load changed (a reshape at the input folded in): name -> shape in the file.
+        self.original_input_shapes: Dict[str, tuple] = {}
         self.validate()
 
     # ------------------------------------------------------------------ structure
     def validate(self) -> None:
-        """Check references and op support; raise GraphError naming every problem."""
+        """Check the structure (every referenced tensor exists, each tensor has at most one
+        producer, ops read only tensors computed before them); raise GraphError naming every
+        problem. What is *supported* is the support contract's business (``tflm_train.check``)."""
         problems = []
         for t in list(self.inputs) + list(self.outputs):
             if t not in self.tensors:
                 problems.append(f"graph input/output {t!r} is not a tensor")
-        unsupported = [
-            f"{op.type} (op {i}{', ' + op.name if op.name else ''})"
-            for i, op in enumerate(self.ops)
-            if op.type not in SUPPORTED_OPS
-        ]
-        if unsupported:
-            problems.append("unsupported ops: " + "; ".join(unsupported))
+        available = set(self.inputs) | {n for n, t in self.tensors.items() if t.is_constant}
         for i, op in enumerate(self.ops):
+            where = f"op {i} {op.type}" + (f" {op.name!r}" if op.name else "")
             for t in list(op.inputs) + list(op.outputs):
                 if t is not None and t not in self.tensors:
-                    problems.append(f"op {i} ({op.type}) refers to missing tensor {t!r}")
+                    problems.append(f"{where} refers to missing tensor {t!r}")
+            for t in op.inputs:
+                if t is not None and t in self.tensors and t not in available:
+                    problems.append(f"{where} reads {t!r} before any op computes it")
+            if not op.outputs or any(t is None for t in op.outputs):
+                problems.append(f"{where} has no output or an omitted (-1) one")
+            for t in op.outputs:
+                if t is None:
+                    continue
+                if t in available:
+                    problems.append(f"{where} writes {t!r}, which is an input, a constant or written before")
+                available.add(t)
         if problems:
-            raise GraphError(f"{self.name}: " + " | ".join(problems))
+            raise GraphError(f"{self.name}: malformed graph: " + "; ".join(problems))
 
     def tensor(self, name: str) -> Tensor:
         return self.tensors[name]

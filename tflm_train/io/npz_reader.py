@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..contract import check
 from ..graph import GraphError, Op, QuantGraph, Tensor
 
 INPUT_SCALE = 1.0 / 127.5
@@ -182,4 +183,6 @@ def load_npz(path: str, input_size: Optional[int] = None) -> QuantGraph:
     t = b.tensors[logits4]
     logits = b.act("logits", (1, n_cls), t.scalar_scale(), t.scalar_zero_point())
     b.ops.append(Op("RESHAPE", [logits4, shape_t], [logits], {}, name="classifier/reshape"))
-    return QuantGraph(b.tensors, b.ops, ["input"], [logits], name=name)
+    graph = QuantGraph(b.tensors, b.ops, ["input"], [logits], name=name)
+    check(graph, training=False)
+    return graph

@@ -6,8 +6,9 @@ from typing import Dict, List
 
 import numpy as np
 
-from ..graph import CONV_LIKE_OPS, SUPPORTED_OPS, GraphError, Op, QuantGraph, Tensor
+from ..graph import DTYPES, GraphError, Op, QuantGraph, Tensor
 from .tflite_schema import (
+    ACTIVATION_NAMES,
     ACTIVATIONS,
     BUILTIN_NAMES,
     PADDINGS,
@@ -37,28 +38,45 @@ def _unpack(data: bytes, name: str):
         raise GraphError(f"{name}: truncated or malformed TFLite file ({type(e).__name__}: {e})") from None
 
 
-def _op_name(model, opcode_index: int) -> str:
+def _text(value, fallback: str) -> str:
+    """A flatbuffer string as one line of text: bytes that are not UTF-8 and unprintable
+    characters (a newline in a tensor name) become escapes, never an exception."""
+    if value is None:
+        return fallback
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", errors="backslashreplace")
+    text = str(value)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text or fallback
+
+
+def _op_name(model, opcode_index: int, name: str, index: int) -> str:
     if not 0 <= opcode_index < len(model.operatorCodes or []):
-        raise GraphError(f"malformed TFLite file: operator code index {opcode_index} out of range")
+        raise GraphError(f"{name}: malformed TFLite file: op {index} has operator code index {opcode_index} "
+                         f"out of range ({len(model.operatorCodes or [])} codes)")
     oc = model.operatorCodes[opcode_index]
     code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
     if code == fb.BuiltinOperator.CUSTOM:
-        cc = oc.customCode
-        return "CUSTOM:" + (cc.decode() if isinstance(cc, bytes) else str(cc))
+        return "CUSTOM:" + _text(oc.customCode, "?")
     return BUILTIN_NAMES.get(code, f"BUILTIN_{code}")
 
 
 def _attrs(op_type: str, opts) -> dict:
-    """Builtin options -> QuantGraph attrs (see graph.Op)."""
+    """Builtin options -> QuantGraph attrs (see graph.Op). An activation code nothing runs is
+    kept by name (the support contract reports it)."""
     def act():
         code = getattr(opts, "fusedActivationFunction", 0) if opts else 0
-        if code not in ACTIVATIONS:
-            raise GraphError(f"{op_type}: fused activation code {code} is unsupported")
-        return ACTIVATIONS[code]
+        return ACTIVATIONS.get(code) or ACTIVATION_NAMES.get(code, f"activation code {code}")
+
+    def padding():
+        if opts.padding not in PADDINGS:
+            raise GraphError(f"padding code {opts.padding} is not SAME or VALID")
+        return PADDINGS[opts.padding]
 
     if op_type in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         a = dict(
-            padding=PADDINGS[opts.padding],
+            padding=padding(),
             stride_h=opts.strideH,
             stride_w=opts.strideW,
             dilation_h=opts.dilationHFactor or 1,
@@ -70,7 +88,7 @@ def _attrs(op_type: str, opts) -> dict:
         return a
     if op_type == "FULLY_CONNECTED":
         if opts is not None and opts.weightsFormat != 0:
-            raise GraphError("FULLY_CONNECTED with shuffled weights format is unsupported")
+            raise GraphError("shuffled weights format is unsupported")
         return dict(activation=act(), keep_num_dims=bool(opts.keepNumDims) if opts else False)
     if op_type == "ADD":
         return dict(activation=act())
@@ -78,7 +96,7 @@ def _attrs(op_type: str, opts) -> dict:
         return dict(keep_dims=bool(opts.keepDims) if opts else False)
     if op_type in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         return dict(
-            padding=PADDINGS[opts.padding],
+            padding=padding(),
             stride_h=opts.strideH,
             stride_w=opts.strideW,
             filter_h=opts.filterHeight,
@@ -89,47 +107,57 @@ def _attrs(op_type: str, opts) -> dict:
         return dict(beta=float(opts.beta) if opts else 1.0)
     if op_type == "CONCATENATION":
         return dict(axis=int(opts.axis) if opts else 0, activation=act())
+    if op_type == "PACK":
+        return dict(axis=int(opts.axis) if opts else 0)
+    if op_type == "STRIDED_SLICE" and opts is not None:
+        return dict(begin_mask=opts.beginMask, end_mask=opts.endMask, ellipsis_mask=opts.ellipsisMask,
+                    new_axis_mask=opts.newAxisMask, shrink_axis_mask=opts.shrinkAxisMask, offset=bool(opts.offset))
     return {}
 
 
-def _tensor(model, t, index: int, name: str) -> Tensor:
-    if t.type not in TENSOR_TYPE_TO_DTYPE:
-        raise GraphError(
-            f"tensor {index} ({name}): type {TENSOR_TYPE_NAMES.get(t.type, t.type)} is unsupported"
-        )
-    dtype = TENSOR_TYPE_TO_DTYPE[t.type]
-    shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+def _tensor(model, t, index: int, name: str, model_name: str) -> Tensor:
+    """One tensor; a type nothing runs keeps its TFLite name as dtype and no data (the
+    support contract names it with the ops that use it)."""
+    dtype = TENSOR_TYPE_TO_DTYPE.get(t.type) or TENSOR_TYPE_NAMES.get(t.type, f"type {t.type}").lower()
+    shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+    signature = [int(d) for d in (t.shapeSignature if t.shapeSignature is not None else [])]
+    if shape and shape[0] == -1 or (signature and signature[0] == -1 and shape and shape[0] in (-1, 1)):
+        shape[0] = 1  # a dynamic batch: tflm-train runs batch 1
+    shape = tuple(shape)
+    where = f"{model_name}: malformed TFLite file: tensor {index} ({name})"
     data = None
     buffers = model.buffers or []
-    if t.buffer and t.buffer < len(buffers):
-        buf = buffers[t.buffer]
-        raw = buf.data
-        if raw is not None and len(raw) > 0:
-            raw = np.asarray(raw, dtype=np.uint8).tobytes()
-            expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-            if len(raw) != expected:
-                raise GraphError(
-                    f"tensor {index} ({name}): buffer holds {len(raw)} bytes, shape {shape} of {dtype} needs {expected}"
-                )
-            data = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
-    elif t.buffer >= len(buffers) and t.buffer != 0:
-        raise GraphError(f"tensor {index} ({name}): buffer index {t.buffer} out of range")
+    if not 0 <= t.buffer < max(len(buffers), 1):
+        raise GraphError(f"{where}: buffer index {t.buffer} out of range ({len(buffers)} buffers)")
+    raw = buffers[t.buffer].data if t.buffer else None
+    if raw is not None and len(raw) > 0 and dtype in DTYPES:
+        raw = np.asarray(raw, dtype=np.uint8).tobytes()
+        expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        if len(raw) != expected or any(d < 0 for d in shape):
+            raise GraphError(f"{where}: buffer holds {len(raw)} bytes, shape {list(shape)} of {dtype} needs {expected}")
+        data = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
     scale = zp = None
     qdim = 0
     q = t.quantization
     if q is not None and q.scale is not None and len(q.scale) > 0:
         scale = np.asarray(q.scale, dtype=np.float64)
-        zp = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0], dtype=np.int64)
+        zp = np.asarray(q.zeroPoint if q.zeroPoint is not None and len(q.zeroPoint) > 0 else [0], dtype=np.int64)
+        if zp.size not in (1, scale.size):
+            raise GraphError(f"{where}: {scale.size} scales but {zp.size} zero points")
         qdim = int(q.quantizedDimension)
     return Tensor(name, shape, dtype, scale, zp, qdim, data)
 
 
 def read_tflite(data: bytes, name: str = "model", subgraph: int = 0) -> QuantGraph:
-    """Parse ``data`` (a .tflite file's bytes) into a QuantGraph.
+    """Parse ``data`` (a .tflite file's bytes) into a QuantGraph, normalize what converters
+    emit (io/normalize.py) and check it against the support contract (contract.py).
 
-    Raises GraphError with one line naming the problem for malformed files, float
-    models and unsupported ops (all of them listed with their positions).
+    Raises GraphError, one line naming the model: for a malformed file the problem, for a
+    graph outside the contract every problem with its op.
     """
+    from ..contract import check
+    from .normalize import normalize
+
     data = bytes(data)
     _check_header(data, name)
     model = _unpack(data, name)
@@ -143,8 +171,7 @@ def read_tflite(data: bytes, name: str = "model", subgraph: int = 0) -> QuantGra
     names: List[str] = []
     seen: Dict[str, int] = {}
     for i, t in enumerate(raw_tensors):
-        n = t.name.decode() if isinstance(t.name, bytes) else (t.name or "")
-        n = n or f"tensor_{i}"
+        n = _text(t.name, f"tensor_{i}")
         if n in seen:
             n = f"{n}#{i}"
         seen[n] = i
@@ -157,46 +184,22 @@ def read_tflite(data: bytes, name: str = "model", subgraph: int = 0) -> QuantGra
             raise GraphError(f"{name}: malformed TFLite file: tensor index {i} out of range ({len(raw_tensors)} tensors)")
         return names[i]
 
-    tensors = {names[i]: _tensor(model, t, i, names[i]) for i, t in enumerate(raw_tensors)}
+    tensors = {names[i]: _tensor(model, t, i, names[i], name) for i, t in enumerate(raw_tensors)}
 
     ops: List[Op] = []
-    unsupported = []
+    malformed = []
     for i, o in enumerate(sg.operators or []):
-        op_type = _op_name(model, o.opcodeIndex)
+        op_type = _op_name(model, o.opcodeIndex, name, i)
         ins = [tname(int(j)) for j in (o.inputs if o.inputs is not None else [])]
         outs = [tname(int(j)) for j in (o.outputs if o.outputs is not None else [])]
-        if op_type not in SUPPORTED_OPS:
-            where = ", ".join(outs) if outs else "no outputs"
-            unsupported.append(f"{op_type} (op {i}, output {where})")
-            continue
         try:
             attrs = _attrs(op_type, o.builtinOptions)
-        except (AttributeError, KeyError) as e:
-            raise GraphError(f"{name}: op {i} ({op_type}) has malformed options ({e})") from None
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            malformed.append(f"op {i} {op_type} has malformed options ({e})")
+            continue
         ops.append(Op(op_type, ins, outs, attrs, name=outs[0] if outs else f"op{i}"))
-    if unsupported:
-        raise GraphError(
-            f"{name}: {len(unsupported)} unsupported op(s): " + "; ".join(unsupported)
-            + f". Supported: {', '.join(SUPPORTED_OPS)}"
-        )
-
-    float_ops = [
-        f"{op.type} (op {i}, weights {op.inputs[1]})"
-        for i, op in enumerate(ops)
-        if op.type in CONV_LIKE_OPS and tensors[op.inputs[1]].dtype == "float32"
-    ]
-    if float_ops:
-        raise GraphError(
-            f"{name}: float model (float32 weights in {float_ops[0]}{' and others' if len(float_ops) > 1 else ''}); "
-            "tflm-train needs a full-integer int8 model (TFLite converter with a representative dataset, or tfmot QAT)"
-        )
-    for i, op in enumerate(ops):
-        if op.type in CONV_LIKE_OPS:
-            w = tensors[op.inputs[1]]
-            if w.dtype != "int8" or not w.quantized:
-                raise GraphError(f"{name}: op {i} ({op.type}) weights {w.name} are {w.dtype}, int8 expected")
-            if w.data is None:
-                raise GraphError(f"{name}: op {i} ({op.type}) weights {w.name} are not constant")
+    if malformed:
+        raise GraphError(f"{name}: malformed TFLite file: " + "; ".join(malformed))
 
     inputs = [tname(int(j)) for j in (sg.inputs if sg.inputs is not None else [])]
     outputs = [tname(int(j)) for j in (sg.outputs if sg.outputs is not None else [])]
@@ -205,4 +208,11 @@ def read_tflite(data: bytes, name: str = "model", subgraph: int = 0) -> QuantGra
     for op in ops:
         used.update(t for t in op.inputs + op.outputs if t is not None)
     tensors = {k: v for k, v in tensors.items() if k in used}
-    return QuantGraph(tensors, ops, inputs, outputs, name=name)
+    graph = QuantGraph(tensors, ops, inputs, outputs, name=name)
+    dynamic = [names[i] for i, t in enumerate(raw_tensors)
+               if t.shapeSignature is not None and len(t.shapeSignature) and t.shapeSignature[0] == -1]
+    if dynamic:
+        graph.normalizations.append(f"dynamic batch (-1 in shape_signature of {len(dynamic)} tensor(s)) read as 1")
+    normalize(graph)
+    check(graph, training=False)
+    return graph

@@ -21,6 +21,8 @@ ACTIVATIONS = {
     fb.ActivationFunctionType.RELU6: "RELU6",
 }
 ACTIVATION_CODES = {v: k for k, v in ACTIVATIONS.items()}
+#: Every activation code's name (TANH, SIGN_BIT, ...), for messages.
+ACTIVATION_NAMES = {v: k for k, v in vars(fb.ActivationFunctionType).items() if not k.startswith("_")}
 
 PADDINGS = {fb.Padding.SAME: "SAME", fb.Padding.VALID: "VALID"}
 PADDING_CODES = {v: k for k, v in PADDINGS.items()}

@@ -29,6 +29,7 @@ from typing import Dict, Optional
 import numpy as np
 import keras
 
+from ..contract import CLASSIFIER_TAIL_OPS, check
 from ..graph import CONV_LIKE_OPS, GraphError, Op, QuantGraph, Tensor
 from ..ops.forward import concatenation_axis
 from ..ops.quant import INT32_MAX, INT32_MIN
@@ -49,7 +50,6 @@ from .layers import (
     round_to_int,
 )
 
-_AFTER_CLASSIFIER = ("RESHAPE", "SOFTMAX", "QUANTIZE", "DEQUANTIZE")
 _HEADS = ("float", "int8")
 
 
@@ -62,11 +62,8 @@ def _constant(graph: QuantGraph, op: Op, position: int, what: str) -> np.ndarray
 
 
 def _qparams(graph: QuantGraph, name: str, op: Op):
+    """(scale, zero point) of an int8 activation (per tensor: the support contract checked it)."""
     t = graph.tensors[name]
-    if t.dtype != "int8" or not t.quantized or t.per_channel:
-        raise GraphError(
-            f"{graph.name}: op {op.name or op.type}: tensor {name!r} must be per-tensor quantized int8 "
-            f"(is {t.dtype}{', per-channel' if t.per_channel else ''})")
     return t.scalar_scale(), t.scalar_zero_point()
 
 
@@ -81,23 +78,15 @@ def _channel_axis(op_type: str) -> int:
 
 
 def _weight_scales(graph: QuantGraph, op: Op) -> np.ndarray:
+    """One weight scale per output channel (the support contract checked form and axis)."""
     w = graph.tensors[op.inputs[1]]
-    axis = _channel_axis(op.type)
-    n = w.shape[axis]
-    if w.dtype != "int8" or not w.quantized:
-        raise GraphError(f"{graph.name}: op {op.name or op.type}: weights must be int8 quantized")
-    if np.any(w.zero_point != 0):
-        raise GraphError(f"{graph.name}: op {op.name or op.type}: weights must be symmetric (zero point 0)")
-    if w.per_channel and (w.quantized_dim != axis or w.scale.size != n):
-        raise GraphError(f"{graph.name}: op {op.name or op.type}: per-channel weight scales must lie on axis {axis}")
+    n = w.shape[_channel_axis(op.type)]
     return w.scale if w.per_channel else np.repeat(w.scale, n)
 
 
 def classifier_op_index(graph: QuantGraph) -> int:
-    convs = graph.conv_op_indices()
-    if not convs:
-        raise GraphError(f"{graph.name}: the graph has no conv / fully connected layer to use as classifier")
-    return convs[-1]
+    """The classifier: the last conv-like op (the training contract says there is one)."""
+    return graph.conv_op_indices()[-1]
 
 
 # --------------------------------------------------------------------------- layers from ops
@@ -106,16 +95,9 @@ def _conv_layer(graph: QuantGraph, op_index: int, quantized: bool) -> QuantConv:
     x_scale, x_zp = _qparams(graph, op.inputs[0], op)
     y_scale, y_zp = _qparams(graph, op.outputs[0], op)
     w = graph.tensors[op.inputs[1]]
-    if w.data is None:
-        raise GraphError(f"{graph.name}: op {op.name or op.type}: weights must be a constant tensor")
     w_scales = _weight_scales(graph, op)
     bias_name = op.inputs[2] if len(op.inputs) > 2 else None
-    bias = None
-    if bias_name is not None:
-        b = graph.tensors[bias_name]
-        if b.data is None or b.dtype != "int32":
-            raise GraphError(f"{graph.name}: op {op.name or op.type}: bias must be a constant int32 tensor")
-        bias = b.data.astype(np.float64)
+    bias = None if bias_name is None else graph.tensors[bias_name].data.astype(np.float64)
     kernel = w.data.astype(np.float64)
     if not quantized:
         kernel = kernel * w_scales.reshape(_per_channel_shape(kernel.ndim, _channel_axis(op.type), w_scales.size))
@@ -184,13 +166,8 @@ def _op_layer(graph: QuantGraph, op_index: int, quantized: bool):
 # --------------------------------------------------------------------------- head
 def _new_int8_head(graph, cls_index, num_classes, seed, weight_headroom, logits_scale) -> QuantConv:
     op = graph.ops[cls_index]
-    if op.type == "DEPTHWISE_CONV_2D":
-        raise GraphError(f"{graph.name}: a depthwise classifier cannot be replaced by a new head")
     x_scale, x_zp = _qparams(graph, op.inputs[0], op)
     c_in = int(graph.tensors[op.inputs[0]].size)
-    old_w = graph.tensors[op.inputs[1]]
-    if op.type == "CONV_2D" and old_w.shape[1:3] != (1, 1):
-        raise GraphError(f"{graph.name}: a new head can only replace a 1x1 or fully connected classifier")
     real = head_init(c_in, num_classes, seed).astype(np.float64)
     # one scale for every channel: weight_headroom x the init bound, room to grow before the clamp
     w_scale = weight_headroom * (1.0 / np.sqrt(c_in)) / 127.0
@@ -205,30 +182,14 @@ def _new_int8_head(graph, cls_index, num_classes, seed, weight_headroom, logits_
                      is_new_head=True, kernel_values=kernel, bias_values=np.zeros(num_classes), name="new_head")
 
 
-def _check_tail(graph: QuantGraph, start: int, what: str) -> None:
-    """Ops from ``start`` on must be RESHAPE/SOFTMAX/QUANTIZE/DEQUANTIZE."""
-    bad = [f"{graph.ops[i].type} (op {i})" for i in range(start, len(graph.ops))
-           if graph.ops[i].type not in _AFTER_CLASSIFIER]
-    if bad:
-        raise GraphError(f"{graph.name}: only RESHAPE/SOFTMAX/QUANTIZE/DEQUANTIZE may follow {what}; found "
-                         + ", ".join(bad))
-
-
 def _model_input(graph: QuantGraph):
-    """(name of the int8 tensor the Keras model takes, index of a skipped input QUANTIZE or None)."""
+    """(name of the int8 tensor the Keras model takes, index of a skipped input QUANTIZE or None);
+    a float32 input feeds one QUANTIZE (the support contract's edge rule)."""
     in_name = graph.inputs[0]
     skipped = None
     if graph.tensors[in_name].dtype == "float32":
-        consumers = graph.consumers(in_name)
-        if len(consumers) != 1 or graph.ops[consumers[0]].type != "QUANTIZE":
-            raise GraphError(f"{graph.name}: a float32 input must feed exactly one QUANTIZE op")
-        skipped = consumers[0]
+        skipped = graph.consumers(in_name)[0]
         in_name = graph.ops[skipped].outputs[0]
-    t = graph.tensors[in_name]
-    if t.dtype != "int8" or not t.quantized or t.per_channel:
-        raise GraphError(f"{graph.name}: the model input {in_name!r} must be per-tensor int8 (is {t.dtype})")
-    if t.shape[0] != 1:
-        raise GraphError(f"{graph.name}: the graph's batch dimension must be 1, input has shape {t.shape}")
     return in_name, skipped
 
 
@@ -323,10 +284,11 @@ def from_graph(
         raise GraphError(f"from_graph: num_classes must be an integer >= 2, got {num_classes!r}")
     if not quantized and head == "int8" and num_classes is not None:
         raise GraphError("from_graph: the float version of a network (quantized=False) takes a float head")
+    # a new head is a training graph; the whole graph (num_classes=None) only has to run
+    check(graph, training=num_classes is not None)
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise GraphError(f"{graph.name}: from_graph supports one input and one output, "
                          f"got {len(graph.inputs)} and {len(graph.outputs)}")
-    graph.validate()
     in_name, skipped = _model_input(graph)
     in_t = graph.tensors[in_name]
 
@@ -343,7 +305,11 @@ def from_graph(
     if num_classes is None:
         end = next((i for i in range(first, len(graph.ops)) if graph.ops[i].type in ("SOFTMAX", "DEQUANTIZE")),
                    len(graph.ops))
-        _check_tail(graph, end, "a SOFTMAX or DEQUANTIZE")
+        after = [f"{graph.ops[i].type} (op {i})" for i in range(end, len(graph.ops))
+                 if graph.ops[i].type not in CLASSIFIER_TAIL_OPS]
+        if after:  # the model returns the value before the SOFTMAX / DEQUANTIZE: nothing may compute after it
+            raise GraphError(f"{graph.name}: only {'/'.join(CLASSIFIER_TAIL_OPS)} may follow a SOFTMAX or "
+                             f"DEQUANTIZE; found " + ", ".join(after))
         for i in range(first, end):
             b.run(i)
         out_name = graph.ops[end - 1].outputs[0] if end > first else in_name
@@ -353,7 +319,6 @@ def from_graph(
             out = Dequantize(t.scalar_scale(), t.scalar_zero_point(), name="dequantize_output")(out)
     else:
         cls_index = classifier_op_index(graph)
-        _check_tail(graph, cls_index + 1, "the classifier")
         for i in range(first, cls_index):
             b.run(i)
         cls_op = graph.ops[cls_index]
@@ -435,10 +400,7 @@ def _replace_head(g: QuantGraph, cls_index: int, w_q, w_scales, b_q, b_scales, y
     """Put a new head's tensors into ``g`` at the classifier and fix the shapes after it."""
     op = g.ops[cls_index]
     num_classes = int(w_q.shape[0])
-    old_w = g.tensors[op.inputs[1]]
     if op.type == "CONV_2D":
-        if old_w.shape[1:3] != (1, 1):
-            raise GraphError(f"{g.name}: a float head can only replace a 1x1 or fully connected classifier")
         w_q = w_q.reshape(num_classes, 1, 1, -1)
     w_name = op.inputs[1]
     w_scales = np.asarray(w_scales, dtype=np.float64).reshape(-1)

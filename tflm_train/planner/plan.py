@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..contract import check
 from ..graph import GraphError, QuantGraph
 from .liveness import lifetimes
 from .placement import ALIGNMENT, HEURISTICS, Block, align_up, arena_end, live_lower_bound, place, place_best
@@ -246,6 +247,7 @@ def _as_train_graph(graph, scheme, force_scheme: bool = False, **build_kwargs):
         else:
             raise GraphError(f"plan needs a QuantGraph or a TrainGraph, not {type(graph).__name__}")
     if scheme is None:
+        check(graph, training=False)
         return inference_train_graph(graph)
     from ..training.autodiff import build_train_graph
     from ..training.scheme import scheme_of

