@@ -352,8 +352,8 @@ def default_scheme(graph: QuantGraph, budget_kb: float = DEFAULT_BUDGET_KB, *, n
 
     Rule: the biases of the last ``k`` conv layers, plus half of the input channels
     (largest magnitude) of every expanding pointwise conv (an inverted-residual block's first
-    1x1 conv) among them, with ``k`` the largest depth whose exact planned peak fits
-    ``budget_kb``. Its form is the published schemes' (biases of the last ~20 layers plus
+    1x1 conv) among them, with ``k`` the deepest whose exact planned peak fits ``budget_kb``
+    (found by bisection: the rule's peak grows with ``k``). Its form is the published schemes' (biases of the last ~20 layers plus
     part of the first pointwise conv of late blocks) and what our contribution analyses
     rank first (benchmarks/scheme_search.py); the budget alone chooses ``k``. Raises
     GraphError naming the minimum if even the classifier alone does not fit.
@@ -367,12 +367,14 @@ def default_scheme(graph: QuantGraph, budget_kb: float = DEFAULT_BUDGET_KB, *, n
         return SparseScheme(k, {i: DEFAULT_RULE_RATIO for i in range(n - k, n - 1) if is_expanding_pointwise(graph, i)},
                             name=f"default-{budget_kb:g}kb")
 
-    fits = [k for k in range(1, n + 1) if cost.quick_peak(rule(k)) <= budget]
-    # the quick plan bounds the exact one from above: try deeper schemes with the exact plan
-    k = max(fits) if fits else 1
-    for deeper in range(k + 1, n + 1):
-        if cost.exact_peak(rule(deeper)) <= budget:
-            k = deeper
-        else:
-            break
+    # the rule's planned peak grows with k: bisect for the deepest k whose quick plan fits ...
+    k, hi = 1, n + 1
+    while hi - k > 1:
+        mid = (k + hi) // 2
+        k, hi = (mid, hi) if cost.quick_peak(rule(mid)) <= budget else (k, mid)
+    # ... then, as the quick plan bounds the exact one from above, bisect deeper with the exact plan
+    hi = n + 1
+    while hi - k > 1:
+        mid = (k + hi) // 2
+        k, hi = (mid, hi) if cost.exact_peak(rule(mid)) <= budget else (k, mid)
     return rule(k)
