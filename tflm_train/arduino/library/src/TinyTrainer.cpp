@@ -97,6 +97,18 @@ void TinyTrainerHeldOut::report(Print& out) {
   seen_ = correct_ = 0;
 }
 
+bool TinyTrainerHeldOut::command(const TinyTrainerSerialSamples& input, TinyTrainer& trainer, Print& out) {
+  if (input.command() == 'R') {
+    report(out);
+    return true;
+  }
+  if (input.command() != 'E') return false;
+  const long label = input.labelledSample(trainer.numClasses());
+  if (label < 0) out.println("error: 'E' needs a label and the sample as hex bytes");
+  else add(trainer.predict(input.image()) == label);
+  return true;
+}
+
 // ------------------------------------------------------------------ TinyTrainerSerialSamples
 static int hexDigit(char c) {
   if (c >= '0' && c <= '9') return c - '0';

@@ -87,6 +87,8 @@ class TinyTrainerStats {
   uint32_t count_ = 0;
 };
 
+class TinyTrainerSerialSamples;
+
 // Accuracy on held-out samples (tested, never trained on): report() prints it and starts over.
 class TinyTrainerHeldOut {
  public:
@@ -95,6 +97,9 @@ class TinyTrainerHeldOut {
     correct_ += correct ? 1 : 0;
   }
   void report(Print& out);  // "held-out accuracy 91.7% (11/12)"
+  // The examples' test commands: "E <label> <hex>" tests one sample, "R" reports. False when
+  // the line is another command (then nothing happened).
+  bool command(const TinyTrainerSerialSamples& input, TinyTrainer& trainer, Print& out);
 
  private:
   uint32_t seen_ = 0, correct_ = 0;
@@ -115,6 +120,7 @@ class TinyTrainerSerialSamples {
   bool hasSample() const { return sample_; }        // exactly `bytes` bytes of hex arrived
   long labelledSample(int numClasses) const;        // "<command> <label> <hex>": the label, else -1
   bool malformed() const { return malformed_; }     // a field that is neither a number nor the sample
+  const int8_t* image() const { return image_; }
 
  private:
   void startLine();

@@ -116,14 +116,6 @@ void loop() {
     case 'A':
       adapt();
       break;
-    case 'E':
-      label = input.labelledSample(trainer.numClasses());
-      if (label < 0) Serial.println("error: 'E' needs a label and the sample as hex bytes");
-      else heldOut.add(trainer.predict(image) == label);
-      break;
-    case 'R':
-      heldOut.report(Serial);
-      break;
     case 'S':
       if (!input.hasSample()) {
         Serial.println("error: 'S' needs the sample as hex bytes");
@@ -136,7 +128,9 @@ void loop() {
         Serial.println(")");
       }
       break;
-    default:
-      Serial.println(input.malformed() ? "error: malformed line" : "error: unknown command (T, A, E, R, S)");
+    default:  // E and R: held-out test
+      if (!heldOut.command(input, trainer, Serial)) {
+        Serial.println(input.malformed() ? "error: malformed line" : "error: unknown command (T, A, E, R, S)");
+      }
   }
 }

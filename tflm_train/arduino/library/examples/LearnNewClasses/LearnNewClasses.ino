@@ -119,15 +119,9 @@ void loop() {
       if (label < 0) Serial.println("error: 'T' needs a label and the sample as hex bytes");
       else learn(label);
       break;
-    case 'E':
-      label = input.labelledSample(trainer.numClasses());
-      if (label < 0) Serial.println("error: 'E' needs a label and the sample as hex bytes");
-      else heldOut.add(trainer.predict(image) == label);
-      break;
-    case 'R':
-      heldOut.report(Serial);
-      break;
-    default:
-      Serial.println(input.malformed() ? "error: malformed line" : "error: unknown command (S, L, T, E, R)");
+    default:  // E and R: held-out test
+      if (!heldOut.command(input, trainer, Serial)) {
+        Serial.println(input.malformed() ? "error: malformed line" : "error: unknown command (S, L, T, E, R)");
+      }
   }
 }
