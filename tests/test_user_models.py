@@ -54,7 +54,7 @@ EXPECT = {
     "separate_relu": Expect(),
     "concat_branches": Expect(),
     # outside the contract: refused at load with one line
-    "int16x8": Expect(refused=("int16x8", "op 0 CONV_2D", "16x8")),
+    "int16x8": Expect(refused=("int16x8", "CONV_2D", "16x8")),
     "upsample": Expect(refused=("upsample", "TILE", "unsupported op")),
 }
 TRAINABLE = sorted(n for n, e in EXPECT.items() if e.refused is None)
