@@ -22,8 +22,10 @@ EXPECTED_OPS: Dict[str, List[str]] = {
     "relu_layers": ["RELU", "RELU6", "CONV_2D", "MAX_POOL_2D", "MEAN", "FULLY_CONNECTED"],
     # three inputs, height and width axes, negative axis, ReLU6 after a join
     "concat_axes": ["CONCATENATION", "RELU6", "CONV_2D", "FULLY_CONNECTED"],
+    # LeakyReLU layers (the converter never fuses them)
+    "leaky_relu": ["LEAKY_RELU", "CONV_2D", "MEAN", "FULLY_CONNECTED"],
 }
-INPUT_SHAPES = {"concat_branches": (8, 8, 3), "relu_layers": (10, 10, 2), "concat_axes": (6, 6, 2)}
+INPUT_SHAPES = {"concat_branches": (8, 8, 3), "relu_layers": (10, 10, 2), "concat_axes": (6, 6, 2), "leaky_relu": (9, 9, 3)}
 
 
 def _keras_models(keras):
@@ -57,6 +59,12 @@ def _keras_models(keras):
     y = L.Conv2D(4, 3, strides=2)(y)
     y = L.Flatten()(y)
     models["concat_axes"] = keras.Model(inp, L.Dense(3)(y))
+
+    x = inp = keras.Input(INPUT_SHAPES["leaky_relu"], batch_size=1)
+    y = L.LeakyReLU(negative_slope=0.2)(L.Conv2D(6, 3, strides=2, padding="same")(x))
+    y = L.LeakyReLU()(L.Conv2D(8, 3, padding="same")(y))
+    y = L.GlobalAveragePooling2D()(y)
+    models["leaky_relu"] = keras.Model(inp, L.Dense(4)(y))
     return models
 
 

@@ -1,4 +1,4 @@
-"""CONCATENATION and standalone RELU / RELU6, end to end, on models Keras 3 + the TF converter make.
+"""CONCATENATION, standalone RELU / RELU6 and LEAKY_RELU, end to end, on models Keras 3 + the TF converter make.
 
 Each op: the reference forward is byte-exact with the tflite-micro interpreter (20 random
 inputs per model), the C++ inference runtime too, the Keras front-end equals the reference,
@@ -169,6 +169,25 @@ def test_relu_backward_matches_tf(kind):
     assert away.sum() > 100 and np.array_equal(got[away], want.astype(np.float32)[away])
 
 
+def test_leaky_relu_backward_matches_tf():
+    tf = pytest.importorskip("tensorflow")
+    from tests.test_backward_ops import tf_grads
+
+    rng = np.random.default_rng(4)
+    xq = rng.integers(-128, 128, (1, 6, 6, 4)).astype(np.int8)
+    s_in, z_in, s_out, z_out, alpha = 0.05, 10, 0.02, -40, 0.2  # large inputs saturate the output
+    y = fw.leaky_relu(xq, input_scale=s_in, input_zero_point=z_in, output_scale=s_out, output_zero_point=z_out,
+                      alpha=alpha)
+    x = bw.dequantize(xq, s_in, z_in)
+    g = rng.normal(size=xq.shape).astype(np.float32)
+    (want,) = tf_grads(lambda v: tf.nn.leaky_relu(v, alpha=np.float32(alpha)), [x], g)
+    got = bw.leaky_relu_grad(bw.clamp_grad(g, y, -128, 127), xq, z_in, np.float32(alpha))
+    inside = (y > -128) & (y < 127)
+    assert inside.sum() > 100 and (~inside).sum() > 5  # the output's int8 clamp is exercised
+    assert np.allclose(got[inside], want[inside], rtol=1e-6, atol=0)
+    assert np.all(got[~inside] == 0)
+
+
 # --------------------------------------------------------------------------- training: C++ == reference
 def _scheme(g, kind):
     n = len(g.conv_op_indices())
@@ -180,6 +199,7 @@ def _scheme(g, kind):
 @pytest.mark.parametrize("name,head,scheme", [
     ("concat_branches", "float", "all"), ("concat_branches", "int8", "bias-only"),
     ("relu_layers", "float", "all"), ("relu_layers", "int8", "bias-only"),
+    ("leaky_relu", "float", "all"), ("leaky_relu", "int8", "bias-only"),
 ])
 def test_cpp_train_step_equals_reference(models, name, head, scheme):
     _, g = models[name]
@@ -188,6 +208,8 @@ def test_cpp_train_step_equals_reference(models, name, head, scheme):
     assert set(EXPECTED_OPS[name]) - {"FULLY_CONNECTED", "CONV_2D", "MEAN", "MAX_POOL_2D"} <= types
     if name == "concat_branches" and scheme == "all":
         assert types >= {"CONCATENATION_GRAD", "CLAMP_GRAD"}
+    if name == "leaky_relu" and scheme == "all":
+        assert "LEAKY_RELU_GRAD" in types
     _, _, _, losses = train_both(r.data, steps=4, seed=5)
     assert all(np.isfinite(losses))
 
@@ -242,7 +264,8 @@ def test_new_ops_train_on_cortex_m4(models):
 
     _tools_or_skip()
     expected = {"concat_axes": {"CONCATENATION", "RELU6", "CONCATENATION_GRAD", "GRAD_SCALE"},
-                "relu_layers": {"RELU", "RELU6", "CLAMP_GRAD"}}
+                "relu_layers": {"RELU", "RELU6", "CLAMP_GRAD"},
+                "leaky_relu": {"LEAKY_RELU", "LEAKY_RELU_GRAD"}}
     for name, ops in expected.items():
         _, g = models[name]
         r = export(g, _scheme(g, "all"), head="float", num_classes=3, lr=0.02)

@@ -37,6 +37,7 @@ SUPPORTED_OPS = (
     "DEQUANTIZE",
     "RELU",
     "RELU6",
+    "LEAKY_RELU",
     "CONCATENATION",
 )
 
@@ -133,6 +134,7 @@ class Op:
     - AVERAGE_POOL_2D / MAX_POOL_2D: padding, stride_h, stride_w, filter_h, filter_w, activation
     - SOFTMAX: beta
     - CONCATENATION: axis (as in the file, may be negative), activation
+    - LEAKY_RELU: alpha (the negative slope)
     - RESHAPE, PAD, QUANTIZE, DEQUANTIZE, RELU, RELU6: none (PAD's paddings are its second input)
     """
 

@@ -107,6 +107,8 @@ def _attrs(op_type: str, opts) -> dict:
         return dict(beta=float(opts.beta) if opts else 1.0)
     if op_type == "CONCATENATION":
         return dict(axis=int(opts.axis) if opts else 0, activation=act())
+    if op_type == "LEAKY_RELU":
+        return dict(alpha=float(opts.alpha) if opts else 0.0)
     if op_type == "PACK":
         return dict(axis=int(opts.axis) if opts else 0)
     if op_type == "STRIDED_SLICE" and opts is not None:

@@ -82,6 +82,10 @@ def _options(op: Op):
         return B.ConcatenationOptions, o
     if op.type in ("RELU", "RELU6"):
         return B.NONE, None
+    if op.type == "LEAKY_RELU":
+        o = fb.LeakyReluOptionsT()
+        o.alpha = float(a["alpha"])
+        return B.LeakyReluOptions, o
     raise GraphError(f"cannot write op type {op.type}")
 
 

@@ -43,6 +43,7 @@ from .layers import (
     QuantMean,
     QuantPad,
     QuantPool,
+    QuantLeakyRelu,
     QuantRelu,
     Requantize,
     head_init,
@@ -157,6 +158,10 @@ def _op_layer(graph: QuantGraph, op_index: int, quantized: bool):
         sx, zx = _qparams(graph, op.inputs[0], op)
         sy, zy = _qparams(graph, op.outputs[0], op)
         return QuantRelu(op.type, sx, zx, sy, zy, **common)
+    if op.type == "LEAKY_RELU":
+        sx, zx = _qparams(graph, op.inputs[0], op)
+        sy, zy = _qparams(graph, op.outputs[0], op)
+        return QuantLeakyRelu(a["alpha"], sx, zx, sy, zy, **common)
     if op.type == "CONCATENATION":
         # no requantization: the support contract holds every input at the output's quantization
         return keras.layers.Concatenate(axis=concatenation_axis(graph, op), name=name)

@@ -29,7 +29,7 @@ from ..training.autodiff import head_init  # noqa: F401  (one head-init rule for
 import keras
 from keras import ops
 
-from ..ops.forward import relu6_range, relu_multiplier
+from ..ops.forward import leaky_relu_multipliers, relu6_range, relu_multiplier
 from ..ops.quant import activation_range, f32
 from .fake_quant import (
     WEIGHT_MAX,
@@ -495,6 +495,38 @@ class QuantRelu(_GraphLayer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class QuantLeakyRelu(_GraphLayer):
+    """LEAKY_RELU as TFLite Micro computes it (ops.forward.leaky_relu): ``x - zp_in`` requantized
+    with the identity multiplier where it is >= 0, with the alpha multiplier elsewhere, then
+    clamped to int8. The float version keeps the slopes 1 / alpha and the output's int8 range."""
+
+    def __init__(self, alpha, x_scale, x_zero_point, y_scale, y_zero_point, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha = float(alpha)
+        self.x_scale, self.x_zero_point = float(x_scale), int(x_zero_point)
+        self.y_scale, self.y_zero_point = float(y_scale), int(y_zero_point)
+        (mi, si), (ma, sa) = leaky_relu_multipliers(self.x_scale, self.y_scale, self.alpha)
+        self.identity = (np.asarray([mi], np.int64), np.asarray([si], np.int64))
+        self.negative = (np.asarray([ma], np.int64), np.asarray([sa], np.int64))
+
+    def call(self, x):
+        x = ops.cast(x, "float32")
+        if not self.quantized:
+            y = ops.where(x >= 0, x, x * self.alpha)
+            return clamp_ste(y, *_real_range(self.y_scale, self.y_zero_point, -128, 127))
+        v = x - float(self.x_zero_point)
+        pos = requantize_acc(v, *self.identity, self.y_zero_point, -128, 127)
+        neg = requantize_acc(v, *self.negative, self.y_zero_point, -128, 127)
+        return ops.where(v >= 0, pos, neg)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(alpha=self.alpha, x_scale=self.x_scale, x_zero_point=self.x_zero_point, y_scale=self.y_scale,
+                      y_zero_point=self.y_zero_point)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class Dequantize(_GraphLayer):
     """int8 values -> real values ``s * (q - zp)`` (identity when ``quantized=False``)."""
 
@@ -577,6 +609,6 @@ def round_to_int(values: np.ndarray, lo: int, hi: int, dtype) -> np.ndarray:
 
 
 __all__ = [
-    "QuantConv", "QuantAdd", "QuantMean", "QuantPool", "QuantPad", "QuantRelu", "Requantize", "Dequantize",
+    "QuantConv", "QuantAdd", "QuantMean", "QuantPool", "QuantPad", "QuantRelu", "QuantLeakyRelu", "Requantize", "Dequantize",
     "FloatHead", "qas_factor", "int_kind", "layer_name", "round_to_int", "head_init", "QAS_ATTR",
 ]

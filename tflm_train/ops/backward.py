@@ -131,6 +131,14 @@ def grad_scale(grad_y: np.ndarray, factor: float) -> np.ndarray:
     return (np.asarray(grad_y, F32) * F32(factor)).astype(F32)
 
 
+def leaky_relu_grad(grad_y: np.ndarray, x_q: np.ndarray, input_zero_point: int, alpha: float) -> np.ndarray:
+    """Gradient of LEAKY_RELU w.r.t. its real input: ``grad_y`` where ``x_q >= zp_in`` (slope 1),
+    ``grad_y * f32(alpha)`` elsewhere (``grad_y`` already through the output's clamp)."""
+    g = np.asarray(grad_y, F32)
+    x_q = np.asarray(x_q).reshape(g.shape).astype(np.int64)
+    return np.where(x_q >= int(input_zero_point), g, g * F32(alpha)).astype(F32)
+
+
 def grad_accumulate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (np.asarray(a, F32) + np.asarray(b, F32)).astype(F32)
 

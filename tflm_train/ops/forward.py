@@ -416,6 +416,27 @@ def relu6(x: np.ndarray, *, input_scale: float, input_zero_point: int) -> np.nda
     return np.clip(x, lo, hi).astype(np.int8)
 
 
+def leaky_relu_multipliers(input_scale: float, output_scale: float, alpha: float):
+    """((M_identity, shift), (M_alpha, shift)) of TFLite Micro's int8 LEAKY_RELU Prepare: the
+    real multipliers s_in / s_out and s_in * alpha / s_out, computed in float32, then widened."""
+    s_in, s_out, a = np.float32(input_scale), np.float32(output_scale), np.float32(alpha)
+    return quant.quantize_multiplier(float(s_in / s_out)), quant.quantize_multiplier(float(s_in * a / s_out))
+
+
+def leaky_relu(x: np.ndarray, *, input_scale: float, input_zero_point: int, output_scale: float,
+               output_zero_point: int, alpha: float) -> np.ndarray:
+    """int8 LEAKY_RELU (TFLite Micro's QuantizeLeakyRelu), ``alpha >= 0``: ``v = x - zp_in``
+    is rescaled by the identity multiplier where ``v >= 0``, by the alpha multiplier elsewhere,
+    then ``zp_out`` is added and the result clamped to int8."""
+    if not alpha >= 0:
+        raise GraphError(f"LEAKY_RELU: negative slope {alpha} is unsupported (>= 0 expected)")
+    (mi, si), (ma, sa) = leaky_relu_multipliers(input_scale, output_scale, alpha)
+    v = x.astype(np.int64) - int(input_zero_point)
+    scaled = np.where(v >= 0, quant.multiply_by_quantized_multiplier(v, mi, si),
+                      quant.multiply_by_quantized_multiplier(v, ma, sa))
+    return np.clip(scaled + int(output_zero_point), -128, 127).astype(np.int8)
+
+
 def concatenation(xs: Sequence[np.ndarray], axis: int) -> np.ndarray:
     """CONCATENATION along ``axis`` (negative counts from the end): the input bytes, in order.
 
@@ -630,6 +651,15 @@ def _run_relu(graph, op, values):
     return relu(x, input_scale=si, input_zero_point=zi, output_scale=so, output_zero_point=zo)
 
 
+def _run_leaky_relu(graph, op, values):
+    _expect_dtype(graph, op, op.inputs[0], "int8", "input")
+    _expect_dtype(graph, op, op.outputs[0], "int8", "output")
+    si, zi = _qparams(graph, op.inputs[0], op, "input")
+    so, zo = _qparams(graph, op.outputs[0], op, "output")
+    return leaky_relu(_value(graph, values, op.inputs[0]), input_scale=si, input_zero_point=zi, output_scale=so,
+                      output_zero_point=zo, alpha=float(op.attrs["alpha"]))
+
+
 def concatenation_axis(graph: QuantGraph, op: Op) -> int:
     """The op's concatenation axis as a non-negative dimension of its output."""
     rank = len(graph.tensors[op.outputs[0]].shape)
@@ -676,6 +706,7 @@ _RUNNERS = {
     "DEQUANTIZE": _run_dequantize,
     "RELU": _run_relu,
     "RELU6": _run_relu,
+    "LEAKY_RELU": _run_leaky_relu,
     "CONCATENATION": _run_concatenation,
 }
 

@@ -41,7 +41,8 @@ Sharing bytes (``inplace``):
   * per-row (any other forward CONV_2D): each output row is computed into a one-row
     scratch, then stored, rows in ascending or descending order, whichever ``row_order``
     proves never overwrites an input row a later output row reads;
-  * elementwise ops: forward ADD (either input), RELU / RELU6 (input 0), CLAMP_GRAD and GRAD_SCALE (input 0),
+  * elementwise ops: forward ADD (either input), RELU / RELU6 / LEAKY_RELU (input 0), CLAMP_GRAD,
+    GRAD_SCALE and LEAKY_RELU_GRAD (input 0),
     GRAD_ACCUMULATE
     (either input), PAD_GRAD (input 0; a crop, copied in ascending order: every element
     moves to an address at or below its source).
@@ -83,6 +84,8 @@ IN_PLACE = {
     "ADD": ((0, 1), "elementwise"),
     "RELU": ((0,), "elementwise"),
     "RELU6": ((0,), "elementwise"),
+    "LEAKY_RELU": ((0,), "elementwise"),
+    "LEAKY_RELU_GRAD": ((0,), "elementwise"),
     "CLAMP_GRAD": ((0,), "elementwise"),
     "GRAD_SCALE": ((0,), "elementwise"),
     "GRAD_ACCUMULATE": ((0, 1), "elementwise"),

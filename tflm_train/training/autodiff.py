@@ -26,10 +26,10 @@ from .train_graph import TrainGraph, TrainOp, TrainTensor
 HEADS = ("float", "int8", "keep")
 #: Ops that requantize (round + clamp) their output: the backward stops the gradient at the clamp.
 REQUANTIZING_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MEAN", "AVERAGE_POOL_2D", "RELU",
-                    "RELU6")
+                    "RELU6", "LEAKY_RELU")
 #: Ops the backward can differentiate through.
 DIFFERENTIABLE_OPS = CONV_LIKE_OPS + ("ADD", "MEAN", "AVERAGE_POOL_2D", "MAX_POOL_2D", "PAD", "RESHAPE", "RELU",
-                                      "RELU6", "CONCATENATION")
+                                      "RELU6", "LEAKY_RELU", "CONCATENATION")
 DEFAULT_INT8_LOGITS_SCALE = 1.0 / 8.0
 #: Default SGD rate per head mode (``default_lr``), measured by benchmarks/learning_rate.py
 #: (results/learning_rate.json). A new head starts from a random classifier; a kept head is
@@ -415,6 +415,11 @@ class _Compiler:
             self.emit("PAD_GRAD", [g], [gx], dict(paddings=pads), f"{op.name}/grad")
         elif op.type == "RESHAPE":
             self.emit("RESHAPE_GRAD", [g], [gx], dict(inplace_ok=True), f"{op.name}/grad")
+        elif op.type == "LEAKY_RELU":
+            # slope 1 or alpha by the sign of the saved input (the output's clamp passed above)
+            self.emit("LEAKY_RELU_GRAD", [g, x], [gx],
+                      dict(alpha=_f32(a["alpha"]), input_zero_point=int(self.tensors[x].zero_point[0]),
+                           inplace_ok=True), f"{op.name}/grad")
         self.contribute(x, gx)
 
     def backward_concatenation(self, op: Op, g: str, needs: Set[str]) -> None:

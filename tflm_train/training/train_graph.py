@@ -50,6 +50,7 @@ FORWARD_OPS = (
     "SOFTMAX",
     "RELU",
     "RELU6",
+    "LEAKY_RELU",
     "CONCATENATION",
 )
 
@@ -85,6 +86,10 @@ TRAIN_OPS: Dict[str, Dict[str, Any]] = {
     ),
     "RESHAPE_GRAD": dict(
         phase="backward", inputs=("grad_y:float32",), outputs=("grad_x:float32",), attrs=("inplace_ok",)
+    ),
+    "LEAKY_RELU_GRAD": dict(
+        phase="backward", inputs=("grad_y:float32", "x:int8"), outputs=("grad_x:float32",),
+        attrs=("alpha", "input_zero_point", "inplace_ok"),
     ),
     "GRAD_SCALE": dict(
         phase="backward", inputs=("grad_y:float32",), outputs=("grad_x:float32",), attrs=("factor", "inplace_ok")

@@ -150,6 +150,8 @@ _TRAIN_KERNELS: Dict[str, Callable] = {
                                                    op.attrs["act_max"])],
     "GRAD_ACCUMULATE": lambda tg, op, v: [bw.grad_accumulate(v[op.inputs[0]], v[op.inputs[1]])],
     "RESHAPE_GRAD": lambda tg, op, v: [bw.reshape_grad(v[op.inputs[0]], tg.tensors[op.outputs[0]].shape)],
+    "LEAKY_RELU_GRAD": lambda tg, op, v: [bw.leaky_relu_grad(v[op.inputs[0]], v[op.inputs[1]],
+                                                             op.attrs["input_zero_point"], op.attrs["alpha"])],
     "GRAD_SCALE": lambda tg, op, v: [bw.grad_scale(v[op.inputs[0]], op.attrs["factor"])],
     "CONCATENATION_GRAD": lambda tg, op, v: [bw.concatenation_grad(v[op.inputs[0]], op.attrs["axis"],
                                                                    op.attrs["begin"],

@@ -71,6 +71,7 @@ enum Pool2DOptionsField {
 };
 enum SoftmaxOptionsField { kSoftmaxBeta = 0 };
 enum ConcatenationOptionsField { kConcatAxis = 0, kConcatActivation = 1 };
+enum LeakyReluOptionsField { kLeakyReluAlpha = 0 };
 
 // enum BuiltinOptions (the union tag of Operator.builtin_options).
 enum BuiltinOptionsType : uint8_t {
@@ -84,7 +85,8 @@ enum BuiltinOptionsType : uint8_t {
   kOptionsAdd = 11,
   kOptionsReshape = 17,
   kOptionsPad = 22,
-  kOptionsReducer = 27
+  kOptionsReducer = 27,
+  kOptionsLeakyRelu = 75
 };
 
 enum TensorType : uint8_t {
@@ -117,6 +119,7 @@ enum BuiltinOperator : int32_t {
   kOpCustom = 32,
   kOpPad = 34,
   kOpMean = 40,
+  kOpLeakyRelu = 98,
   kOpQuantize = 114
 };
 

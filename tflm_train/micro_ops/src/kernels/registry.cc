@@ -13,6 +13,7 @@ extern const Kernel kConv2D;
 extern const Kernel kDepthwiseConv2D;
 extern const Kernel kDequantize;
 extern const Kernel kFullyConnected;
+extern const Kernel kLeakyRelu;
 extern const Kernel kMaxPool2D;
 extern const Kernel kMean;
 extern const Kernel kPad;
@@ -28,7 +29,7 @@ namespace {
 const Kernel* const kKernels[] = {
     &kAdd,     &kAveragePool2D, &kConv2D, &kDepthwiseConv2D, &kDequantize, &kFullyConnected,
     &kMaxPool2D, &kMean,        &kPad,    &kQuantize,        &kReshape,    &kSoftmax,
-    &kConcatenation, &kRelu, &kRelu6,
+    &kConcatenation, &kRelu, &kRelu6, &kLeakyRelu,
 };
 
 bool same_name(const char* a, Str b) {

@@ -26,6 +26,8 @@ extern const TrainKernel kTrainFullyConnectedGradInput;
 extern const TrainKernel kTrainFullyConnectedUpdate;
 extern const TrainKernel kTrainGradAccumulate;
 extern const TrainKernel kTrainGradScale;
+extern const TrainKernel kTrainLeakyRelu;
+extern const TrainKernel kTrainLeakyReluGrad;
 extern const TrainKernel kTrainMaxPool2D;
 extern const TrainKernel kTrainMaxPool2DGrad;
 extern const TrainKernel kTrainMean;
@@ -74,6 +76,8 @@ const TrainKernel* const kTrainKernels[] = {
     &kTrainRelu,
     &kTrainRelu6,
     &kTrainGradScale,
+    &kTrainLeakyRelu,
+    &kTrainLeakyReluGrad,
 };
 constexpr uint32_t kCount = sizeof(kTrainKernels) / sizeof(kTrainKernels[0]);
 

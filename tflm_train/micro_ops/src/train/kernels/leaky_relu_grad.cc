@@ -1,0 +1,69 @@
+// LEAKY_RELU_GRAD(grad_y, x) -> grad_x: the real slope of LEAKY_RELU by the
+// sign of its saved int8 input, grad_x = x >= zp_in ? grad_y : grad_y * alpha
+// (one float32 product; grad_y has already passed the output's clamp).
+// Elementwise over grad_y: may run in place over it (layout "elementwise").
+#include "train_kernel_util.h"
+
+namespace tt {
+namespace train {
+namespace {
+
+struct LeakyReluGrad {
+  const float* g = nullptr;
+  const int8_t* x = nullptr;
+  float* out = nullptr;
+  int64_t n = 0;
+  int32_t zp_in = 0;
+  float alpha = 0.0f;
+};
+
+tt_status parse(TrainContext& ctx, LeakyReluGrad* p) {
+  tt_status st = expect_arity(ctx, 2, 1);
+  if (st != TT_OK) return st;
+  const TensorDesc g = ctx.tensor(ctx.input(0)), x = ctx.tensor(ctx.input(1)), out = ctx.tensor(ctx.output(0));
+  if ((st = expect_dtype(ctx, g, tfmt::kFloat32, "gradient")) != TT_OK) return st;
+  if ((st = expect_dtype(ctx, x, tfmt::kInt8, "input")) != TT_OK) return st;
+  if ((st = expect_dtype(ctx, out, tfmt::kFloat32, "output")) != TT_OK) return st;
+  if (g.elements != x.elements || out.elements != g.elements)
+    return ctx.fail(TT_SHAPE_MISMATCH, "gradient, input and output sizes differ");
+  for (const TensorDesc* t : {&g, &x, &out})
+    if ((st = expect_addressable(ctx, *t, "operand")) != TT_OK) return st;
+  if ((st = ctx.attr_float("alpha", &p->alpha)) != TT_OK) return st;
+  if ((st = ctx.attr_int("input_zero_point", &p->zp_in)) != TT_OK) return st;
+  if (!isfinite(p->alpha)) return ctx.fail(TT_MALFORMED_MODEL, "alpha is not finite");
+  p->g = f32_data(g);
+  p->x = reinterpret_cast<const int8_t*>(x.data);
+  p->out = f32_data(out);
+  p->n = out.elements;
+  return TT_OK;
+}
+
+tt_status prepare(TrainContext& ctx) {
+  LeakyReluGrad p;
+  tt_status st = expect_mode(ctx, kAllowNormal | kAllowInPlace);
+  if (st == TT_OK) st = parse(ctx, &p);
+  if (st != TT_OK) return st;
+  const TensorDesc g = ctx.tensor(ctx.input(0)), out = ctx.tensor(ctx.output(0));
+  if ((st = ctx.reads(g)) != TT_OK || (st = ctx.reads(ctx.tensor(ctx.input(1)))) != TT_OK) return st;
+  if ((st = ctx.writes(out)) != TT_OK) return st;
+  if (ctx.mode() == tfmt::kInPlace) {
+    if (!ctx.layout_is("elementwise")) return ctx.fail(TT_UNSUPPORTED, "in-place layout is not 'elementwise'");
+    return expect_in_place_over(ctx, g, out);
+  }
+  return TT_OK;
+}
+
+tt_status eval(TrainContext& ctx) {
+  LeakyReluGrad p;
+  const tt_status st = parse(ctx, &p);
+  if (st != TT_OK) return st;
+  for (int64_t i = 0; i < p.n; ++i) p.out[i] = p.x[i] >= p.zp_in ? p.g[i] : p.g[i] * p.alpha;
+  return TT_OK;
+}
+
+}  // namespace
+
+extern const TrainKernel kTrainLeakyReluGrad = {"LEAKY_RELU_GRAD", prepare, eval};
+
+}  // namespace train
+}  // namespace tt
