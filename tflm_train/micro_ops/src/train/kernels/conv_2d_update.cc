@@ -44,38 +44,57 @@ tt_status prepare(TrainContext& ctx) {
   return parse(ctx, &p);
 }
 
-// G of element (row = (o, ky, kx), selected channels j0..j0+K) for K = 1..4 side
-// by side: K independent sums, each over the valid pixels in the specified order
-// (oy, then ox ascending), the gradient value loaded once for the K channels and
-// the input dequantized through a table (the same float32 value per int8 code).
-template <int K>
+// G of element (row = (o, ky, kx), selected channels cs[0..k)), k = 1..4, side by
+// side: k independent sums, each over the valid pixels in the specified order (oy,
+// then ox ascending), the gradient value loaded once for the k channels and the
+// input dequantized through a table (deq[q]: the same float32 value per int8 code).
+// The valid columns are one range (computed once), so the pixel loop has no checks.
 void element_grads(const ConvUpdate& p, const float* deq, int32_t o, int32_t ky, int32_t kx, const int32_t* cs,
-                   float* grads) {
+                   int32_t k, float* grads) {
   const int8_t* x = reinterpret_cast<const int8_t*>(p.x.data);
-  float acc[K];
-  for (int32_t k = 0; k < K; ++k) acc[k] = 0.0f;
-  for (int32_t oy = 0; oy < p.oh; ++oy) {
+  const int32_t ix0 = -p.geo.pad_left + kx * p.geo.dilation_w - p.x.left;  // ix of ox = 0
+  int32_t ox_lo = 0, ox_hi = p.ow;
+  while (ox_lo < p.ow && ox_lo * p.geo.stride_w + ix0 < 0) ++ox_lo;
+  while (ox_hi > ox_lo && (ox_hi - 1) * p.geo.stride_w + ix0 >= p.x.w) --ox_hi;
+  const int64_t x_step = static_cast<int64_t>(p.geo.stride_w) * p.c;
+  float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+  const int32_t c0 = cs[0], c1 = k > 1 ? cs[1] : 0, c2 = k > 2 ? cs[2] : 0, c3 = k > 3 ? cs[3] : 0;
+  for (int32_t oy = 0; oy < p.oh && ox_lo < ox_hi; ++oy) {
     const int32_t iy = oy * p.geo.stride_h - p.geo.pad_top + ky * p.geo.dilation_h - p.x.top;
     if (iy < 0 || iy >= p.x.h) continue;
-    const float* g = p.u.g + static_cast<int64_t>(oy) * p.ow * p.o + o;
-    const int8_t* xrow = x + static_cast<int64_t>(iy) * p.x.w * p.c;
-    for (int32_t ox = 0; ox < p.ow; ++ox) {
-      const int32_t ix = ox * p.geo.stride_w - p.geo.pad_left + kx * p.geo.dilation_w - p.x.left;
-      if (ix < 0 || ix >= p.x.w) continue;
-      const float gv = g[static_cast<int64_t>(ox) * p.o];
-      const int8_t* px = xrow + static_cast<int64_t>(ix) * p.c;
-      for (int32_t k = 0; k < K; ++k) acc[k] = acc[k] + gv * deq[px[cs[k]] + 128];
+    const float* g = p.u.g + (static_cast<int64_t>(oy) * p.ow + ox_lo) * p.o + o;
+    const int8_t* px = x + (static_cast<int64_t>(iy) * p.x.w + ox_lo * p.geo.stride_w + ix0) * p.c;
+    const int32_t n = ox_hi - ox_lo;
+    if (k == 4) {
+      for (int32_t i = 0; i < n; ++i, g += p.o, px += x_step) {
+        const float gv = *g;
+        a0 = a0 + gv * deq[px[c0]];
+        a1 = a1 + gv * deq[px[c1]];
+        a2 = a2 + gv * deq[px[c2]];
+        a3 = a3 + gv * deq[px[c3]];
+      }
+    } else {
+      for (int32_t i = 0; i < n; ++i, g += p.o, px += x_step) {
+        const float gv = *g;
+        a0 = a0 + gv * deq[px[c0]];
+        if (k > 1) a1 = a1 + gv * deq[px[c1]];
+        if (k > 2) a2 = a2 + gv * deq[px[c2]];
+      }
     }
   }
-  for (int32_t k = 0; k < K; ++k) grads[k] = acc[k];
+  grads[0] = a0;
+  grads[1] = a1;
+  grads[2] = a2;
+  grads[3] = a3;
 }
 
 tt_status eval(TrainContext& ctx) {
   ConvUpdate p;
   const tt_status st = parse(ctx, &p);
   if (st != TT_OK) return st;
-  float deq[256];
-  for (int32_t q = -128; q < 128; ++q) deq[q + 128] = p.u.deq(static_cast<int8_t>(q));
+  float table[256];
+  for (int32_t q = -128; q < 128; ++q) table[q + 128] = p.u.deq(static_cast<int8_t>(q));
+  const float* deq = table + 128;  // indexed by the int8 code
   const int32_t nsel = static_cast<int32_t>(p.u.channels.length);
   for (int32_t o = 0; o < p.o; ++o) {
     const float ws = p.u.scale.at(o);
@@ -87,10 +106,7 @@ tt_status eval(TrainContext& ctx) {
           int32_t cs[4];
           float grads[4];
           for (int32_t i = 0; i < k; ++i) cs[i] = p.u.channels.at(j + i);
-          if (k == 4) element_grads<4>(p, deq, o, ky, kx, cs, grads);
-          else if (k == 3) element_grads<3>(p, deq, o, ky, kx, cs, grads);
-          else if (k == 2) element_grads<2>(p, deq, o, ky, kx, cs, grads);
-          else element_grads<1>(p, deq, o, ky, kx, cs, grads);
+          element_grads(p, deq, o, ky, kx, cs, k, grads);
           for (int32_t i = 0; i < k; ++i) {  // element order: the RNG draws stay in sequence
             int8_t* w = p.u.element(row, j + i);
             *w = qas_update_weight(*w, grads[i], p.u.lr, ws, p.u.rng);
