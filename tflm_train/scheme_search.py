@@ -238,7 +238,7 @@ def add_parser(sub) -> None:
     s.add_argument("--input-size", type=int, help="input resolution for seed models (default: as stored)")
     s.add_argument("--steps", type=int, default=40, help="training steps of each contribution run (default 40)")
     s.add_argument("--batch-size", type=int, default=16, help="batch of each contribution run (default 16)")
-    s.add_argument("--lr", type=float, default=0.03, help="SGD learning rate of the contribution runs (default 0.03)")
+    s.add_argument("--lr", type=float, default=0.01, help="SGD learning rate of the contribution runs (default 0.01)")
     s.add_argument("--metric", choices=("loss", "accuracy"), default="loss",
                    help="contribution metric: held-out cross-entropy decrease (default) or accuracy gain")
     s.add_argument("--max-layers", type=int, default=16, help="weight layers analysed, the last that fit (default 16)")
