@@ -98,6 +98,23 @@ def test_normalized_graph_exports_and_trains_in_the_cpp_runtime(models, name, sc
         train_both(r.data, steps=3, seed=4)
 
 
+def test_a_1x1_input_reshaped_in_the_graph_becomes_a_flat_input():
+    rng = np.random.default_rng(2)
+    t = {"x": _act("x", (1, 1, 1, 8), 0.05, -3), "s": Tensor("s", (2,), "int32", data=np.array([-1, 8], np.int32)),
+         "f": _act("f", (1, 8), 0.05, -3), "y": _act("y", (1, 3), 0.2, 1),
+         "w": Tensor("w", (3, 8), "int8", np.full(3, 0.01), np.zeros(3), 0, rng.integers(-127, 128, (3, 8))),
+         "b": Tensor("b", (3,), "int32", np.full(3, 0.0005), np.zeros(3), 0, rng.integers(-500, 500, 3))}
+    ops = [Op("RESHAPE", ["x", "s"], ["f"], {}, "squeeze"),
+           Op("FULLY_CONNECTED", ["f", "w", "b"], ["y"], {"activation": "NONE", "keep_num_dims": False}, "fc")]
+    data = QuantGraph(t, ops, ["x"], ["y"], name="one_by_one").to_tflite()
+    g = read_tflite(data, name="one_by_one")
+    assert [op.type for op in g.ops] == ["FULLY_CONNECTED"]
+    assert g.tensors["x"].shape == (1, 8) and g.original_input_shapes == {"x": (1, 1, 1, 8)}
+    xs = [rng.integers(-128, 128, (1, 1, 1, 8)).astype(np.int8) for _ in range(4)]
+    for x, (want,) in zip(xs, tflm_invoke(data, [[x] for x in xs])):
+        assert reference.invoke(g, x.reshape(1, 8))[0].tobytes() == want.tobytes()
+
+
 def test_inspect_shows_the_input_shape_in_the_file(models, tmp_path, capsys):
     from tflm_train.cli import main
 
