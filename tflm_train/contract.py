@@ -65,6 +65,7 @@ MSG_PAD_VALUE = "explicit constant values (PADV2) are unsupported"
 MSG_RESHAPE_SIZE = "input {x!r} {x_shape} and output {y!r} {y_shape} differ in size"
 MSG_CONCAT_QUANT = ("input {x!r} and output {y!r} are quantized differently; TFLite Micro's int8 CONCATENATION "
                     "requires every input to share the output's scale and zero point")
+MSG_LEAKY_ALPHA = "negative slope (alpha) {alpha} is unsupported, >= 0 expected"
 MSG_CONCAT_FORM = "has {n} inputs and fused activation {activation}; TFLite Micro needs 1 to 10 inputs and NONE"
 MSG_NO_INPUTS = "the graph has no inputs or no outputs"
 MSG_INPUT_EDGE = "graph input {tensor!r} is {dtype}: int8, or float32 read by one QUANTIZE op, expected"
@@ -265,6 +266,8 @@ def _op_problems(p: _Problems, index: int, op: Op) -> None:
         _concatenation(p, where, op)
     if op.type == "PAD" and len(op.inputs) > 2 and op.inputs[2] is not None:
         p.add(where, MSG_PAD_VALUE)
+    if op.type == "LEAKY_RELU" and not float(op.attrs.get("alpha", 0.0)) >= 0:
+        p.add(where, MSG_LEAKY_ALPHA, alpha=op.attrs.get("alpha"))
     if op.type == "CONCATENATION":
         if not 1 <= len(op.inputs) <= 10 or op.attrs.get("activation", "NONE") != "NONE":
             p.add(where, MSG_CONCAT_FORM, n=len(op.inputs), activation=op.attrs.get("activation", "NONE"))

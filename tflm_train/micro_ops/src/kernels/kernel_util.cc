@@ -106,6 +106,19 @@ tt_status check_shape(Context& ctx, int32_t t, const int32_t* dims, int32_t coun
   return TT_SHAPE_MISMATCH;
 }
 
+tt_status check_unary_int8(Context& ctx, const NodeRec& node, int32_t* input, int32_t* output, int32_t* elements) {
+  tt_status st = check_arity(ctx, node, 1, 1, 1);
+  if (st != TT_OK) return st;
+  *input = node.input(0);
+  *output = node.output(0);
+  if ((st = check_type(ctx, *input, schema::kInt8, "input")) != TT_OK) return st;
+  if ((st = check_type(ctx, *output, schema::kInt8, "output")) != TT_OK) return st;
+  const Shape in = ctx.shape(*input);
+  if ((st = check_shape(ctx, *output, in.dims, in.rank, "output")) != TT_OK) return st;
+  *elements = static_cast<int32_t>(in.elements());
+  return TT_OK;
+}
+
 tt_status per_channel_multipliers(Context& ctx, int32_t filter, int32_t out_c, int32_t quantized_dim, float s_in,
                                   float s_out, int32_t* multiplier, int8_t* shift) {
   const uint32_t n_scales = ctx.scale_count(filter);

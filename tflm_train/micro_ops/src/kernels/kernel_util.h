@@ -51,6 +51,10 @@ tt_status check_window(Context& ctx, int32_t stride_h, int32_t stride_w, int32_t
 // The tensor's shape must equal `dims` (count entries); message names the role.
 tt_status check_shape(Context& ctx, int32_t t, const int32_t* dims, int32_t count, const char* role);
 
+// An elementwise op of one int8 input and one int8 output of the same shape
+// (RELU, RELU6, LEAKY_RELU): its tensors and element count.
+tt_status check_unary_int8(Context& ctx, const NodeRec& node, int32_t* input, int32_t* output, int32_t* elements);
+
 // Carves aligned arrays out of a kernel's op data block.
 class OpDataLayout {
  public:

@@ -25,16 +25,7 @@ struct ReluData {
 };
 
 tt_status parse(Context& ctx, const NodeRec& node, ReluData* d) {
-  tt_status st = check_arity(ctx, node, 1, 1, 1);
-  if (st != TT_OK) return st;
-  d->input = node.input(0);
-  d->output = node.output(0);
-  if ((st = check_type(ctx, d->input, schema::kInt8, "input")) != TT_OK) return st;
-  if ((st = check_type(ctx, d->output, schema::kInt8, "output")) != TT_OK) return st;
-  const Shape in = ctx.shape(d->input);
-  if ((st = check_shape(ctx, d->output, in.dims, in.rank, "output")) != TT_OK) return st;
-  d->elements = static_cast<int32_t>(in.elements());
-  return TT_OK;
+  return check_unary_int8(ctx, node, &d->input, &d->output, &d->elements);
 }
 
 tt_status size(Context& ctx, const NodeRec& node, OpMemory* memory) {

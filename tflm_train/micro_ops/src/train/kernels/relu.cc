@@ -21,14 +21,9 @@ struct Relu {
 };
 
 tt_status parse(TrainContext& ctx, bool relu6, Relu* p) {
-  tt_status st = expect_arity(ctx, 1, 1);
+  TensorDesc x, y;
+  tt_status st = expect_unary_int8(ctx, &x, &y);
   if (st != TT_OK) return st;
-  const TensorDesc x = ctx.tensor(ctx.input(0)), y = ctx.tensor(ctx.output(0));
-  if ((st = expect_dtype(ctx, x, tfmt::kInt8, "input")) != TT_OK) return st;
-  if ((st = expect_dtype(ctx, y, tfmt::kInt8, "output")) != TT_OK) return st;
-  if ((st = expect_same_shape(ctx, x, y, "input and output")) != TT_OK) return st;
-  if ((st = expect_addressable(ctx, x, "input")) != TT_OK) return st;
-  if ((st = expect_addressable(ctx, y, "output")) != TT_OK) return st;
   float s_in, s_out;
   if ((st = activation_quant(ctx, x, "input", &s_in, &p->zp_in)) != TT_OK) return st;
   if (relu6) {

@@ -62,6 +62,18 @@ tt_status expect_addressable(TrainContext& ctx, const TensorDesc& t, const char*
   return TT_OK;
 }
 
+tt_status expect_unary_int8(TrainContext& ctx, TensorDesc* x, TensorDesc* y) {
+  tt_status st = expect_arity(ctx, 1, 1);
+  if (st != TT_OK) return st;
+  *x = ctx.tensor(ctx.input(0));
+  *y = ctx.tensor(ctx.output(0));
+  if ((st = expect_dtype(ctx, *x, tfmt::kInt8, "input")) != TT_OK) return st;
+  if ((st = expect_dtype(ctx, *y, tfmt::kInt8, "output")) != TT_OK) return st;
+  if ((st = expect_same_shape(ctx, *x, *y, "input and output")) != TT_OK) return st;
+  if ((st = expect_addressable(ctx, *x, "input")) != TT_OK) return st;
+  return expect_addressable(ctx, *y, "output");
+}
+
 tt_status expect_in_place_over(TrainContext& ctx, const TensorDesc& input, const TensorDesc& output) {
   const int32_t src = input.storage == tfmt::kVirtualPad ? input.source : input.index;
   if (ctx.inplace_input() != src)

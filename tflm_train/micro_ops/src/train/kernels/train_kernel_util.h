@@ -34,6 +34,9 @@ tt_status expect_same_shape(TrainContext& ctx, const TensorDesc& a, const Tensor
 tt_status expect_addressable(TrainContext& ctx, const TensorDesc& t, const char* role);
 // An in-place step: `inplace_input` is `input`'s buffer (resolved through a
 // virtual PAD) and output 0 starts at its offset.
+// One int8 input and one int8 output of the same shape, both addressable
+// (the forward RELU, RELU6, LEAKY_RELU).
+tt_status expect_unary_int8(TrainContext& ctx, TensorDesc* x, TensorDesc* y);
 tt_status expect_in_place_over(TrainContext& ctx, const TensorDesc& input, const TensorDesc& output);
 // The step's scratch holds at least `bytes`.
 tt_status expect_scratch(TrainContext& ctx, uint32_t bytes);
