@@ -204,6 +204,7 @@ def test_learn_new_classes(library_objects, library, tmp_path):
     losses = [float(m[4]) for m in st]
     assert np.mean(losses[-8:]) < 0.5 * np.mean(losses[:8])  # the loss falls
     assert float(st[-1][6]) > float(st[7][6])  # the running accuracy (predicted before learning) rises
+    print("held-out correct before / after:", held_out(out))
     (before, n0), (after, n1) = held_out(out)
     assert n0 == n1 == HELD_OUT and after >= before + 4 and after >= 0.75 * HELD_OUT
     _fits(elf, out)
@@ -221,6 +222,7 @@ def test_adapt_to_place(library_objects, library, tmp_path):
     assert "collected 12 samples" in out
     epochs = [float(m[3]) for m in (board.EPOCH_LINE.match(l) for l in out) if m]
     assert len(epochs) == 3 and epochs[2] < 0.6 * epochs[0]
+    print("held-out correct before / after:", held_out(out), "epoch losses:", epochs)
     (before, n0), (after, n1) = held_out(out)
     assert n0 == n1 == HELD_OUT and after >= before + 3
     _fits(elf, out)
@@ -241,6 +243,7 @@ def test_keep_learning_across_resets(library_objects, library, tmp_path):
     assert "checkpoint 1 saved: 8 steps" in first and "checkpoint 2 saved: 16 steps" in first
     losses = [float(m[4]) for m in steps(first)]
     assert len(losses) == 16 and np.mean(losses[-6:]) < 0.5 * np.mean(losses[:6])
+    print("held-out correct before / after:", held_out(first))
     (before, _), (after, _) = held_out(first)
     assert after >= before + 4
 
