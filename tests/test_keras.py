@@ -363,6 +363,20 @@ def test_configs_round_trip(scheme_99kb, mcunet32):
         assert type(layer).from_config(config).get_config() == config
 
 
+def test_sparse_update_takes_every_scheme_spelling(mcunet32):
+    """Built-in spellings resolve against the model's graph when fit starts (the one parser,
+    tflm_train.training.scheme.scheme_of); a scheme file for another model is refused there."""
+    model = from_graph(mcunet32, 10)
+    n = len(mcunet32.conv_op_indices())
+    for spec, trained in (("bias_only", n), ("bias-only", n), ("last_k(2)", 2), ("last-2", 2)):
+        cb = SparseUpdate(spec)
+        assert len(cb.plan(model)) == trained and SparseUpdate.from_config(cb.get_config()).scheme == cb.scheme
+    with pytest.raises(GraphError, match="accepted forms"):
+        SparseUpdate("bias-onyl")
+    with pytest.raises(GraphError, match="made for model 'mbv2-w0.35'"):
+        SparseUpdate(os.path.join(SCHEMES, "mbv2-w0.35.json") + ":49kb").plan(model)
+
+
 def test_bad_inputs_raise_clear_errors(mcunet32):
     with pytest.raises(GraphError, match="QuantGraph"):
         from_graph("model.tflite")

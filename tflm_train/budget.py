@@ -85,8 +85,8 @@ class BudgetReport:
         if over:
             who = f"{name}: " if name else ""
             raise BudgetError(f"{who}over the device budget: " + "; ".join(over)
-                              + " (train fewer layers or channels; --ram-kb / --flash-kb or ram_kb= / flash_kb= set the "
-                                "budget, --no-budget-check / budget_check=False skips the check)")
+                              + " (train fewer layers or channels; --ram-kb / --flash-kb or ram_kb= / flash_kb= set "
+                                "the budget, --no-budget-check / budget_check=False skips the check)")
         return self
 
     def describe(self) -> str:

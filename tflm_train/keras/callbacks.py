@@ -27,7 +27,7 @@ import keras
 from keras import ops
 
 from ..graph import GraphError, QuantGraph
-from ..training.scheme import SparseScheme, weight_update_axis
+from ..training.scheme import SparseScheme, is_builtin, scheme_of, weight_update_axis
 from .layers import FloatHead, QuantConv
 
 
@@ -60,28 +60,32 @@ def channel_mask(kernel_shape, op_type: str, channels) -> np.ndarray:
 class SparseUpdate(keras.callbacks.Callback):
     """Train only the biases, layers and channels that ``scheme`` selects.
 
-    ``scheme``: a ``SparseScheme``, its dict form, or ``"FILE[:KEY]"``; without one
+    ``scheme``: a ``SparseScheme``, its dict form, or any spelling of ``scheme_of`` (``"full"``,
+    ``"bias_only"``, ``"last_k(2)"``, ``"FILE[:KEY]"``; built-ins resolve against the graph); without one
     (``SparseUpdate()``, or ``SparseUpdate(budget_kb=N)``), the data-free default rule
     ``tflm_train.training.search.default_scheme`` picks a scheme whose planned training step
     fits ``budget_kb`` (default: 256 KB minus the application reserve), and it is reported once
     when ``fit`` starts. For a scheme searched on your data, see ``tflm_train.search_scheme``.
     ``graph``: the graph to resolve it against; by default the model's ``tflm_graph`` (set by
-    ``from_graph``).
+    ``from_graph``). A scheme whose ``model`` names another graph is refused unless ``force_scheme``.
     """
 
-    def __init__(self, scheme=None, graph: Optional[QuantGraph] = None, budget_kb: Optional[float] = None):
+    def __init__(self, scheme=None, graph: Optional[QuantGraph] = None, budget_kb: Optional[float] = None,
+                 force_scheme: bool = False):
         super().__init__()
         if isinstance(scheme, dict):
             scheme = SparseScheme.from_dict(scheme)
         elif isinstance(scheme, str):
-            scheme = SparseScheme.parse(scheme)
-        if scheme is not None and not isinstance(scheme, SparseScheme):
+            # a file is read now; a built-in (it counts the graph's layers) when the graph is known
+            scheme = scheme_of(scheme, graph) if graph is not None or not is_builtin(scheme) else scheme.strip()
+        if scheme is not None and not isinstance(scheme, (SparseScheme, str)):
             raise GraphError(f"SparseUpdate: expected a SparseScheme, got {type(scheme).__name__}")
         if scheme is not None and budget_kb is not None:
             raise GraphError("SparseUpdate: pass a scheme or a budget_kb, not both")
         if budget_kb is not None and not budget_kb > 0:
             raise GraphError(f"SparseUpdate: budget_kb must be positive, got {budget_kb}")
         self.scheme = scheme
+        self.force_scheme = bool(force_scheme)
         self.budget_kb = budget_kb
         self.graph = graph
         self._saved = []
@@ -104,6 +108,8 @@ class SparseUpdate(keras.callbacks.Callback):
                              "or pass graph=")
         if self.scheme is None:
             self.scheme = self._default_scheme(model, graph)
+        else:  # a built-in spelling resolves here; a scheme made for another model is refused here
+            self.scheme = scheme_of(self.scheme, graph, force=self.force_scheme)
         return {u.op_index: u for u in self.scheme.resolve(graph)}
 
     def _default_scheme(self, model, graph: QuantGraph) -> SparseScheme:
@@ -162,10 +168,11 @@ class SparseUpdate(keras.callbacks.Callback):
         self._saved = []
 
     def get_config(self):
-        return {"scheme": None if self.scheme is None else self.scheme.to_dict(), "budget_kb": self.budget_kb}
+        scheme = self.scheme.to_dict() if isinstance(self.scheme, SparseScheme) else self.scheme
+        return {"scheme": scheme, "budget_kb": self.budget_kb}
 
     @classmethod
     def from_config(cls, config):
         scheme = config.get("scheme")
-        return cls(None if scheme is None else SparseScheme.from_dict(scheme), budget_kb=config.get("budget_kb")
-                   if scheme is None else None)
+        return cls(SparseScheme.from_dict(scheme) if isinstance(scheme, dict) else scheme,
+                   budget_kb=config.get("budget_kb") if scheme is None else None)

@@ -590,7 +590,8 @@ def write_train_firmware_data(model: bytes, samples: Sequence[np.ndarray], label
         f.write(header)
     source = os.path.join(out_dir, "firmware_data.cc")
     _write_if_changed(source, DATA_PREAMBLE + _c_array("tt_fw_model", model)
-                      + f"extern const size_t tt_fw_model_len = {len(model)};\n\n" + _c_array("tt_fw_inputs", sample_bytes)
+                      + f"extern const size_t tt_fw_model_len = {len(model)};\n\n"
+                      + _c_array("tt_fw_inputs", sample_bytes)
                       + "extern const int32_t tt_fw_labels[] = {" + ", ".join(str(int(v)) for v in labels) + "};\n")
     return source
 

@@ -141,7 +141,8 @@ class SparseScheme:
         unless ``force``; returns the scheme."""
         if self.model and not force and self.model != graph.name:
             raise GraphError(f"scheme {self.name!r} was made for model {self.model!r}, not {graph.name!r} "
-                             f"(conv indices would select other layers; force it with --force-scheme / force_scheme=True)")
+                             f"(conv indices would select other layers; force it with --force-scheme / "
+                             f"force_scheme=True)")
         return self
 
     def to_dict(self) -> dict:
@@ -194,6 +195,11 @@ class SparseScheme:
 #: ``SparseUpdate``): listed in the error for any other.
 SCHEME_FORMS = ("full", "bias-only", "bias_only", "last-K", "last_k(K)", "FILE.json[:KEY]")
 _BUILTIN = re.compile(r"^(?:(full)|(bias[-_]only)|last-(\d+)|last_k\((\d+)\))$")
+
+
+def is_builtin(spec: str) -> bool:
+    """True for a built-in spelling (``full``, ``bias-only``, ``last-K`` ...): resolved against a graph."""
+    return bool(_BUILTIN.match(spec.strip()))
 
 
 def scheme_of(spec, graph: Optional[QuantGraph] = None, *, force: bool = False) -> SparseScheme:
