@@ -2,18 +2,19 @@
 
 #if defined(ARDUINO_ARCH_MBED)
 
-bool TinyTrainerFlash::begin(TinyTrainer& trainer) {
+bool TinyTrainerFlash::begin(TinyTrainer& trainer, uint32_t regionEnd) {
   if (flash_.init() != 0) return false;
   const uint32_t start = flash_.get_flash_start(), size = flash_.get_flash_size();
-  const uint32_t end = start + size;
+  if (regionEnd == 0) regionEnd = start + size;
+  if (regionEnd <= start || regionEnd - start > size) return false;
   // Erase unit: the sector holding the last byte (the region lies in the uniform tail).
-  const uint32_t sector = flash_.get_sector_size(end - 1);
+  const uint32_t sector = flash_.get_sector_size(regionEnd - 1);
   uint32_t unit = flash_.get_page_size();
   if (unit == 0) unit = 1;
   if (unit > TT_CHECKPOINT_MAX_WRITE_SIZE || sector == 0 || sector % unit != 0) return false;
   const size_t bytes = trainer.checkpointBytes(sector, unit);
-  if (bytes == 0 || bytes > size / 2) return false;
-  base_ = end - static_cast<uint32_t>(bytes);
+  if (bytes == 0 || bytes > (regionEnd - start) / 2 || regionEnd % sector != 0) return false;
+  base_ = regionEnd - static_cast<uint32_t>(bytes);
   storage_.context = this;
   storage_.size = static_cast<uint32_t>(bytes);
   storage_.page_size = sector;
