@@ -155,11 +155,18 @@ def test_export_trains_like_the_reference(graphs, name, scheme):
     assert all(np.isfinite(losses))
 
 
-def test_keep_head_trains_like_the_reference(graphs):
-    """The model's own classifier (softmax after it) keeps training."""
-    g = loaded(graphs, "gap_softmax_float_io")
+@pytest.mark.parametrize("name", ["gap_softmax_float_io", "qat_convnet"])
+def test_keep_head_trains_like_the_reference(graphs, name):
+    """The model's own classifier keeps training: a PTQ Dense whose zero bias the converter
+    dropped (softmax after it), and a QAT Dense with a per-tensor bias, whose trained
+    inference model must read back (regression: one scale but ten zero points)."""
+    from tflm_train.io.tflite_reader import read_tflite
+
+    g = loaded(graphs, name)
     r = export(g, "last-2", head="keep", lr=0.005)
-    train_both(r.data, steps=2, seed=8)
+    it, _, _, _ = train_both(r.data, steps=2, seed=8)
+    trained = read_tflite(it.to_tflite())
+    assert len(trained.ops) == len(g.ops)
 
 
 # --------------------------------------------------------------------------- on the device

@@ -343,7 +343,9 @@ def apply_to_graph(graph: QuantGraph, tg: TrainGraph, state: TrainState, calibra
         b_name = _unique_name(g, cls.name + "/bias")
         g.tensors[b_name] = Tensor(b_name, (n,), "int32")
         cls.inputs = list(cls.inputs[:2]) + [b_name] + list(cls.inputs[3:])
-    _replace(g, b_name, shape=(n,), scale=b_scale, zero_point=np.zeros(n, np.int64), data=np.asarray(b_q))
+    # one zero point per scale: a kept per-tensor classifier's bias has one scale
+    _replace(g, b_name, shape=(n,), scale=b_scale, zero_point=np.zeros(np.size(b_scale), np.int64),
+             data=np.asarray(b_q))
     _replace(g, out_name, shape=tuple(g.tensors[out_name].shape[:-1]) + (n,), scale=[out_scale],
              zero_point=[out_zp])
     # ops after the classifier carry the class count in their last dim
