@@ -61,7 +61,20 @@ inline int8_t requantize_fast(const RequantTail& t, const FastQuant& f, int32_t 
   const int32_t a = wrapping_shift_left(wrapping_add(acc, f.bias), f.left);
   const int32_t h = static_cast<int32_t>((static_cast<int64_t>(a) * f.mult + (int64_t{1} << 30)) >> 31);
   const int32_t r = (h >> f.right) + ((h & f.mask) > f.half - (h >> 31) ? 1 : 0);
-  return static_cast<int8_t>(clamp_i32(wrapping_add(r, t.out_offset), t.act_min, t.act_max));
+  // Clamp without branches (the same instructions whatever the data): saturate to int8, then
+  // max / min with the activation range, which lies inside int8 with act_min <= act_max (so the
+  // differences cannot overflow).
+  int32_t y = wrapping_add(r, t.out_offset);
+#ifdef TT_SMLAD
+  y = __ssat(y, 8);
+#else
+  y = y < -128 ? -128 : (y > 127 ? 127 : y);
+#endif
+  int32_t d = y - t.act_min;
+  y -= d & (d >> 31);
+  d = t.act_max - y;
+  y += d & (d >> 31);
+  return static_cast<int8_t>(y);
 }
 
 // Natural order -> SMLAD order (swap elements 1 and 2 of every full group of four).
