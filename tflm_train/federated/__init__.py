@@ -9,8 +9,8 @@ simulation engine; ``tflm-train fleet`` is its command line.
 from .aggregate import aggregate, round_seed
 from .apps import DeviceClient, device_with, FleetData, FleetResult, RoundRecord, make_client_app, make_server_app
 from .payload import TrainedSet, TrainedTensor, encode_delta
-from .simulation import accuracy, centralized, run_fleet, split_by_class
+from .simulation import accuracy, centralized, run_fleet, split_by_class, split_dirichlet
 
 __all__ = ["aggregate", "round_seed", "DeviceClient", "device_with", "FleetData", "FleetResult", "RoundRecord", "make_client_app",
            "make_server_app", "TrainedSet", "TrainedTensor", "encode_delta", "accuracy", "centralized", "run_fleet",
-           "split_by_class"]
+           "split_by_class", "split_dirichlet"]

@@ -38,6 +38,29 @@ def split_by_class(y: np.ndarray, num_devices: int, classes_per_device: int = 2,
     return device
 
 
+def split_dirichlet(y: np.ndarray, num_devices: int, alpha: float = 0.5, seed: int = 0,
+                    min_samples: int = 10) -> np.ndarray:
+    """Non-IID split by class proportions (Hsu et al., 2019): every class is spread over the
+    devices with proportions drawn from Dirichlet(``alpha``); small ``alpha`` gives each device a
+    few dominant classes. Redrawn until every device holds at least ``min_samples``."""
+    y = np.asarray(y)
+    if num_devices < 1 or not alpha > 0:
+        raise ValueError(f"need >= 1 device and alpha > 0, got {num_devices} and {alpha}")
+    if len(y) < num_devices * min_samples:
+        raise ValueError(f"{len(y)} samples cannot give {num_devices} devices {min_samples} each")
+    rng = np.random.default_rng(seed)
+    for _ in range(1000):
+        device = np.empty(len(y), dtype=np.int32)
+        for c in np.unique(y):
+            idx = rng.permutation(np.flatnonzero(y == c))
+            cuts = (np.cumsum(rng.dirichlet(np.full(num_devices, alpha))) * len(idx)).astype(int)[:-1]
+            for k, part in enumerate(np.split(idx, cuts)):
+                device[part] = k
+        if np.bincount(device, minlength=num_devices).min() >= min_samples:
+            return device
+    raise ValueError(f"no Dirichlet({alpha}) split gave every one of {num_devices} devices {min_samples} samples")
+
+
 def accuracy(model: bytes, trained: TrainedSet, parts: Dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy of a device holding ``parts`` (its C++ runtime's forward pass)."""
     it = device_with(model, trained, parts)
