@@ -20,6 +20,7 @@ from tests.paths import REPO
 from tests.test_micro_train import train_both
 from tests.test_reference import tflm_invoke
 from tflm_train import reference
+from tflm_train.contract import check
 from tflm_train.graph import GraphError, Op, QuantGraph, Tensor
 from tflm_train.io.tflite_reader import read_tflite
 from tflm_train.io.train_export import export
@@ -103,9 +104,21 @@ def test_concatenation_with_differing_quantization_is_refused():
     a = np.arange(12, dtype=np.int8).reshape(1, 2, 2, 3)
     b = -np.arange(8, dtype=np.int8).reshape(1, 2, 2, 2)
     assert np.array_equal(reference.invoke(g, [a, b])[0], np.concatenate([a, b], axis=3))
+    check(g, training=False)
     bad = _concat_graph(0.07)
+    with pytest.raises(GraphError, match=r"op 0 CONCATENATION 'cat': input 'b' and output 'y' are quantized differently"):
+        check(bad, training=False)
     with pytest.raises(GraphError, match="share the output's scale and zero point"):
         reference.invoke(bad, [a, b])
+
+
+def test_negative_leaky_relu_slope_is_refused():
+    t = {"x": Tensor("x", (1, 4), "int8", [0.05], [0]), "y": Tensor("y", (1, 4), "int8", [0.05], [0])}
+    g = QuantGraph(t, [Op("LEAKY_RELU", ["x"], ["y"], dict(alpha=-0.5), "leaky")], ["x"], ["y"], name="leaky")
+    with pytest.raises(GraphError, match=r"op 0 LEAKY_RELU 'leaky': negative slope \(alpha\) -0.5 is unsupported"):
+        check(g, training=False)
+    with pytest.raises(GraphError, match="negative slope"):
+        reference.invoke(g, np.zeros((1, 4), np.int8))
 
 
 # --------------------------------------------------------------------------- Keras front-end
