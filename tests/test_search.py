@@ -203,3 +203,12 @@ def test_image_folder_and_float_images_follow_the_package_input_rule(backbone, t
     mcunet = load_npz(seed_model("mcunet-5fps"), input_size=32)
     xm, _ = prepare_inputs(mcunet, np.array([[[[0]]], [[[255]]]], np.uint8), np.array([0, 1]), 2)
     assert xm.shape == (2, 32, 32, 3) and xm[0].max() == -128 and xm[1].min() == 127  # seed models: -1..1
+
+
+def test_a_budget_only_the_exact_plan_of_the_classifier_fits(backbone):
+    """The quick plan bounds the exact one from above: a budget between them still gives the
+    classifier-alone scheme, never a crash."""
+    cost = CostModel(backbone)
+    exact = cost.exact_peak(SparseScheme(1, {}))
+    r = search(backbone, Contributions(0.5, bias={4: 0.01}, weight={(12, 1.0): 0.02}), exact, cost=cost)
+    assert r.scheme.n_bias_update == 1 and not r.scheme.weight_update and r.planned_peak_bytes == exact

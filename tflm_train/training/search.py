@@ -317,6 +317,8 @@ def search(graph: QuantGraph, contrib: Contributions, budget_bytes: int, flash_b
         per_depth.append((depth, gain, quick))
         if best is None or (gain, -quick) > (best[0], -best[2]):
             best = (gain, depth, quick, picked, feasible, marginal)
+    if best is None:  # only the exact plan of the classifier alone fits (the quick one is an upper bound)
+        best = (0.0, 1, budget_bytes, {}, {}, {})
     gain, depth, _, picked, feasible, marginal = best
     if progress:
         progress("exact plan")
