@@ -172,7 +172,8 @@ def test_mcunet_plan_variants_match_reference(mcunet48, flags):
 def test_default_model_matches_reference(scheme):
     g = load(DEFAULT_MODEL)
     for head in ("float", "int8", "keep"):  # keep: the model's own int8 classifier trains on
-        r = export(g, scheme, head=head, lr=1e-3)
+        # exactness, not the device budget: "half" trains early layers and plans 266 KB
+        r = export(g, scheme, head=head, lr=1e-3, budget_check=False)
         train_both(r.data, steps=5 if head == "float" else 2, seed=2)
 
 
