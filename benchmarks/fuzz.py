@@ -172,10 +172,14 @@ def write_corpus() -> None:
 
 
 def _git_commit() -> str:
+    """HEAD, marked when the fuzzed runtime sources differ from it (a shared working tree)."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "tflm_train/micro_ops"], cwd=REPO,
+                               capture_output=True, text=True).stdout.strip()
     except OSError:
         return "unknown"
+    return head + (" + uncommitted changes under tflm_train/micro_ops" if dirty else "")
 
 
 def main(argv=None) -> int:
@@ -192,6 +196,7 @@ def main(argv=None) -> int:
     if shutil.which(CXX) is None:
         print(f"error: {CXX} not found (scripts/install.sh installs clang and libFuzzer)", file=sys.stderr)
         return 2
+    commit = _git_commit()  # the sources the targets are built from
     work = tempfile.mkdtemp(prefix="tflm_fuzz_")
     exes = build_targets(os.path.join(work, "build"))
     results = {}
@@ -201,7 +206,7 @@ def main(argv=None) -> int:
     for target in args.targets:
         r = run_target(exes[target], target, args.seconds, work)
         r.update(command="python benchmarks/fuzz.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                 commit=_git_commit(), date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 commit=commit, date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  machine=f"{platform.machine()}, {os.cpu_count()} CPUs (shared), {platform.platform()}",
                  compiler=subprocess.run([CXX, "--version"], capture_output=True, text=True).stdout.split("\n")[0])
         results[target] = r

@@ -383,10 +383,14 @@ void write_masks(TrainRuntime& rt, int32_t op) {
 // step k and its scratch are addressable while step k runs.
 void poison_all_but_live(TrainRuntime& rt, uint32_t k, const TrainContext& ctx) {
   arena_poison(rt.arena + rt.persistent_bytes, rt.arena_bytes - rt.persistent_bytes);
+  FlatReader& r = rt.meta;  // only the fields needed (a full decode_tensor per tensor and step is slow)
   for (uint32_t t = 0; t < rt.tensors.length; ++t) {
-    const TensorDesc d = decode_tensor(rt, static_cast<int32_t>(t));
-    if (d.storage == tfmt::kArena && d.first_step <= static_cast<int32_t>(k) && static_cast<int32_t>(k) <= d.last_step)
-      arena_unpoison(rt.arena + d.offset, static_cast<size_t>(d.arena_bytes));
+    const Table table = r.table_in(rt.tensors, t);
+    if (r.u8(table, tfmt::kTensorStorage, 0) != tfmt::kArena) continue;
+    const int32_t first = r.i32(table, tfmt::kTensorFirstStep, -1), last = r.i32(table, tfmt::kTensorLastStep, -1);
+    if (first <= static_cast<int32_t>(k) && static_cast<int32_t>(k) <= last)
+      arena_unpoison(rt.arena + r.u64(table, tfmt::kTensorArenaOffset, 0),
+                     static_cast<size_t>(r.u64(table, tfmt::kTensorArenaBytes, 0)));
   }
   arena_unpoison(ctx.scratch(), ctx.scratch_bytes());
 }
