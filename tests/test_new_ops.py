@@ -288,3 +288,29 @@ def test_new_ops_train_on_cortex_m4(models):
         report = mcu.run_training(r.data, xs, [1, 2], steps=3)
         assert report.matches_host, (name, report.losses, report.host_losses)
         assert all(np.isfinite(report.losses))
+
+
+def test_keras_fit_and_write_back_through_the_new_ops(models):
+    """from_graph + QAS + SparseUpdate train through CONCATENATION / RELU6 (rescaling) and the
+    trained model writes back (to_graph) with the same op sequence, its forward still the
+    reference's."""
+    import keras
+
+    from tests.test_keras import mismatch
+    from tflm_train.keras import QAS, SparseUpdate, from_graph, to_graph
+
+    _, g = models["concat_axes"]
+    model = from_graph(g, num_classes=3, head="int8")
+    model.compile(optimizer=QAS(keras.optimizers.SGD(0.01)),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    xs = rng.integers(-128, 128, (8,) + g.tensors[g.inputs[0]].shape[1:]).astype(np.float32)
+    ys = rng.integers(0, 3, 8)
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(xs, ys, epochs=1, batch_size=1, verbose=0, callbacks=[SparseUpdate(_scheme(g, "all"))])
+    assert np.isfinite(history.history["loss"]).all()
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    g2 = to_graph(model)
+    assert [op.type for op in g2.ops] == [op.type for op in g.ops]
+    bad, total = mismatch(g2, from_graph(g2), xs[:2].astype(np.int8))
+    assert total > 0 and bad == 0
