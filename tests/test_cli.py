@@ -338,3 +338,16 @@ def test_mcu_run_trains_on_the_users_npz(train_file, tmp_path, capsys):
     assert all(l.startswith("tflm-train: ") for l in progress)
     code, _, err = run_cli(capsys, "mcu-run", model, "--data", str(tmp_path / "none.npz"))
     assert code == 2 and "no such file" in one_error_line(err)
+
+
+def test_a_run_past_its_time_limit_fails_loudly(train_file):
+    """QEMU is never left running: past the limit, the run stops with McuError (the CLI: one line, exit 2)."""
+    from tflm_train.micro import mcu
+
+    try:
+        mcu.check_tools()
+    except mcu.McuError as e:
+        pytest.skip(str(e))
+    x = np.zeros((1, 32, 32, 1), np.int8)
+    with pytest.raises(mcu.McuError, match=r"QEMU did not finish within 0.01 s"):
+        mcu.run_training(train_file, [x], [1], 1, arena_bytes=64 * 1024, timeout=0.01)
