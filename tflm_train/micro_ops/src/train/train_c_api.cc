@@ -138,7 +138,12 @@ tt_status tt_parameter_info(tt_trainer* tr, size_t index, tt_parameter* info) {
   return finish(tr, TT_OK);
 }
 
-tt_status tt_parameter_data(tt_trainer* tr, size_t index, void* data, size_t len) {
+namespace {
+
+// The trainer-held parameter `index` whose whole tensor is `len` bytes, or the failing status
+// (with its message) of whichever of those does not hold.
+tt_status held_parameter(tt_trainer* tr, size_t index, const void* data, size_t len, TrainRuntime** rt_out,
+                         TensorDesc* out) {
   if (!tr) return TT_INVALID_ARGUMENT;
   TrainRuntime* rt = runtime_of(tr);
   if (!rt) return not_ready(tr);
@@ -158,30 +163,27 @@ tt_status tt_parameter_data(tt_trainer* tr, size_t index, void* data, size_t len
     msg.add_all("parameter ", static_cast<unsigned long long>(index), " is not held by the trainer");
     return finish(tr, TT_UNSUPPORTED);
   }
+  *rt_out = rt;
+  *out = d;
+  return TT_OK;
+}
+
+}  // namespace
+
+tt_status tt_parameter_data(tt_trainer* tr, size_t index, void* data, size_t len) {
+  TrainRuntime* rt = nullptr;
+  TensorDesc d;
+  const tt_status status = held_parameter(tr, index, data, len, &rt, &d);
+  if (status != TT_OK) return status;
   tt::train::parameter_bytes(*rt, d, static_cast<uint8_t*>(data));
   return finish(tr, TT_OK);
 }
 
 tt_status tt_parameter_set_data(tt_trainer* tr, size_t index, const void* data, size_t len) {
-  if (!tr) return TT_INVALID_ARGUMENT;
-  TrainRuntime* rt = runtime_of(tr);
-  if (!rt) return not_ready(tr);
-  const int32_t t = tt::train::parameter_tensor(*rt, index);
-  Message msg(tr->message, sizeof(tr->message));
-  if (t < 0) {
-    msg.add_all("no parameter ", static_cast<unsigned long long>(index));
-    return finish(tr, TT_INVALID_ARGUMENT);
-  }
-  const TensorDesc d = tt::train::decode_tensor(*rt, t);
-  if (!data || len != static_cast<size_t>(d.bytes)) {
-    msg.add_all("parameter ", static_cast<unsigned long long>(index), " is ", static_cast<long long>(d.bytes),
-                " bytes, got a buffer of ", static_cast<unsigned long long>(len));
-    return finish(tr, TT_SHAPE_MISMATCH);
-  }
-  if (d.storage != tt::tfmt::kPersistent) {
-    msg.add_all("parameter ", static_cast<unsigned long long>(index), " is not held by the trainer");
-    return finish(tr, TT_UNSUPPORTED);
-  }
+  TrainRuntime* rt = nullptr;
+  TensorDesc d;
+  const tt_status status = held_parameter(tr, index, data, len, &rt, &d);
+  if (status != TT_OK) return status;
   const uint8_t* in = static_cast<const uint8_t*>(data);
   if (!d.split_channels.length) {
     memcpy(d.data, in, static_cast<size_t>(d.bytes));
@@ -203,6 +205,7 @@ tt_status tt_parameter_set_data(tt_trainer* tr, size_t index, const void* data, 
       }
       const int64_t at = (row * last + c) * es;
       if (memcmp(in + at, flash + at, es) != 0) {
+        Message msg(tr->message, sizeof(tr->message));
         msg.add_all("parameter ", static_cast<unsigned long long>(index), ": channel ", static_cast<long long>(c),
                     " is frozen by the scheme and must keep its bytes");
         return finish(tr, TT_INVALID_ARGUMENT);
