@@ -59,6 +59,8 @@ MIN_RAM_KB, MAX_RAM_KB = 32, 4096
 STEP_INSTRUCTIONS_PER_MAC, INFERENCE_INSTRUCTIONS_PER_MAC = 100, 40
 QEMU_MIN_SPEED = 10_000_000
 QEMU_BASE_SECONDS = 120.0
+#: Bytes dropped beyond the linker's "FLASH overflowed by N bytes" when samples are removed to fit.
+FLASH_OVERFLOW_MARGIN = 4096
 CALIBRATION_INSTRUCTIONS = 2001  # the loop between markers 2 and 3 in firmware_main.cc
 
 TOOLS = {"cxx": "arm-none-eabi-g++", "cc": "arm-none-eabi-gcc", "size": "arm-none-eabi-size",
@@ -633,7 +635,7 @@ def run_training(model_bytes, samples: Optional[Sequence[np.ndarray]], labels: S
     ``samples``: int8 images embedded in flash (step s trains on sample ``s % len``, label
     ``labels[s % len]``), or None for images generated on the device (``synthetic_image``;
     no flash cost, for models whose file leaves no room). ``arena_bytes=None``: the static
-    arena is sized exactly: a short probe run (no training step) with the host figure reports
+    arena is sized exactly: a short probe run (one training step) with the host figure reports
     the device's, then the run itself (the arrays are compiled once for both).
     ``timeout=None``: QEMU's limit scales with the work (``qemu_timeout``); a run past it fails
     with McuError. ``progress``: called with a line at each phase (build, link, run).
@@ -671,17 +673,18 @@ def run_training(model_bytes, samples: Optional[Sequence[np.ndarray]], labels: S
     work = tempfile.mkdtemp(prefix="tflm_train_fw_") if own_dir else work_dir
     os.makedirs(work, exist_ok=True)
 
-    def build_and_run(size: int, run_steps: int):
+    def build_and_run(size: int, run_steps: int, probe: bool = False):
         objs = build_runtime_objects(opt, say)
         write_train_firmware_data(model, embedded, labels, run_steps, info["num_classes"], nbytes, size, work,
-                                  profile and run_steps == steps)
+                                  profile and not probe)
         say(f"building the firmware: model {len(model):,} bytes, {len(embedded) or 'no'} embedded samples"
             f"{' (images generated on the device)' if synthetic else ''}, arena {size:,} bytes")
         elf = link_firmware(objs, work, opt, stack_bytes, ram_bytes, main_source="train_main.cc")
         sections = section_sizes(elf)
         if sections.get(".init_array", 0):
             raise McuError("the firmware has global constructors (.init_array is not empty); the runtime must not")
-        what = f"{run_steps} training steps and an inference" if run_steps else "the arena probe (init, one inference)"
+        what = ("the arena probe (one training step)" if probe else
+                f"{run_steps} training step{'s' if run_steps > 1 else ''} and an inference")
         say(f"running {what} in QEMU mps2-an386 (limit {timeout:.0f} s)")
         console, readings = run_qemu(elf, timeout)
         return elf, sections, console, readings, _parse_train_console(console)
@@ -689,7 +692,9 @@ def run_training(model_bytes, samples: Optional[Sequence[np.ndarray]], labels: S
     try:
         size = int(arena_bytes) if arena_bytes is not None else info["arena_bytes"]
         if arena_bytes is None:
-            facts = build_and_run(size, 0)[-1]
+            # the probe runs one training step: it links the same code as the run (with none, the
+            # training kernels would be dropped and the flash figures would differ)
+            facts = build_and_run(size, 1, probe=True)[-1]
             if facts.get("init_status") in (0, 3) and facts.get("arena_used", 0):
                 size = facts["arena_used"]  # exact on the device (32-bit pointers: a smaller runtime state)
         elf, sections, console, readings, facts = build_and_run(size, steps)
@@ -908,8 +913,10 @@ def mcu_run(model_bytes, steps: int = 3, samples: int = 3, data: str = "fmnist",
         except FirmwareTooLarge as e:
             if e.region != "FLASH" or xs is None:
                 raise
+            # the linker reports the overflow where the region first overflows: the sections
+            # placed after it (.data's initial values, unwind tables) need a little more
             per_sample = xs[0].nbytes + 4
-            keep = len(xs) - -(-e.overflow // per_sample)
+            keep = len(xs) - -(-(e.overflow + FLASH_OVERFLOW_MARGIN) // per_sample)
             if keep >= 1:
                 say(f"flash overflowed by {e.overflow:,} bytes with {len(xs)} samples: keeping {keep}")
                 xs, labels = xs[:keep], labels[:keep]
