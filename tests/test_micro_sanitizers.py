@@ -8,6 +8,7 @@ caller plans) and tens of thousands of randomly corrupted models, each of which
 must be rejected with a message or run without an invalid access.
 """
 import os
+import re
 import shutil
 import subprocess
 
@@ -187,3 +188,70 @@ def test_sanitized_training_corruption_fuzz(checker, tmp_path, training_files):
         assert "FAIL" not in out and f"train_fuzz: {iterations} iterations" in out, out
         rejected = int(out.split("malformed ")[1].split(",")[0])
         assert rejected > iterations // 4, out
+
+
+# --------------------------------------------------------------------------- checkpoints, atomic steps
+@pytest.fixture(scope="module")
+def zoo_training_files():
+    from tests.test_micro_train import ZOO_SCHEME, zoo_graph
+    from tflm_train.io.train_export import export
+
+    return {"float": export(zoo_graph(), ZOO_SCHEME, num_classes=3, lr=0.01).data,
+            "int8": export(zoo_graph(), ZOO_SCHEME, head="int8", num_classes=3, lr=0.01).data}
+
+
+def _powercut_figures(out):
+    """The counts of runtime_check powercut's summary line."""
+    line = next(l for l in out.splitlines() if l.startswith("powercut "))
+    nums = [int(v) for v in re.findall(r"(\d+) (?:cuts|erase|program|partial|nothing|new|bad|previous)", line)]
+    keys = ["first_cuts", "first_erase", "first_program", "first_partial", "first_nothing", "first_new", "first_bad",
+            "later_cuts", "later_erase", "later_program", "later_partial", "later_previous", "later_new", "later_bad"]
+    return line, dict(zip(keys, nums))
+
+
+@pytest.mark.parametrize("head,page,write", [("float", 256, 8), ("int8", 128, 1), ("float", 1024, 32)])
+def test_sanitized_checkpoint_power_cuts(checker, tmp_path, zoo_training_files, head, page, write):
+    """A power cut at every erase and program of a save (before it, after it, half a page
+    erased, after every write unit, a torn unit), then a restart and restore: the first save
+    leaves nothing or the new checkpoint; later saves the previous or the new one, byte for
+    byte (parameters, RNG, step count, logit range); the next save always recovers."""
+    from tflm_train.io.train_export import read_training_file
+
+    data = zoo_training_files[head]
+    _, tg, _ = read_training_file(data)
+    _, images, _ = _write_samples(tmp_path, head, tg, 4)
+    model = tmp_path / f"{head}.tflite"
+    model.write_bytes(data)
+    out = run_checker(checker, "powercut", model, images, page, write)
+    line, f = _powercut_figures(out)
+    print(line)
+    assert "FAIL" not in out, out
+    assert f["first_bad"] == 0 and f["later_bad"] == 0, line
+    assert f["first_cuts"] == f["first_nothing"] + f["first_new"] > 0, line
+    assert f["later_cuts"] == f["later_previous"] + f["later_new"] > 0, line
+    assert f["later_partial"] > f["later_erase"] > 0 and f["later_new"] > 0, line
+
+
+def test_sanitized_checkpoint_of_another_model_refused(checker, tmp_path, zoo_training_files):
+    paths = []
+    for head in ("float", "int8"):
+        paths.append(tmp_path / f"{head}.tflite")
+        paths[-1].write_bytes(zoo_training_files[head])
+    out = run_checker(checker, "wrong_model", *paths, 256, 8)
+    assert "FAIL" not in out and "slot A: a checkpoint of another model" in out, out
+
+
+@pytest.mark.parametrize("head", ["float", "int8"])
+def test_sanitized_atomic_steps(checker, tmp_path, zoo_training_files, head):
+    """Refused steps (labels outside [0, classes), wrong image lengths, NULL) and, for the float
+    head, steps with non-finite logits (a checkpoint with 3e38 head weights) change no byte."""
+    from tflm_train.io.train_export import read_training_file
+
+    data = zoo_training_files[head]
+    _, tg, _ = read_training_file(data)
+    _, images, _ = _write_samples(tmp_path, head, tg, 1)
+    model = tmp_path / f"{head}.tflite"
+    model.write_bytes(data)
+    out = run_checker(checker, "atomic", model, images)
+    numeric = 3 if head == "float" else 0
+    assert "FAIL" not in out and f"atomic: 9 refused steps, {numeric} non-finite steps" in out, out
