@@ -84,6 +84,10 @@ tt::RequantTail random_tail(int32_t channels) {
   t.out_offset = uniform(-128, 127);
   t.act_min = (next_u32() & 1) ? -128 : uniform(-128, 0);
   t.act_max = (next_u32() & 1) ? 127 : uniform(t.act_min, 127);
+  if (next_u32() % 16 == 0) {  // what only a corrupt model has: a range beyond int8, or an empty one
+    t.act_min = uniform(-100000, 100);
+    t.act_max = uniform(-100, 100000);
+  }
   return t;
 }
 

@@ -42,7 +42,9 @@ inline uint32_t ror8(uint32_t v) { return (v >> 8) | (v << 24); }
 //   rounding_divide_by_pot(x, e) == (x >> e) + ((x & mask) > (mask >> 1) + (x < 0)).
 struct FastQuant {
   int32_t bias, mult, left, right, mask, half;
-  bool exact_only;  // multiplier INT32_MIN: the saturating case, left to requantize()
+  // Left to requantize(): the multiplier INT32_MIN (the saturating case), and an activation range
+  // that is not an int8 sub-range (only a corrupt model has one; the clamp below assumes it).
+  bool exact_only;
 };
 inline FastQuant fast_quant(const RequantTail& t, int32_t oc) {
   const ChannelQuant q = channel_quant(t, oc);
@@ -53,7 +55,7 @@ inline FastQuant fast_quant(const RequantTail& t, int32_t oc) {
   f.right = q.shift > 0 ? 0 : -q.shift;
   f.mask = static_cast<int32_t>((int64_t{1} << f.right) - 1);
   f.half = f.mask >> 1;
-  f.exact_only = q.mult == kInt32Min;
+  f.exact_only = q.mult == kInt32Min || !(-128 <= t.act_min && t.act_min <= t.act_max && t.act_max <= 127);
   return f;
 }
 inline int8_t requantize_fast(const RequantTail& t, const FastQuant& f, int32_t acc) {
