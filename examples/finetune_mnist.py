@@ -103,15 +103,10 @@ def main(argv=None):
     print(f"wrote {args.train_out}: {len(data):,} bytes, planned training arena {plan.peak_bytes:,} bytes, "
           f"device learning rate {r.train_graph.lr:g}")
     print(r.budget.describe())
-    try:
-        from tflm_train.micro import Interpreter
+    # No fallback: a missing or broken runtime build fails here, loudly.
+    from tflm_train.micro import Interpreter
 
-        it = Interpreter(data)
-        if not hasattr(it, "train_step"):
-            raise ImportError("this build of the micro runtime has no training step")
-    except ImportError as e:
-        print(f"(skipping on-device steps: {e})")
-        return 0
+    it = Interpreter(data)
     losses = [it.train_step(x_te[i][None], int(y_te[i])) for i in range(args.device_steps)]
     print(f"C++ micro runtime: {args.device_steps} on-device training steps on new samples, loss "
           + ", ".join(f"{l:.3f}" for l in losses))
