@@ -223,3 +223,50 @@ def test_every_message_is_documented():
         text = "".join(template) if isinstance(template, tuple) else template
         fixed = max(re.split(r"\{[^}]*\}", text), key=len).strip()
         assert name in doc and fixed in doc, f"{name} ({fixed!r}) is not documented in docs/support_contract.md"
+
+
+def _conv1d_graph(expanded_scale=0.1):
+    """x -> CONV_2D over 1x8 -> RESHAPE (a squeeze) -> EXPAND_DIMS -> MEAN -> FULLY_CONNECTED:
+    the TF converter's form of two Keras Conv1D layers' seam."""
+    rng = np.random.default_rng(5)
+    conv = dict(padding="SAME", stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, activation="RELU")
+    t = {"x": _act("x", (1, 1, 8, 3)), "c": _act("c", (1, 1, 8, 4)), "r": _act("r", (1, 8, 4)),
+         "e": _act("e", (1, 1, 8, 4), scale=expanded_scale), "p": _act("p", (1, 4)), "y": _act("y", (1, 3)),
+         "w": Tensor("w", (4, 1, 3, 3), "int8", [0.02], [0], 0, rng.integers(-50, 50, (4, 1, 3, 3)).astype(np.int8)),
+         "s": Tensor("s", (3,), "int32", data=np.array([1, 8, 4], np.int32)),
+         "dim": Tensor("dim", (), "int32", data=np.array(1, np.int32)),
+         "axes": Tensor("axes", (2,), "int32", data=np.array([1, 2], np.int32)),
+         "fw": Tensor("fw", (3, 4), "int8", [0.02], [0], 0, rng.integers(-50, 50, (3, 4)).astype(np.int8))}
+    ops = [Op("CONV_2D", ["x", "w"], ["c"], conv, "conv"), Op("RESHAPE", ["c", "s"], ["r"], {}, "squeeze"),
+           Op("EXPAND_DIMS", ["r", "dim"], ["e"], {}, "expand"),
+           Op("MEAN", ["e", "axes"], ["p"], {"keep_dims": False}, "pool"),
+           Op("FULLY_CONNECTED", ["p", "fw"], ["y"], {"activation": "NONE", "keep_num_dims": False}, "fc")]
+    return QuantGraph(t, ops, ["x"], ["y"], name="conv1d")
+
+
+def test_expand_dims_between_ops_becomes_a_reshape_with_the_same_bytes():
+    from tflm_train.io.normalize import normalize
+
+    g = normalize(_conv1d_graph())
+    assert [op.type for op in g.ops] == ["CONV_2D", "RESHAPE", "RESHAPE", "MEAN", "FULLY_CONNECTED"]
+    expand = g.ops[2]
+    assert expand.name == "expand" and expand.inputs[0] == "r" and "dim" not in g.tensors
+    assert g.tensors[expand.inputs[1]].data.tolist() == [1, 1, 8, 4]
+    assert any("EXPAND_DIMS / SQUEEZE" in n for n in g.normalizations), g.normalizations
+    contract.check(g, training=True)
+    x = np.random.default_rng(1).integers(-128, 128, (1, 1, 8, 3)).astype(np.int8)
+    y = reference.invoke(g, x)[0]  # TFLite Micro on a converted Conv1D file: tests/test_user_models.py
+    assert y.shape == (1, 3) and y.dtype == np.int8
+
+
+def test_a_requantizing_expand_dims_is_refused_in_one_line():
+    from tflm_train.io.normalize import normalize
+
+    g = normalize(_conv1d_graph(expanded_scale=0.2))
+    assert [op.type for op in g.ops][2] == "EXPAND_DIMS"
+    with pytest.raises(GraphError) as e:
+        contract.check(g, training=False)
+    msg = str(e.value)
+    assert msg.startswith("conv1d: 1 problem(s)") and "\n" not in msg and "unsupported op" not in msg, msg
+    assert "op 2 EXPAND_DIMS 'expand': input 'r' (int8 [1, 8, 4], scale 0.1 zero point 0) and output 'e' " \
+           "(int8 [1, 1, 8, 4], scale 0.2 zero point 0) differ in type, size or quantization" in msg, msg

@@ -63,6 +63,8 @@ MSG_CONCAT_AXIS = "axis {axis} does not fit the rank-{rank} output {y!r} or its 
 MSG_CONCAT_ACTIVATION = "fused activation {activation} on CONCATENATION (TFLite Micro requires NONE)"
 MSG_PAD_VALUE = "explicit constant values (PADV2) are unsupported"
 MSG_RESHAPE_SIZE = "input {x!r} {x_shape} and output {y!r} {y_shape} differ in size"
+MSG_RESHAPING_BYTES = ("input {x!r} ({x_desc}) and output {y!r} ({y_desc}) differ in type, size or quantization; "
+                       "tflm_train.load rewrites EXPAND_DIMS / SQUEEZE as RESHAPE only when they hold the same bytes")
 MSG_CONCAT_QUANT = ("input {x!r} and output {y!r} are quantized differently; TFLite Micro's int8 CONCATENATION "
                     "requires every input to share the output's scale and zero point")
 MSG_LEAKY_ALPHA = "negative slope (alpha) {alpha} is unsupported, >= 0 expected"
@@ -216,10 +218,20 @@ def _concatenation(p: _Problems, where: str, op: Op) -> None:
             p.add(where, MSG_CONCAT_QUANT, x=x, y=y)
 
 
+def _describe(t) -> str:
+    """dtype, shape and (per-tensor) quantization of ``t``, for a message."""
+    q = f", scale {float(t.scale[0]):.6g} zero point {int(t.zero_point[0])}" if t.quantized and t.scale.size == 1 else ""
+    return f"{t.dtype} {list(t.shape)}{q}"
+
+
 def _op_problems(p: _Problems, index: int, op: Op) -> None:
     g = p.g
     where = _where(index, op)
     p.op = f"op {index} {op.type}"
+    if op.type in ("EXPAND_DIMS", "SQUEEZE") and op.inputs and op.inputs[0] is not None and len(op.outputs) == 1:
+        x, y = (g.tensors[n] for n in (op.inputs[0], op.outputs[0]))  # left by load's normalization: say why
+        p.add(where, MSG_RESHAPING_BYTES, x=x.name, x_desc=_describe(x), y=y.name, y_desc=_describe(y))
+        return
     if op.type not in SUPPORTED_OPS:
         p.add(where, MSG_UNSUPPORTED_OP)
         for k, name in enumerate(op.inputs + op.outputs):  # exotic tensor types of an unsupported op, too

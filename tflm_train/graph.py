@@ -165,6 +165,8 @@ class QuantGraph:
         self.normalizations: List[str] = []
         #: Graph inputs whose shape load changed (a reshape at the input folded in): name -> shape in the file.
         self.original_input_shapes: Dict[str, tuple] = {}
+        #: Tensors whose file shape holds a converter placeholder (-1 past the batch in shape_signature).
+        self.placeholder_shapes: set = set()
         self.validate()
 
     # ------------------------------------------------------------------ structure

@@ -12,6 +12,13 @@ in ``graph.normalizations``:
 - a RESHAPE / SQUEEZE / EXPAND_DIMS that reads the graph input directly (or through its
   QUANTIZE) is folded into the input: the input takes the reshaped shape (the bytes are the
   same); the file's shape is kept in ``graph.original_input_shapes``;
+- an EXPAND_DIMS / SQUEEZE anywhere else (the TF converter brackets a Keras ``Conv1D``'s
+  CONV_2D with them) becomes a RESHAPE to its output's static shape: the same bytes, when
+  its input and output share dtype, size and quantization (otherwise it is left as it is and
+  the contract refuses it with one line);
+- a RESHAPE whose file shape keeps a placeholder (a -1 past the batch in
+  ``shape_signature``, written as 1 in ``shape``) takes the shape its constant (folded)
+  shape operand gives for its input's size;
 - 1-D and per-tensor quantization get ``quantized_dimension`` 0 (TFLite Micro ignores it
   there; the C++ runtime and the exporter require 0);
 - a dynamic batch (-1) is batch 1 (done by the reader, which sees ``shape_signature``).
@@ -85,15 +92,38 @@ def _fold_shape_arithmetic(graph: QuantGraph) -> int:
     return folded
 
 
-def _constant_reshape_shapes(graph: QuantGraph) -> None:
+def _resolved_shape(requested: np.ndarray, size: int) -> Optional[tuple]:
+    """TF Reshape's output shape for ``size`` elements (one -1 inferred); None if it does not fit."""
+    dims = [int(d) for d in requested]
+    unknown = [k for k, d in enumerate(dims) if d == -1]
+    if len(unknown) > 1 or any(d < -1 for d in dims):
+        return None
+    known = int(np.prod([d for d in dims if d != -1], dtype=np.int64))
+    if unknown:
+        if known <= 0 or size % known:
+            return None
+        dims[unknown[0]] = size // known
+    return tuple(dims) if int(np.prod(dims, dtype=np.int64)) == size else None
+
+
+def _constant_reshape_shapes(graph: QuantGraph) -> List[str]:
     """A RESHAPE's constant shape spelled as its output's static shape (no -1, batch 1)."""
+    notes = []
     for i, op in enumerate(graph.ops):
         if op.type != "RESHAPE" or len(op.inputs) < 2 or op.inputs[1] is None:
             continue
         s = graph.tensors[op.inputs[1]]
-        out_shape = graph.tensors[op.outputs[0]].shape
+        out = graph.tensors[op.outputs[0]]
         if not s.is_constant or s.dtype not in _INT_DTYPES or s.data.ndim != 1:
             continue
+        x = graph.tensors[op.inputs[0]]
+        resolved = _resolved_shape(s.data, x.size) if all(d >= 0 for d in x.shape) else None
+        if resolved is not None and out.size != x.size and out.name in graph.placeholder_shapes:
+            # the file's static shape is the converter's placeholder (1 for an unknown dimension)
+            notes.append(f"RESHAPE {op.name!r} output shape {list(out.shape)} (a placeholder in the file) "
+                         f"read as {list(resolved)}")
+            out.shape = resolved
+        out_shape = out.shape
         if s.data.tolist() == list(out_shape) and s.dtype == "int32":
             continue
         if len(graph.consumers(s.name)) == 1 and s.name not in graph.outputs:
@@ -103,6 +133,30 @@ def _constant_reshape_shapes(graph: QuantGraph) -> None:
             name += "'"
         graph.tensors[name] = Tensor(name, (len(out_shape),), "int32", data=np.array(out_shape, np.int32))
         op.inputs[1] = name
+    return notes
+
+
+def _expand_squeeze_as_reshape(graph: QuantGraph) -> List[str]:
+    """EXPAND_DIMS / SQUEEZE between ops as RESHAPE to the output's static shape (same bytes)."""
+    done = 0
+    for op in graph.ops:
+        if op.type not in ("EXPAND_DIMS", "SQUEEZE") or not op.inputs or op.inputs[0] is None or len(op.outputs) != 1:
+            continue
+        x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+        if not _same_bytes(x, y) or any(d < 0 for d in y.shape):
+            continue  # left for the contract to refuse, naming the op
+        for n in op.inputs[1:]:  # EXPAND_DIMS's axis; SQUEEZE has its axes as options
+            if n is not None and len(graph.consumers(n)) == 1 and n not in graph.outputs:
+                graph.tensors.pop(n, None)
+        name = f"{op.name or y.name}/shape"
+        while name in graph.tensors:
+            name += "'"
+        graph.tensors[name] = Tensor(name, (len(y.shape),), "int32", data=np.array(y.shape, np.int32))
+        op.type, op.inputs, op.attrs = "RESHAPE", [x.name, name], {}
+        done += 1
+    if not done:
+        return []
+    return [f"{done} EXPAND_DIMS / SQUEEZE op(s) rewritten as RESHAPE to their output shape (same bytes)"]
 
 
 def _rename(graph: QuantGraph, old: str, new: str) -> None:
@@ -181,8 +235,9 @@ def normalize(graph: QuantGraph) -> QuantGraph:
     if folded:
         graph.normalizations.append(f"{folded} constant shape op(s) (SHAPE / STRIDED_SLICE / PACK / "
                                     "CONCATENATION) evaluated for batch 1")
-    _constant_reshape_shapes(graph)
+    graph.normalizations += _constant_reshape_shapes(graph)
     graph.normalizations += _fold_input_reshapes(graph)
+    graph.normalizations += _expand_squeeze_as_reshape(graph)
     graph.normalizations += _quantized_dimensions(graph)
     _drop_unused(graph)
     graph.validate()

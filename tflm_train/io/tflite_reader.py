@@ -213,6 +213,8 @@ def read_tflite(data: bytes, name: str = "model", subgraph: int = 0) -> QuantGra
     graph = QuantGraph(tensors, ops, inputs, outputs, name=name)
     dynamic = [names[i] for i, t in enumerate(raw_tensors)
                if t.shapeSignature is not None and len(t.shapeSignature) and t.shapeSignature[0] == -1]
+    graph.placeholder_shapes = {names[i] for i, t in enumerate(raw_tensors) if names[i] in tensors
+                                and t.shapeSignature is not None and any(int(d) < 0 for d in t.shapeSignature[1:])}
     if dynamic:
         graph.normalizations.append(f"dynamic batch (-1 in shape_signature of {len(dynamic)} tensor(s)) read as 1")
     normalize(graph)
