@@ -49,14 +49,16 @@ BEGIN, END = "<!-- host_speed:begin -->", "<!-- host_speed:end -->"
 
 
 def timed(fn, warmup: int, repeat: int) -> float:
-    """Median seconds of `repeat` calls after `warmup` calls."""
+    """Median CPU seconds of the process (every thread) per call, over `repeat` calls after
+    `warmup` calls. CPU time, not wall time: on a shared machine a call's wall time depends on
+    the other processes; its CPU time does not (each peer runs one thread)."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return statistics.median(times)
 
 
@@ -122,7 +124,8 @@ def run_one(model: str, key: str, work: str, warmup: int, repeat: int) -> dict:
 
 def markdown(result) -> str:
     lines = [BEGIN, "## Host speed (`host_speed.py`)", "",
-             "`python benchmarks/host_speed.py`: one process, one thread each, median of "
+             "`python benchmarks/host_speed.py`: one process, one thread each, median CPU time (the process's, "
+             "all threads) of "
              f"{result['repeat']} timed calls after {result['warmup']} warm-up calls, 128x128, ~100 KB schemes, "
              "10-class float head. Ours: the C++ runtime through `tflm_train.micro.Interpreter` "
              f"(`setup.py`: -O3, baseline x86-64). Machine: {result['host']} ({result['cpu']}). "
@@ -141,8 +144,8 @@ def markdown(result) -> str:
     lines += ["", "Speed-up = Keras time / our time (above 1: ours is faster). LiteRT / ours above 1: ours is "
               "faster. Our int8 inference equals TFLite Micro's byte for byte (tests/test_micro_host.py); LiteRT "
               "runs int8 through XNNPACK, whose float32 requantization can differ from TFLite (Micro)'s integer one "
-              "by one step, hence the last column. The machine is shared: the figures are medians within one "
-              "process, the ratios are the comparison. The Flex-delegate peer (TFLite training) is not measured "
+              "by one step, hence the last column. CPU time rather than wall time because the machine is shared "
+              "(the ratios within one run are the comparison). The Flex-delegate peer (TFLite training) is not measured "
               "by this script.", END]
     return "\n".join(lines) + "\n"
 
