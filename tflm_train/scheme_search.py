@@ -121,7 +121,7 @@ def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
 
 
 def _prepare_one(graph, x, h, w, c) -> np.ndarray:
-    from .datasets import prepare_images, to_int8_input
+    from .datasets import input_range, prepare_images, to_int8_input
 
     inp = graph.tensors[graph.inputs[0]]
     if x.dtype != np.uint8:
@@ -135,7 +135,7 @@ def _prepare_one(graph, x, h, w, c) -> np.ndarray:
         x = np.clip(np.rint(xf * 255.0 if xf.max() <= 1.0 else xf), 0, 255).astype(np.uint8)
     s, zp = inp.scalar_scale(), inp.scalar_zero_point()
     x = prepare_images(x, (h, w), c)
-    return to_int8_input(x, s, zp, input_range=(s * (-128 - zp), s * (127 - zp)))
+    return to_int8_input(x, s, zp, input_range=input_range(s, zp))
 
 
 # --------------------------------------------------------------------------- the search

@@ -802,13 +802,14 @@ def _check_run_arguments(steps, samples, ram_bytes) -> None:
 def user_samples(path: str, image_shape, quantization, num_classes: int, n: int):
     """The first ``n`` samples of the user's ``.npz`` (arrays ``x``: images, ``y``: labels) as
     int8 model inputs: ``x`` is [N,H,W] or [N,H,W,C]; uint8 pixels, or float pixels in [0, 1],
-    are resized (bilinear) and channel-replicated to the model input and quantized with its
-    (scale, zero point) as ``tflm_train.datasets`` does for the bundled data; int8 is taken as
+    are resized (bilinear) and channel-replicated to the model input, mapped onto the real range
+    its int8 input covers (``datasets.input_range``: 0..1 for a [0, 1] model, -1..1 for the seed
+    models, as ``tflm-train search`` reads data) and quantized with its (scale, zero point); int8 is taken as
     already quantized and must have the input's shape. ``y``: integers in [0, num_classes)."""
     import zipfile
     import zlib
 
-    from ..datasets import prepare_images, to_int8_input
+    from ..datasets import input_range, prepare_images, to_int8_input
 
     shape = tuple(int(d) for d in image_shape)
     try:
@@ -855,7 +856,8 @@ def user_samples(path: str, image_shape, quantization, num_classes: int, n: int)
                          f"not {x.dtype}")
     images = prepare_images(x, (shape[1], shape[2]), shape[3])
     scale, zp = quantization
-    return [to_int8_input(images[k:k + 1], scale, zp).reshape(shape) for k in range(len(images))], labels
+    return [to_int8_input(images[k:k + 1], scale, zp, input_range(scale, zp)).reshape(shape)
+            for k in range(len(images))], labels
 
 
 def dataset_samples(image_shape, quantization, num_classes: int, n: int, data: str = "fmnist"):
