@@ -570,4 +570,3 @@ class Interpreter:
         (empty, corrupted, or another model's). Same ``page_size`` / ``write_size`` as the save."""
         data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else open(source, "rb").read()
         return self._checkpoint(False, np.frombuffer(bytearray(data), dtype=np.uint8), page_size, write_size)
-
