@@ -50,11 +50,7 @@ tt_status prepare(TrainContext& ctx) {
   if (st != TT_OK) return st;
   const TensorDesc a = ctx.tensor(ctx.input(0)), b = ctx.tensor(ctx.input(1)), y = ctx.tensor(ctx.output(0));
   if ((st = ctx.reads(a)) != TT_OK || (st = ctx.reads(b)) != TT_OK || (st = ctx.writes(y)) != TT_OK) return st;
-  if (ctx.mode() == tfmt::kInPlace) {
-    if (!ctx.layout_is("elementwise")) return ctx.fail(TT_UNSUPPORTED, "in-place layout is not 'elementwise'");
-    return expect_in_place_over(ctx, ctx.inplace_input() == b.index ? b : a, y);
-  }
-  return TT_OK;
+  return expect_elementwise_in_place(ctx, ctx.inplace_input() == b.index ? b : a, y);
 }
 
 tt_status eval(TrainContext& ctx) {

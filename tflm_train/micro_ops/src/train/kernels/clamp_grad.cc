@@ -55,11 +55,7 @@ tt_status prepare(TrainContext& ctx) {
   if ((st = ctx.reads(g)) != TT_OK) return st;
   if ((st = ctx.reads(ctx.tensor(p.mask_tensor >= 0 ? p.mask_tensor : ctx.input(1)))) != TT_OK) return st;
   if ((st = ctx.writes(out)) != TT_OK) return st;
-  if (ctx.mode() == tfmt::kInPlace) {
-    if (!ctx.layout_is("elementwise")) return ctx.fail(TT_UNSUPPORTED, "in-place layout is not 'elementwise'");
-    return expect_in_place_over(ctx, g, out);
-  }
-  return TT_OK;
+  return expect_elementwise_in_place(ctx, g, out);
 }
 
 tt_status eval(TrainContext& ctx) {

@@ -31,11 +31,7 @@ tt_status prepare(TrainContext& ctx) {
   if (st != TT_OK) return st;
   const TensorDesc ta = ctx.tensor(ctx.input(0)), tb = ctx.tensor(ctx.input(1)), to = ctx.tensor(ctx.output(0));
   if ((st = ctx.reads(ta)) != TT_OK || (st = ctx.reads(tb)) != TT_OK || (st = ctx.writes(to)) != TT_OK) return st;
-  if (ctx.mode() == tfmt::kInPlace) {
-    if (!ctx.layout_is("elementwise")) return ctx.fail(TT_UNSUPPORTED, "in-place layout is not 'elementwise'");
-    return expect_in_place_over(ctx, ctx.inplace_input() == tb.index ? tb : ta, to);
-  }
-  return TT_OK;
+  return expect_elementwise_in_place(ctx, ctx.inplace_input() == tb.index ? tb : ta, to);
 }
 
 tt_status eval(TrainContext& ctx) {

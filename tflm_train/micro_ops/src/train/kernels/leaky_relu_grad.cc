@@ -46,11 +46,7 @@ tt_status prepare(TrainContext& ctx) {
   const TensorDesc g = ctx.tensor(ctx.input(0)), out = ctx.tensor(ctx.output(0));
   if ((st = ctx.reads(g)) != TT_OK || (st = ctx.reads(ctx.tensor(ctx.input(1)))) != TT_OK) return st;
   if ((st = ctx.writes(out)) != TT_OK) return st;
-  if (ctx.mode() == tfmt::kInPlace) {
-    if (!ctx.layout_is("elementwise")) return ctx.fail(TT_UNSUPPORTED, "in-place layout is not 'elementwise'");
-    return expect_in_place_over(ctx, g, out);
-  }
-  return TT_OK;
+  return expect_elementwise_in_place(ctx, g, out);
 }
 
 tt_status eval(TrainContext& ctx) {

@@ -51,11 +51,7 @@ tt_status prepare(TrainContext& ctx, bool relu6) {
   if (st != TT_OK) return st;
   const TensorDesc x = ctx.tensor(ctx.input(0)), y = ctx.tensor(ctx.output(0));
   if ((st = ctx.reads(x)) != TT_OK || (st = ctx.writes(y)) != TT_OK) return st;
-  if (ctx.mode() == tfmt::kInPlace) {
-    if (!ctx.layout_is("elementwise")) return ctx.fail(TT_UNSUPPORTED, "in-place layout is not 'elementwise'");
-    return expect_in_place_over(ctx, x, y);
-  }
-  return TT_OK;
+  return expect_elementwise_in_place(ctx, x, y);
 }
 
 tt_status eval(TrainContext& ctx, bool relu6) {

@@ -85,6 +85,12 @@ tt_status expect_in_place_over(TrainContext& ctx, const TensorDesc& input, const
   return TT_OK;
 }
 
+tt_status expect_elementwise_in_place(TrainContext& ctx, const TensorDesc& input, const TensorDesc& output) {
+  if (ctx.mode() != tfmt::kInPlace) return TT_OK;
+  if (!ctx.layout_is("elementwise")) return ctx.fail(TT_UNSUPPORTED, "in-place layout is not 'elementwise'");
+  return expect_in_place_over(ctx, input, output);
+}
+
 tt_status expect_scratch(TrainContext& ctx, uint32_t bytes) {
   if (ctx.scratch_bytes() < bytes)
     return ctx.fail(TT_MALFORMED_MODEL, "needs ", bytes, " bytes of scratch, the plan gives ", ctx.scratch_bytes());

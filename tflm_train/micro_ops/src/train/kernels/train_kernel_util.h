@@ -38,6 +38,8 @@ tt_status expect_addressable(TrainContext& ctx, const TensorDesc& t, const char*
 // (the forward RELU, RELU6, LEAKY_RELU).
 tt_status expect_unary_int8(TrainContext& ctx, TensorDesc* x, TensorDesc* y);
 tt_status expect_in_place_over(TrainContext& ctx, const TensorDesc& input, const TensorDesc& output);
+// TT_OK unless the op runs in place; then its layout must be 'elementwise' and over `input`.
+tt_status expect_elementwise_in_place(TrainContext& ctx, const TensorDesc& input, const TensorDesc& output);
 // The step's scratch holds at least `bytes`.
 tt_status expect_scratch(TrainContext& ctx, uint32_t bytes);
 
