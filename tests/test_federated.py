@@ -12,7 +12,7 @@ import pytest
 
 import tflm_train
 from tflm_train import datasets
-from tflm_train.federated import (DeviceClient, FleetData, TrainedSet, aggregate, centralized, device_with,
+from tflm_train.federated import (DeviceClient, FleetData, TrainedSet, aggregate, device_with,
                                   encode_delta, round_seed, run_fleet, split_by_class)
 from tflm_train.micro import Interpreter, MicroRuntimeError
 

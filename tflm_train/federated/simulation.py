@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import time
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
