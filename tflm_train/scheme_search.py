@@ -166,13 +166,16 @@ class _Progress:
 def search_scheme(graph: QuantGraph, x, y, budget_kb: Optional[float] = None, *, flash_kb: Optional[float] = None,
                   num_classes: Optional[int] = None, head: str = "float", settings=None, ratios=None,
                   bias_points: int = 6, max_weight_layers: int = 16, depthwise: bool = False, cache: bool = True,
-                  progress: bool = False, return_result: bool = False):
+                  verify_top: int = 4, progress: bool = False, return_result: bool = False):
     """The sparse-update scheme of largest predicted accuracy gain on (x, y) whose training step's
     planned peak fits ``budget_kb`` (default 256 KB minus the application reserve,
     ``tflm_train.training.search.DEFAULT_BUDGET_KB``) and whose training file fits ``flash_kb``.
 
     ``x``: images (see the module docstring), ``y``: integer labels; ``num_classes`` defaults to
-    ``max(y) + 1``. ``settings``: ``tflm_train.keras.contribution.AnalysisSettings``. Returns a
+    ``max(y) + 1``. ``settings``: ``tflm_train.keras.contribution.AnalysisSettings``.
+    ``verify_top``: how many of the search's proposals (the best pick of each of that many bias
+    depths) are measured with a run of their own before one is chosen (0: the largest
+    predicted gain is taken as it is). Returns a
     ``SparseScheme`` (with ``return_result``: ``(scheme, SearchResult, Contributions)``).
     """
     from .keras.contribution import AnalysisSettings, ContributionAnalysis
@@ -196,8 +199,9 @@ def search_scheme(graph: QuantGraph, x, y, budget_kb: Optional[float] = None, *,
     ratios = tuple(float(r) for r in (DEFAULT_RATIOS if ratios is None else ratios))
     if not ratios or not all(0 < r <= 1 for r in ratios):
         raise GraphError(f"ratios {list(ratios)}: each must be in (0, 1]")
-    if bias_points < 1 or max_weight_layers < 0:
-        raise GraphError(f"bias_points ({bias_points}) must be >= 1 and max_weight_layers ({max_weight_layers}) >= 0")
+    if bias_points < 1 or max_weight_layers < 0 or verify_top < 0:
+        raise GraphError(f"bias_points ({bias_points}) must be >= 1, max_weight_layers ({max_weight_layers}) and "
+                         f"verify_top ({verify_top}) >= 0")
     settings = settings or AnalysisSettings(head=head)
     budget = int(budget_kb * 1024)
     flash = None if flash_kb is None else int(flash_kb * 1024)
@@ -210,9 +214,10 @@ def search_scheme(graph: QuantGraph, x, y, budget_kb: Optional[float] = None, *,
     bar.start(total, f"contribution analysis ({analysis.pending(depths, layers, ratios)} to run)")
     try:
         contrib = analysis.run(depths, layers, ratios, progress=bar.step)
-        bar.start(len(contrib.bias) + 3, "search")
+        bar.start(len(contrib.bias) + 3 + verify_top, "search")
         result = search(graph, contrib, budget, flash, num_classes=int(num_classes), head=head, cost=cost,
-                        progress=bar.step)
+                        progress=bar.step, measure=analysis.score if verify_top > 0 else None,
+                        verify_top=verify_top)
     finally:
         bar.close()
     return (result.scheme, result, contrib) if return_result else result.scheme

@@ -24,6 +24,13 @@ options are dropped (lowest gain per byte first) until the quick plan fits, then
 added greedily while the plan still fits, and the final scheme is checked with the exact plan
 and the exported file's size.
 
+Verification: the additive sum is the method's approximation, and it fails where candidates
+overlap (each alone mostly buys the same thing: a better fit of the new head's features), so
+the knapsack is allowed to propose and measurement decides: with a ``measure`` (a short run
+of the contribution analysis on the proposed scheme itself, cached like the others), the
+picks of the few bias depths of largest predicted gain are each measured on the held-out
+images and the best measured one is chosen. This costs ``verify_top`` more runs.
+
 ``default_scheme`` is the data-free rule ``SparseUpdate()`` uses (see its docstring).
 """
 from __future__ import annotations
@@ -201,6 +208,8 @@ class SearchResult:
     #: per bias depth tried: (depth, predicted gain, quick peak) of its refined pick
     per_depth: List[Tuple[int, float, int]] = field(default_factory=list)
     planner_calls: int = 0
+    #: with a ``measure``: (proposed scheme, its measured score), the chosen one among them
+    proposals: List[Tuple[SparseScheme, float]] = field(default_factory=list)
 
     def rows(self, graph: QuantGraph) -> List[Tuple[str, str, str]]:
         """(layer, what trains, ratio) rows for a table."""
@@ -287,15 +296,22 @@ def _refine(cost: CostModel, contrib: Contributions, depth: int, picked: Dict[in
 
 def search(graph: QuantGraph, contrib: Contributions, budget_bytes: int, flash_budget_bytes: Optional[int] = None,
            *, num_classes: int = 10, head: str = "float", cost: Optional[CostModel] = None,
-           progress: Optional[Callable[[str], None]] = None) -> SearchResult:
+           progress: Optional[Callable[[str], None]] = None,
+           measure: Optional[Callable[[SparseScheme], float]] = None, verify_top: int = 4) -> SearchResult:
     """The scheme of largest predicted gain within ``budget_bytes`` (exact planned peak) and
-    ``flash_budget_bytes`` (training-file size); see the module docstring for the algorithm."""
+    ``flash_budget_bytes`` (training-file size); see the module docstring for the algorithm.
+
+    ``measure``: when given (a short fine-tuning run scored on held-out data, larger is better),
+    the picks of the ``verify_top`` bias depths of largest predicted gain are each made to fit
+    the exact plan and the flash budget and then measured, and the best measured one is chosen:
+    the sum of contributions is an approximation (candidates trained together do not add up),
+    and this step checks it on the schemes it actually proposes."""
     cost = cost or CostModel(graph, num_classes, head)
     flash_budget_bytes = DEFAULT_FLASH_KB * 1024 if flash_budget_bytes is None else int(flash_budget_bytes)
     check_budget(cost, budget_bytes)
     options = _weight_options(contrib)
     depths = sorted({1, *contrib.bias})
-    best, per_depth = None, []
+    picks, per_depth = [], []
     for depth in depths:
         if progress:
             progress(f"bias depth {depth}")
@@ -315,18 +331,45 @@ def search(graph: QuantGraph, contrib: Contributions, budget_bytes: int, flash_b
         picked, quick = _refine(cost, contrib, depth, picked, feasible, marginal, budget_bytes, cost.quick_peak)
         gain = contrib.bias_gain(depth) + sum(contrib.weight[(l, r)] for l, r in picked.items())
         per_depth.append((depth, gain, quick))
-        if best is None or (gain, -quick) > (best[0], -best[2]):
-            best = (gain, depth, quick, picked, feasible, marginal)
-    if best is None:  # only the exact plan of the classifier alone fits (the quick one is an upper bound)
-        best = (0.0, 1, budget_bytes, {}, {}, {})
-    gain, depth, _, picked, feasible, marginal = best
+        picks.append((gain, -quick, depth, picked, feasible, marginal))
+    if not picks:  # only the exact plan of the classifier alone fits (the quick one is an upper bound)
+        picks = [(0.0, -budget_bytes, 1, {}, {}, {})]
+    picks.sort(key=lambda p: (p[0], p[1]), reverse=True)
     if progress:
         progress("exact plan")
-    # the quick plan is an upper bound: with the exact one, more upgrades may fit
-    picked, peak = _refine(cost, contrib, depth, picked, feasible, marginal, budget_bytes, cost.exact_peak)
-    scheme = SparseScheme(depth, picked, name="searched")
+
+    def finalize(pick):
+        _, _, depth, picked, feasible, marginal = pick
+        # the quick plan is an upper bound: with the exact one, more upgrades may fit
+        picked, _ = _refine(cost, contrib, depth, picked, feasible, marginal, budget_bytes, cost.exact_peak)
+        return _fit_flash(cost, contrib, SparseScheme(depth, picked, name="searched"), flash_budget_bytes)
+
+    proposals = []
+    for pick in picks[:max(1, verify_top) if measure is not None else 1]:
+        scheme = finalize(pick)
+        if all(CostModel.key(scheme) != CostModel.key(p) for p in proposals):
+            proposals.append(scheme)
+    measured = []
+    if measure is not None:
+        for scheme in proposals:
+            measured.append(measure(scheme))
+            if progress:
+                progress(f"measured bias {scheme.n_bias_update} + {len(scheme.weight_update)} weights")
+        # the best measured; on a tie the smaller planned peak
+        best = max(range(len(proposals)), key=lambda i: (measured[i], -cost.exact_peak(proposals[i])))
+    else:
+        best = 0
+    scheme = proposals[best]
     if progress:
         progress("flash")
+    return SearchResult(scheme, cost.exact_peak(scheme), cost.flash_bytes(scheme), contrib.gain(scheme),
+                        int(budget_bytes), flash_budget_bytes, per_depth,
+                        len(cost._quick) + len(cost._exact) + len(cost._flash),
+                        proposals=[(p, m) for p, m in zip(proposals, measured)] if measured else [])
+
+
+def _fit_flash(cost: CostModel, contrib: Contributions, scheme: SparseScheme, flash_budget_bytes: int) -> SparseScheme:
+    """Drop the weight option of lowest gain until the training file fits the flash budget."""
     flash = cost.flash_bytes(scheme)
     while flash > flash_budget_bytes and (scheme.weight_update or scheme.n_bias_update > 1):
         if scheme.weight_update:
@@ -337,11 +380,9 @@ def search(graph: QuantGraph, contrib: Contributions, budget_bytes: int, flash_b
             scheme = SparseScheme(1, {}, name="searched")
         flash = cost.flash_bytes(scheme)
     if flash > flash_budget_bytes:
-        raise GraphError(f"{graph.name}: flash budget {flash_budget_bytes / 1024:.1f} KB is below the smallest "
+        raise GraphError(f"{cost.graph.name}: flash budget {flash_budget_bytes / 1024:.1f} KB is below the smallest "
                          f"training file (classifier only): {flash / 1024:.1f} KB ({flash:,} bytes)")
-    peak = cost.exact_peak(scheme)
-    return SearchResult(scheme, peak, flash, contrib.gain(scheme), int(budget_bytes), flash_budget_bytes,
-                        per_depth, len(cost._quick) + len(cost._exact) + len(cost._flash))
+    return scheme
 
 
 # --------------------------------------------------------------------------- the data-free default
