@@ -212,3 +212,60 @@ def test_a_budget_only_the_exact_plan_of_the_classifier_fits(backbone):
     exact = cost.exact_peak(SparseScheme(1, {}))
     r = search(backbone, Contributions(0.5, bias={4: 0.01}, weight={(12, 1.0): 0.02}), exact, cost=cost)
     assert r.scheme.n_bias_update == 1 and not r.scheme.weight_update and r.planned_peak_bytes == exact
+
+
+def test_contribution_run_trains_exactly_the_scheme_with_one_traced_step(backbone, digits_npz):
+    """The analysis' masked step: what the scheme freezes stays byte-identical (partial channels
+    included), what it trains moves, and a second run starts from the same state (same result)."""
+    from tflm_train.keras.layers import QuantConv
+
+    z = np.load(digits_npz)
+    x, y = prepare_inputs(backbone, z["x"], z["y"], 10)
+    analysis = ContributionAnalysis(backbone, x, y, 10, AnalysisSettings(steps=4, batch_size=8, lr=0.05), cache=False)
+    n = len(backbone.conv_op_indices())
+    layer_index = max(i for i in range(n - 1) if backbone.ops[backbone.conv_op_indices()[i]].type == "CONV_2D")
+    scheme = SparseScheme(3, {layer_index: 0.5})
+    first = analysis.measure(scheme)
+    model = analysis._model
+    before = dict(zip([v.path for v in model.weights], analysis._initial))
+    after = _snapshot(model)
+    updates = {u.op_index: u for u in scheme.resolve(backbone)}
+    moved = 0
+    for layer in model.layers:
+        if not isinstance(layer, QuantConv) or layer.is_new_head:
+            continue
+        u = updates.get(layer.op_index)
+        k, b = layer.kernel.path, layer.bias.path
+        if u is None or not u.update_bias:
+            assert after[b].tobytes() == before[b].tobytes(), b
+        else:
+            moved += not np.array_equal(after[b], before[b])
+        channels = list(u.weight_channels) if u is not None else []
+        frozen = [c for c in range(layer.kernel_shape[3]) if c not in channels]
+        assert np.take(after[k], frozen, axis=3).tobytes() == np.take(before[k], frozen, axis=3).tobytes(), k
+        if channels:
+            assert not np.array_equal(np.take(after[k], channels, axis=3), np.take(before[k], channels, axis=3))
+    assert moved >= 1
+    traced = analysis._step.experimental_get_tracing_count()
+    analysis.results.clear()
+    assert analysis.measure(scheme) == first  # reset weights, optimizer and rounding stream
+    analysis.measure(SparseScheme(2, {}))
+    assert analysis._step.experimental_get_tracing_count() == traced  # no re-tracing per candidate
+
+
+def test_search_measures_its_proposals_and_takes_the_best_measured(backbone):
+    """The additive sum proposes (one pick per bias depth), a measurement decides."""
+    cost = CostModel(backbone)
+    n = len(backbone.conv_op_indices())
+    contrib = Contributions(0.5, bias={4: 0.01, 8: 0.02, n: 0.03}, weight={(12, 1.0): 0.03, (9, 1.0): 0.015})
+    measured = []
+
+    def smallest_is_best(scheme):  # a measurement that disagrees with the sum
+        measured.append(scheme)
+        return -cost.exact_peak(scheme)
+
+    plain = search(backbone, contrib, 150 * 1024, cost=cost)
+    r = search(backbone, contrib, 150 * 1024, cost=cost, measure=smallest_is_best, verify_top=3)
+    assert len(r.proposals) == len(measured) >= 2
+    assert plain.scheme.to_dict() in [s.to_dict() for s, _ in r.proposals]  # the sum's best is among them
+    assert r.planned_peak_bytes == min(cost.exact_peak(s) for s, _ in r.proposals) <= 150 * 1024
