@@ -26,6 +26,7 @@ namespace {
 
 constexpr int32_t kMaxTaps = 1024;     // int16 window of one pixel on the stack (2 KB)
 constexpr int32_t kMaxDwTaps = 64;     // depthwise window held as int32 weights
+constexpr int32_t kPointwiseChunk = 64;  // pixels of one channel requantized together
 
 inline uint32_t load_u32(const void* p) {
   uint32_t v;
@@ -33,6 +34,15 @@ inline uint32_t load_u32(const void* p) {
   return v;
 }
 inline uint32_t ror8(uint32_t v) { return (v >> 8) | (v << 24); }
+#ifdef TT_SMLAD
+// SXTAB16 of the odd bytes (ROR #8 folded into the instruction; the intrinsic alone does not fold it).
+inline int32_t sxtab16_ror8(int32_t a, uint32_t b) {
+  int32_t r;
+  __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+#endif
+
 
 // requantize() with the shift split at the channel's load and both roundings
 // branch-free; the same integers:
@@ -79,6 +89,57 @@ inline int8_t requantize_fast(const RequantTail& t, const FastQuant& f, int32_t 
   return static_cast<int8_t>(y);
 }
 
+// The fast requantization over a run of accumulators, every parameter a register for
+// the whole run (scalars, not struct fields a char store could alias). Specialized on
+// a zero left shift (the usual multiplier below 1) and on an activation range that is
+// all of int8 (no clamp beyond the saturation to int8), so those cost nothing.
+template <bool kLeft, bool kClamp>
+__attribute__((noinline)) void requantize_run_fast(const int32_t* acc, int32_t n, int8_t* out, int32_t out_stride,
+                                                   int32_t bias, int32_t mult, int32_t left, int32_t right,
+                                                   int32_t out_offset, int32_t lo, int32_t hi) {
+  const int32_t mask = static_cast<int32_t>((int64_t{1} << right) - 1), half = mask >> 1;
+  for (const int32_t* end = acc + n; acc != end; ++acc, out += out_stride) {
+    int32_t a = wrapping_add(*acc, bias);
+    if (kLeft) a = wrapping_shift_left(a, left);
+    const int32_t h = static_cast<int32_t>((static_cast<int64_t>(a) * mult + (int64_t{1} << 30)) >> 31);
+    const int32_t r = (h >> right) + ((h & mask) > half - (h >> 31) ? 1 : 0);
+    int32_t y = wrapping_add(r, out_offset);
+#ifdef TT_SMLAD
+    y = __ssat(y, 8);
+#else
+    y = y < -128 ? -128 : (y > 127 ? 127 : y);
+#endif
+    if (kClamp) {
+      y = y < lo ? lo : y;
+      y = y > hi ? hi : y;
+    }
+    *out = static_cast<int8_t>(y);
+  }
+}
+
+// requantize() over a run of accumulators of one channel: out[i * out_stride] = requantize(acc[i]).
+void requantize_run(const RequantTail& t, const FastQuant& f, const int32_t* acc, int32_t n, int8_t* out,
+                    int32_t out_stride) {
+  if (f.exact_only) {
+    const ChannelQuant q{f.bias, f.mult, f.left - f.right};
+    for (int32_t i = 0; i < n; ++i, out += out_stride) *out = requantize(t, q, acc[i]);
+    return;
+  }
+  const bool clamp = t.act_min != -128 || t.act_max != 127;
+  if (f.left != 0) {
+    if (clamp)
+      requantize_run_fast<true, true>(acc, n, out, out_stride, f.bias, f.mult, f.left, f.right, t.out_offset, t.act_min,
+                                      t.act_max);
+    else
+      requantize_run_fast<true, false>(acc, n, out, out_stride, f.bias, f.mult, f.left, f.right, t.out_offset, -128, 127);
+  } else if (clamp) {
+    requantize_run_fast<false, true>(acc, n, out, out_stride, f.bias, f.mult, 0, f.right, t.out_offset, t.act_min,
+                                     t.act_max);
+  } else {
+    requantize_run_fast<false, false>(acc, n, out, out_stride, f.bias, f.mult, 0, f.right, t.out_offset, -128, 127);
+  }
+}
+
 // Natural order -> SMLAD order (swap elements 1 and 2 of every full group of four).
 inline void to_smlad_order(int16_t* v, int32_t n) {
   for (int32_t i = 0; i + 4 <= n; i += 4) {
@@ -96,7 +157,7 @@ inline void expand_s8(const int8_t* x, int32_t n, int32_t offset, int16_t* out) 
   for (; i + 4 <= n; i += 4) {
     const uint32_t u = load_u32(x + i);
     const int32_t a = __sxtab16(off2, static_cast<int8x4_t>(u));
-    const int32_t b = __sxtab16(off2, static_cast<int8x4_t>(ror8(u)));
+    const int32_t b = sxtab16_ror8(off2, u);
     memcpy(out + i, &a, 4);
     memcpy(out + i + 2, &b, 4);
   }
@@ -162,9 +223,9 @@ inline void dot2_s8_s16(const int8_t* x0, const int8_t* x1, int32_t offset, cons
     const int32_t wa = static_cast<int32_t>(load_u32(w + i)), wb = static_cast<int32_t>(load_u32(w + i + 2));
     const uint32_t u0 = load_u32(x0 + i), u1 = load_u32(x1 + i);
     s0 = __smlad(__sxtab16(off2, static_cast<int8x4_t>(u0)), wa, s0);
-    s0 = __smlad(__sxtab16(off2, static_cast<int8x4_t>(ror8(u0))), wb, s0);
+    s0 = __smlad(sxtab16_ror8(off2, u0), wb, s0);
     s1 = __smlad(__sxtab16(off2, static_cast<int8x4_t>(u1)), wa, s1);
-    s1 = __smlad(__sxtab16(off2, static_cast<int8x4_t>(ror8(u1))), wb, s1);
+    s1 = __smlad(sxtab16_ror8(off2, u1), wb, s1);
   }
 #else
   for (; i + 4 <= n; i += 4) {
@@ -256,6 +317,14 @@ void pixel_from_window(const ConvCore& p, const int16_t* buf, int8_t* out) {
 
 }  // namespace
 
+namespace {
+constexpr int32_t kWindowBuf = 2048;  // int16 windows of a run of pixels on the stack (4 KB)
+void window_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out);
+bool plain_pointwise(const ConvCore& p);
+void pointwise_run(const ConvCore& p, int32_t oc0, int32_t noc, const int8_t* x, int32_t pixels, int8_t* out,
+                   int32_t out_stride);
+}  // namespace
+
 void conv_pixel(const ConvCore& p, int32_t oy, int32_t ox, int8_t* out) {
   if (p.kh * p.kw * p.ic > kMaxTaps) {
     reference::conv_pixel(p, oy, ox, out);
@@ -267,8 +336,19 @@ void conv_pixel(const ConvCore& p, int32_t oy, int32_t ox, int8_t* out) {
 }
 
 void conv_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out) {
-  if (p.kh * p.kw * p.ic > kMaxTaps) {
+  if (plain_pointwise(p)) {
+    const int8_t* x = p.x + static_cast<int64_t>(oy0) * p.ow * p.ic;
+    const int32_t pixels = (oy1 - oy0) * p.ow;
+    for (int32_t oc = 0; oc < p.oc; oc += 2) pointwise_run(p, oc, p.oc - oc >= 2 ? 2 : 1, x, pixels, out + oc, p.oc);
+    return;
+  }
+  const int32_t n = p.kh * p.kw * p.ic;
+  if (n > kMaxTaps) {
     reference::conv_rows(p, oy0, oy1, out);
+    return;
+  }
+  if (2 * n <= kWindowBuf) {
+    window_rows(p, oy0, oy1, out);
     return;
   }
   int16_t buf[kMaxTaps];
@@ -279,13 +359,94 @@ void conv_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out) {
     }
 }
 
-void conv_pointwise_channel(const ConvCore& p, int32_t oc, int8_t* out) {
-  if (p.ic > kMaxTaps || p.kh != 1 || p.kw != 1) {
-    reference::conv_pointwise_channel(p, oc, out);
-    return;
+namespace {
+
+#ifdef TT_SMLAD
+// Two pixels (halfword pairs xNa, xNb) by two channels (wMa, wMb): four SMLAD sums.
+inline void smlad_2x2(int32_t x0a, int32_t x0b, int32_t x1a, int32_t x1b, int32_t w0a, int32_t w0b, int32_t w1a,
+                      int32_t w1b, int32_t* s00, int32_t* s01, int32_t* s10, int32_t* s11) {
+  *s00 = __smlad(x0b, w0b, __smlad(x0a, w0a, *s00));
+  *s10 = __smlad(x1b, w0b, __smlad(x1a, w0a, *s10));
+  *s01 = __smlad(x0b, w1b, __smlad(x0a, w1a, *s01));
+  *s11 = __smlad(x1b, w1b, __smlad(x1a, w1a, *s11));
+}
+#endif
+
+// Sums of two pixels' int8 values (+ offset) times two int16 weight rows (SMLAD order):
+// a00 = x0.w0, a01 = x0.w1, a10 = x1.w0, a11 = x1.w1.
+inline void dot2x2_s8_s16(const int8_t* x0, const int8_t* x1, int32_t offset, const int16_t* w0, const int16_t* w1,
+                          int32_t n, int32_t* acc) {
+  int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0, i = 0;
+#ifdef TT_SMLAD
+  const int32_t off2 = static_cast<int32_t>((static_cast<uint32_t>(offset) & 0xFFFFu) | (static_cast<uint32_t>(offset) << 16));
+  for (; i + 4 <= n; i += 4) {
+    const uint32_t u0 = load_u32(x0 + i), u1 = load_u32(x1 + i);
+    const int32_t x0a = __sxtab16(off2, static_cast<int8x4_t>(u0)), x0b = sxtab16_ror8(off2, u0);
+    const int32_t x1a = __sxtab16(off2, static_cast<int8x4_t>(u1)), x1b = sxtab16_ror8(off2, u1);
+    const int32_t w0a = static_cast<int32_t>(load_u32(w0 + i)), w0b = static_cast<int32_t>(load_u32(w0 + i + 2));
+    const int32_t w1a = static_cast<int32_t>(load_u32(w1 + i)), w1b = static_cast<int32_t>(load_u32(w1 + i + 2));
+    smlad_2x2(x0a, x0b, x1a, x1b, w0a, w0b, w1a, w1b, &s00, &s01, &s10, &s11);
   }
-  // The channel's weight row with the trained channels merged in, int16 in SMLAD order.
-  int16_t w[kMaxTaps];
+#else
+  for (; i + 4 <= n; i += 4) {
+    for (int32_t k = 0; k < 4; ++k) {
+      const int32_t j = k == 1 ? 2 : (k == 2 ? 1 : k);  // SMLAD order of the weights
+      const int32_t a = x0[i + j] + offset, b = x1[i + j] + offset;
+      s00 += a * w0[i + k];
+      s01 += a * w1[i + k];
+      s10 += b * w0[i + k];
+      s11 += b * w1[i + k];
+    }
+  }
+#endif
+  for (; i < n; ++i) {
+    const int32_t a = x0[i] + offset, b = x1[i] + offset;
+    s00 += a * w0[i];
+    s01 += a * w1[i];
+    s10 += b * w0[i];
+    s11 += b * w1[i];
+  }
+  acc[0] = s00;
+  acc[1] = s01;
+  acc[2] = s10;
+  acc[3] = s11;
+}
+
+// dot2_s8_s16 over the pixel pairs of a run of n pixels for an input depth N known at
+// compile time (no loop set-up per pair); returns the pixels done (n rounded down to even).
+template <int N>
+int32_t dot_pairs_fixed(const int8_t* x, int32_t n, int32_t offset, const int16_t* w, int32_t* acc) {
+  int32_t i = 0;
+  for (; i + 2 <= n; i += 2, x += 2 * N) {
+    int32_t s0 = 0, s1 = 0;
+#ifdef TT_SMLAD
+    const int32_t off2 = static_cast<int32_t>((static_cast<uint32_t>(offset) & 0xFFFFu) | (static_cast<uint32_t>(offset) << 16));
+#pragma GCC unroll 16
+    for (int32_t k = 0; k < N; k += 4) {
+      const int32_t wa = static_cast<int32_t>(load_u32(w + k)), wb = static_cast<int32_t>(load_u32(w + k + 2));
+      const uint32_t u0 = load_u32(x + k), u1 = load_u32(x + N + k);
+      s0 = __smlad(__sxtab16(off2, static_cast<int8x4_t>(u0)), wa, s0);
+      s0 = __smlad(sxtab16_ror8(off2, u0), wb, s0);
+      s1 = __smlad(__sxtab16(off2, static_cast<int8x4_t>(u1)), wa, s1);
+      s1 = __smlad(sxtab16_ror8(off2, u1), wb, s1);
+    }
+#else
+    for (int32_t k = 0; k < N; k += 4) {
+      for (int32_t j = 0; j < 4; ++j) {
+        const int32_t src = j == 1 ? 2 : (j == 2 ? 1 : j);  // SMLAD order of the weights
+        s0 += (x[k + src] + offset) * w[k + j];
+        s1 += (x[N + k + src] + offset) * w[k + j];
+      }
+    }
+#endif
+    acc[i] = s0;
+    acc[i + 1] = s1;
+  }
+  return i;
+}
+
+// Weight row of output channel oc with the trained channels merged in, int16 in SMLAD order.
+void pointwise_weight_row(const ConvCore& p, int32_t oc, int16_t* w) {
   const int8_t* row = p.w + static_cast<int64_t>(oc) * p.ic;
   for (int32_t c = 0; c < p.ic; ++c) w[c] = row[c];
   if (p.sel) {
@@ -293,41 +454,240 @@ void conv_pointwise_channel(const ConvCore& p, int32_t oc, int8_t* out) {
     for (int32_t j = 0; j < p.nsel; ++j) w[core_load_i32(p.sel + 4 * j)] = r[j];
   }
   to_smlad_order(w, p.ic);
-  const FastQuant q = fast_quant(p.tail, oc);
-  const int32_t pixels = p.oh * p.ow;
-  int32_t i = 0;
-  for (; i + 2 <= pixels; i += 2) {
-    const int8_t* x0 = p.x + static_cast<int64_t>(i) * p.ic;
-    int32_t a0, a1;
-    dot2_s8_s16(x0, x0 + p.ic, p.in_offset, w, p.ic, &a0, &a1);
-    out[i] = requantize_fast(p.tail, q, a0);
-    out[i + 1] = requantize_fast(p.tail, q, a1);
+}
+
+// A 1x1 convolution over `pixels` consecutive input pixels x[i * ic], output channels
+// [oc0, oc0 + noc) with noc 1 or 2, pixel i's channel oc at out[i * out_stride + oc - oc0]:
+// two pixels by two channels per pass, the requantization of each channel hoisted.
+void pointwise_run(const ConvCore& p, int32_t oc0, int32_t noc, const int8_t* x, int32_t pixels, int8_t* out,
+                   int32_t out_stride) {
+  int16_t w[kMaxTaps];
+  int16_t* w0 = w;
+  int16_t* w1 = w + (noc == 2 ? p.ic : 0);
+  pointwise_weight_row(p, oc0, w0);
+  if (noc == 2) pointwise_weight_row(p, oc0 + 1, w1);
+  const FastQuant q0 = fast_quant(p.tail, oc0), q1 = fast_quant(p.tail, oc0 + noc - 1);
+  int32_t acc0[kPointwiseChunk], acc1[kPointwiseChunk];
+  for (int32_t i0 = 0; i0 < pixels; i0 += kPointwiseChunk) {
+    const int32_t n = pixels - i0 < kPointwiseChunk ? pixels - i0 : kPointwiseChunk;
+    const int8_t* xi = x + static_cast<int64_t>(i0) * p.ic;
+    int32_t a[4];
+    int32_t i = 0;
+    if (noc == 1) {
+      switch (p.ic) {  // the input depths of the seed models' fused pointwise convolutions, fully unrolled
+        case 8: i = dot_pairs_fixed<8>(xi, n, p.in_offset, w0, acc0); break;
+        case 16: i = dot_pairs_fixed<16>(xi, n, p.in_offset, w0, acc0); break;
+        case 24: i = dot_pairs_fixed<24>(xi, n, p.in_offset, w0, acc0); break;
+        case 32: i = dot_pairs_fixed<32>(xi, n, p.in_offset, w0, acc0); break;
+        case 40: i = dot_pairs_fixed<40>(xi, n, p.in_offset, w0, acc0); break;
+        default: break;
+      }
+      xi += static_cast<int64_t>(i) * p.ic;
+      for (; i + 2 <= n; i += 2, xi += 2 * p.ic) dot2_s8_s16(xi, xi + p.ic, p.in_offset, w0, p.ic, &acc0[i], &acc0[i + 1]);
+      if (i < n) dot2_s8_s16(xi, xi, p.in_offset, w0, p.ic, &acc0[i], &a[0]);
+      requantize_run(p.tail, q0, acc0, n, out + static_cast<int64_t>(i0) * out_stride, out_stride);
+      continue;
+    }
+    for (; i + 2 <= n; i += 2, xi += 2 * p.ic) {
+      dot2x2_s8_s16(xi, xi + p.ic, p.in_offset, w0, w1, p.ic, a);
+      acc0[i] = a[0];
+      acc1[i] = a[1];
+      acc0[i + 1] = a[2];
+      acc1[i + 1] = a[3];
+    }
+    if (i < n) {
+      dot2x2_s8_s16(xi, xi, p.in_offset, w0, w1, p.ic, a);
+      acc0[i] = a[0];
+      acc1[i] = a[1];
+    }
+    int8_t* o = out + static_cast<int64_t>(i0) * out_stride;
+    requantize_run(p.tail, q0, acc0, n, o, out_stride);
+    if (noc == 2) requantize_run(p.tail, q1, acc1, n, o + 1, out_stride);
   }
-  if (i < pixels) {
-    const int8_t* x0 = p.x + static_cast<int64_t>(i) * p.ic;
-    int32_t a0, a1;
-    dot2_s8_s16(x0, x0, p.in_offset, w, p.ic, &a0, &a1);
-    out[i] = requantize_fast(p.tail, q, a0);
+}
+
+// Sums of two expanded windows (int16, SMLAD order) times two int8 weight rows:
+// acc = {x0.w0, x0.w1, x1.w0, x1.w1}.
+inline void dot2x2_s16_s8(const int16_t* x0, const int16_t* x1, const int8_t* w0, const int8_t* w1, int32_t n,
+                          int32_t* acc) {
+  int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0, i = 0;
+#ifdef TT_SMLAD
+  for (; i + 4 <= n; i += 4) {
+    const int32_t x0a = static_cast<int32_t>(load_u32(x0 + i)), x0b = static_cast<int32_t>(load_u32(x0 + i + 2));
+    const int32_t x1a = static_cast<int32_t>(load_u32(x1 + i)), x1b = static_cast<int32_t>(load_u32(x1 + i + 2));
+    const uint32_t u0 = load_u32(w0 + i), u1 = load_u32(w1 + i);
+    const int32_t w0a = __sxtb16(static_cast<int8x4_t>(u0)), w0b = sxtab16_ror8(0, u0);
+    const int32_t w1a = __sxtb16(static_cast<int8x4_t>(u1)), w1b = sxtab16_ror8(0, u1);
+    smlad_2x2(x0a, x0b, x1a, x1b, w0a, w0b, w1a, w1b, &s00, &s01, &s10, &s11);
   }
+#else
+  for (; i + 4 <= n; i += 4) {
+    for (int32_t k = 0; k < 4; ++k) {
+      const int32_t j = k == 1 ? 2 : (k == 2 ? 1 : k);  // SMLAD order of the windows
+      s00 += x0[i + k] * w0[i + j];
+      s01 += x0[i + k] * w1[i + j];
+      s10 += x1[i + k] * w0[i + j];
+      s11 += x1[i + k] * w1[i + j];
+    }
+  }
+#endif
+  for (; i < n; ++i) {
+    s00 += x0[i] * w0[i];
+    s01 += x0[i] * w1[i];
+    s10 += x1[i] * w0[i];
+    s11 += x1[i] * w1[i];
+  }
+  acc[0] = s00;
+  acc[1] = s01;
+  acc[2] = s10;
+  acc[3] = s11;
+}
+
+// conv_rows for any window of at most kWindowBuf / 2 taps: the windows of a run of output
+// pixels expanded once (offset int16, SMLAD order), then two output channels by two pixels
+// per pass over them, each channel's requantization hoisted out of the run.
+void window_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out) {
+  const int32_t n = p.kh * p.kw * p.ic;
+  int32_t run = kWindowBuf / n;
+  if (run > kPointwiseChunk) run = kPointwiseChunk;
+  int16_t buf[kWindowBuf];
+  int32_t acc0[kPointwiseChunk], acc1[kPointwiseChunk];
+  const int32_t total = (oy1 - oy0) * p.ow;
+  for (int32_t i0 = 0; i0 < total; i0 += run) {
+    const int32_t cnt = total - i0 < run ? total - i0 : run;
+    for (int32_t k = 0; k < cnt; ++k) {
+      const int32_t i = i0 + k;
+      expand_window(p, oy0 + i / p.ow, i % p.ow, buf + k * n);
+    }
+    int8_t* o = out + static_cast<int64_t>(i0) * p.oc;
+    for (int32_t oc = 0; oc < p.oc; oc += 2) {
+      const int32_t oc1 = oc + 1 < p.oc ? oc + 1 : oc;  // an odd last channel computed twice, written once
+      const int8_t* w0 = p.w + static_cast<int64_t>(oc) * n;
+      const int8_t* w1 = p.w + static_cast<int64_t>(oc1) * n;
+      int32_t a[4];
+      int32_t k = 0;
+      for (; k + 2 <= cnt; k += 2) {
+        dot2x2_s16_s8(buf + k * n, buf + (k + 1) * n, w0, w1, n, a);
+        acc0[k] = a[0];
+        acc1[k] = a[1];
+        acc0[k + 1] = a[2];
+        acc1[k + 1] = a[3];
+      }
+      if (k < cnt) {
+        dot2x2_s16_s8(buf + k * n, buf + k * n, w0, w1, n, a);
+        acc0[k] = a[0];
+        acc1[k] = a[1];
+      }
+      if (p.sel)
+        for (int32_t j = 0; j < cnt; ++j) {
+          acc0[j] += split_correction(p, buf + j * n, oc);
+          acc1[j] += split_correction(p, buf + j * n, oc1);
+        }
+      requantize_run(p.tail, fast_quant(p.tail, oc), acc0, cnt, o + oc, p.oc);
+      if (oc1 != oc) requantize_run(p.tail, fast_quant(p.tail, oc1), acc1, cnt, o + oc1, p.oc);
+    }
+  }
+}
+
+// Whether conv_rows can treat the convolution as a matrix product over consecutive pixels.
+bool plain_pointwise(const ConvCore& p) {
+  return p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_top == 0 && p.pad_left == 0 &&
+         p.ow == p.x_w && p.oh <= p.x_h && 2 * p.ic <= kMaxTaps;
+}
+
+}  // namespace
+
+void conv_pointwise_channel(const ConvCore& p, int32_t oc, int8_t* out) {
+  if (p.ic > kMaxTaps || p.kh != 1 || p.kw != 1) {
+    reference::conv_pointwise_channel(p, oc, out);
+    return;
+  }
+  pointwise_run(p, oc, 1, p.x, p.oh * p.ow, out, 1);
 }
 
 namespace {
 
-// Depthwise rows whose kh taps all lie inside the input, for a K x K window: the
-// interior columns unrolled with the weights in registers.
+// Depthwise through a ring of padded input rows: each input row the windows touch is
+// expanded once per channel into int16 (x + offset; 0 where the window leaves the
+// input, which adds nothing, as the reference skips those taps), span_h rows kept.
+// Every output pixel then runs the same branch-free window over those rows.
+constexpr int32_t kDwRingElems = 1536;  // int16 on the stack (3 KB)
+constexpr int32_t kDwChunk = 64;        // accumulators of a row requantized together
+
+// One padded row: ring[j] = x(iy, j - pad_left) + offset inside the input, else 0.
+inline void dw_load_row(const DwCore& p, const int8_t* in, int32_t in_stride, int32_t iy, int32_t row_len,
+                        int16_t* dst) {
+  if (iy < 0 || iy >= p.x_h) {
+    memset(dst, 0, sizeof(int16_t) * static_cast<size_t>(row_len));
+    return;
+  }
+  const int32_t lo = p.pad_left < row_len ? p.pad_left : row_len;  // first column inside the input
+  int32_t hi = p.pad_left + p.x_w;                                 // one past the last
+  if (hi > row_len) hi = row_len;
+  int32_t j = 0;
+  for (; j < lo; ++j) dst[j] = 0;
+  const int8_t* src = in + (static_cast<int64_t>(iy) * p.x_w + (j - p.pad_left)) * in_stride;
+  if (in_stride == 1) {
+    for (; j < hi; ++j) dst[j] = static_cast<int16_t>(*src++ + p.in_offset);
+  } else {
+    for (; j < hi; ++j, src += in_stride) dst[j] = static_cast<int16_t>(*src + p.in_offset);
+  }
+  for (; j < row_len; ++j) dst[j] = 0;
+}
+
+inline int32_t pack_pair(int32_t lo, int32_t hi) {
+  return static_cast<int32_t>((static_cast<uint32_t>(lo) & 0xFFFFu) | (static_cast<uint32_t>(hi) << 16));
+}
+
+// Sum over a K x K undilated window starting at column c of rows r[0..K):
+// pairs of taps by SMLAD (wp: K/2 packed weight pairs per row), the odd last tap by MLA.
 template <int K>
-void dw_row_interior(const int8_t* in, int32_t step_x, int32_t step_y, const int32_t* wv, int32_t ox0, int32_t ox1,
-                     int32_t in_step_ox, int32_t off_sum, const RequantTail& t, const FastQuant& q, int8_t* out,
-                     int32_t out_stride) {
-  int32_t w[K * K];
-  for (int32_t i = 0; i < K * K; ++i) w[i] = wv[i];
-  const int8_t* base = in;  // the first tap of column ox0
-  for (int32_t ox = ox0; ox < ox1; ++ox, base += in_step_ox) {
-    int32_t acc = off_sum;
-    const int8_t* r = base;
-    for (int32_t ky = 0; ky < K; ++ky, r += step_y)
-      for (int32_t kx = 0; kx < K; ++kx) acc += r[kx * step_x] * w[ky * K + kx];
-    out[static_cast<int64_t>(ox) * out_stride] = requantize_fast(t, q, acc);
+inline int32_t dw_window(const int16_t* const* r, int32_t c, const int32_t* wp, const int32_t* wl) {
+  int32_t acc = 0;
+#pragma GCC unroll 8
+  for (int32_t ky = 0; ky < K; ++ky) {
+    const int16_t* x = r[ky] + c;
+#pragma GCC unroll 4
+    for (int32_t k = 0; k < K / 2; ++k) {
+#ifdef TT_SMLAD
+      acc = __smlad(static_cast<int32_t>(load_u32(x + 2 * k)), wp[ky * (K / 2) + k], acc);
+#else
+      acc += x[2 * k] * static_cast<int16_t>(wp[ky * (K / 2) + k]) + x[2 * k + 1] * (wp[ky * (K / 2) + k] >> 16);
+#endif
+    }
+    acc += x[K - 1] * wl[ky];
+  }
+  return acc;
+}
+
+// Packed weights of a K x K undilated window: per row K/2 SMLAD pairs and the last tap.
+struct DwPacked {
+  int32_t wp[7 * 3], wl[7];
+};
+template <int K>
+void dw_pack(const int32_t* wv, DwPacked* w) {
+  for (int32_t ky = 0; ky < K; ++ky) {
+    for (int32_t k = 0; k < K / 2; ++k) w->wp[ky * (K / 2) + k] = pack_pair(wv[ky * K + 2 * k], wv[ky * K + 2 * k + 1]);
+    w->wl[ky] = wv[ky * K + K - 1];
+  }
+}
+
+// Sums of m consecutive outputs of one row (window columns c0, c0 + stride_w, ...) into acc.
+template <int K>
+void dw_run_fixed(const int16_t* const* rows, const DwPacked& w, int32_t c0, int32_t stride_w, int32_t m,
+                  int32_t* acc) {
+  const int16_t* r[K];
+  for (int32_t ky = 0; ky < K; ++ky) r[ky] = rows[ky];
+  for (int32_t i = 0, c = c0; i < m; ++i, c += stride_w) acc[i] = dw_window<K>(r, c, w.wp, w.wl);
+}
+
+void dw_run_generic(const DwCore& p, const int16_t* const* rows, const int32_t* wv, int32_t c0, int32_t m,
+                    int32_t* acc) {
+  for (int32_t i = 0, c = c0; i < m; ++i, c += p.stride_w) {
+    int32_t a = 0;
+    for (int32_t ky = 0; ky < p.kh; ++ky)
+      for (int32_t kx = 0; kx < p.kw; ++kx) a += rows[ky][c + kx * p.dilation_w] * wv[ky * p.kw + kx];
+    acc[i] = a;
   }
 }
 
@@ -335,7 +695,9 @@ void dw_row_interior(const int8_t* in, int32_t step_x, int32_t step_y, const int
 
 void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride, int8_t* out, int32_t out_stride) {
   const int32_t taps = p.kh * p.kw;
-  if (taps > kMaxDwTaps) {
+  const int32_t span_h = (p.kh - 1) * p.dilation_h + 1;
+  const int32_t row_len = (p.ow - 1) * p.stride_w + (p.kw - 1) * p.dilation_w + 1;
+  if (taps > kMaxDwTaps || static_cast<int64_t>(span_h) * row_len > kDwRingElems || p.oh < 1 || p.ow < 1) {
     reference::dw_channel(p, oc, in, in_stride, out, out_stride);
     return;
   }
@@ -348,71 +710,46 @@ void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride
       wstride = p.nsel;
     }
   }
-  int32_t wv[kMaxDwTaps], row_sum[kMaxDwTaps];
-  for (int32_t ky = 0; ky < p.kh; ++ky) {
-    row_sum[ky] = 0;
-    for (int32_t kx = 0; kx < p.kw; ++kx) {
-      wv[ky * p.kw + kx] = w[(ky * p.kw + kx) * wstride];
-      row_sum[ky] += wv[ky * p.kw + kx];
-    }
-  }
+  int32_t wv[kMaxDwTaps];
+  for (int32_t t = 0; t < taps; ++t) wv[t] = w[t * wstride];
   const FastQuant q = fast_quant(p.tail, oc);
-  // Interior columns: the whole kw window inside [0, x_w).
-  int32_t ox_lo = 0, ox_hi = 0;
-  {
-    const int32_t span = (p.kw - 1) * p.dilation_w;
-    while (ox_lo < p.ow && ox_lo * p.stride_w - p.pad_left < 0) ++ox_lo;
-    ox_hi = ox_lo;
-    while (ox_hi < p.ow && ox_hi * p.stride_w - p.pad_left + span < p.x_w) ++ox_hi;
-  }
-  const int32_t step_x = p.dilation_w * in_stride, in_step_ox = p.stride_w * in_stride;
+  int16_t ring[kDwRingElems];
+  const bool square = p.kh == p.kw && p.dilation_h == 1 && p.dilation_w == 1;
+  const int32_t fixed = square && (p.kw == 3 || p.kw == 5 || p.kw == 7) ? p.kw : 0;
+  DwPacked packed;
+  if (fixed == 3) dw_pack<3>(wv, &packed);
+  else if (fixed == 5) dw_pack<5>(wv, &packed);
+  else if (fixed == 7) dw_pack<7>(wv, &packed);
+  // Stored input row iy = k - pad_top for ring row k >= 0, kept in slot k % span_h. The sums
+  // of consecutive outputs (flat index oy * ow + ox) gather in acc and are requantized together.
+  int32_t next_k = 0;
+  const int16_t* rows[kMaxDwTaps];
+  int32_t acc[kDwChunk];
+  int32_t filled = 0;
+  int64_t flushed = 0;  // flat index of acc[0]
   for (int32_t oy = 0; oy < p.oh; ++oy) {
-    const int32_t y0 = oy * p.stride_h - p.pad_top;
-    int32_t ky0 = 0, ky1 = p.kh;  // valid taps: the input rows inside [0, x_h) (a contiguous range)
-    while (ky0 < p.kh && y0 + ky0 * p.dilation_h < 0) ++ky0;
-    while (ky1 > ky0 && y0 + (ky1 - 1) * p.dilation_h >= p.x_h) --ky1;
-    int8_t* orow = out + static_cast<int64_t>(oy) * p.ow * out_stride;
-    int32_t off_sum = 0;
-    for (int32_t ky = ky0; ky < ky1; ++ky) off_sum += row_sum[ky];
-    off_sum *= p.in_offset;
-    // Border columns: tap by tap with checks.
-    for (int32_t ox = 0; ox < p.ow; ++ox) {
-      if (ox == ox_lo && ox_hi > ox_lo) ox = ox_hi;
-      if (ox >= p.ow) break;
-      const int32_t x0 = ox * p.stride_w - p.pad_left;
-      int32_t acc = 0;
-      for (int32_t ky = ky0; ky < ky1; ++ky) {
-        const int32_t iy = y0 + ky * p.dilation_h;
-        for (int32_t kx = 0; kx < p.kw; ++kx) {
-          const int32_t ix = x0 + kx * p.dilation_w;
-          if (ix < 0 || ix >= p.x_w) continue;
-          acc += (in[(iy * p.x_w + ix) * in_stride] + p.in_offset) * wv[ky * p.kw + kx];
-        }
+    const int32_t k0 = oy * p.stride_h;
+    for (int32_t k = next_k > k0 ? next_k : k0; k < k0 + span_h; ++k)
+      dw_load_row(p, in, in_stride, k - p.pad_top, row_len, ring + (k % span_h) * row_len);
+    next_k = k0 + span_h;
+    for (int32_t ky = 0; ky < p.kh; ++ky) rows[ky] = ring + ((k0 + ky * p.dilation_h) % span_h) * row_len;
+    for (int32_t ox = 0; ox < p.ow;) {
+      const int32_t m = p.ow - ox < kDwChunk - filled ? p.ow - ox : kDwChunk - filled;
+      const int32_t c0 = ox * p.stride_w;
+      if (fixed == 3) dw_run_fixed<3>(rows, packed, c0, p.stride_w, m, acc + filled);
+      else if (fixed == 5) dw_run_fixed<5>(rows, packed, c0, p.stride_w, m, acc + filled);
+      else if (fixed == 7) dw_run_fixed<7>(rows, packed, c0, p.stride_w, m, acc + filled);
+      else dw_run_generic(p, rows, wv, c0, m, acc + filled);
+      filled += m;
+      ox += m;
+      if (filled == kDwChunk) {
+        requantize_run(p.tail, q, acc, filled, out + flushed * out_stride, out_stride);
+        flushed += filled;
+        filled = 0;
       }
-      orow[static_cast<int64_t>(ox) * out_stride] = requantize_fast(p.tail, q, acc);
-    }
-    if (ox_hi <= ox_lo) continue;
-    // The first valid tap of the first interior column.
-    const int8_t* rbase =
-        in + (static_cast<int64_t>(y0 + ky0 * p.dilation_h) * p.x_w + ox_lo * p.stride_w - p.pad_left) * in_stride;
-    const int32_t step_y = p.dilation_h * p.x_w * in_stride;
-    if (ky0 == 0 && ky1 == p.kh && p.kh == p.kw && (p.kw == 3 || p.kw == 5 || p.kw == 7)) {
-      if (p.kw == 3)
-        dw_row_interior<3>(rbase, step_x, step_y, wv, ox_lo, ox_hi, in_step_ox, off_sum, p.tail, q, orow, out_stride);
-      else if (p.kw == 5)
-        dw_row_interior<5>(rbase, step_x, step_y, wv, ox_lo, ox_hi, in_step_ox, off_sum, p.tail, q, orow, out_stride);
-      else
-        dw_row_interior<7>(rbase, step_x, step_y, wv, ox_lo, ox_hi, in_step_ox, off_sum, p.tail, q, orow, out_stride);
-      continue;
-    }
-    for (int32_t ox = ox_lo; ox < ox_hi; ++ox) {
-      int32_t acc = off_sum;
-      const int8_t* r = rbase + static_cast<int64_t>(ox - ox_lo) * in_step_ox;
-      for (int32_t ky = ky0; ky < ky1; ++ky, r += step_y)
-        for (int32_t kx = 0; kx < p.kw; ++kx) acc += r[kx * step_x] * wv[ky * p.kw + kx];
-      orow[static_cast<int64_t>(ox) * out_stride] = requantize_fast(p.tail, q, acc);
     }
   }
+  if (filled) requantize_run(p.tail, q, acc, filled, out + flushed * out_stride, out_stride);
 }
 
 }  // namespace optimized

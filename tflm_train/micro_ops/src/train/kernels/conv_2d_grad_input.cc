@@ -4,6 +4,7 @@
 // W = f32(w_q) * weight_scale[o]. Modes: normal; in place with a pixel layout
 // (1x1 stride 1: pixel p from grad_y pixel p via a one-pixel scratch). The output
 // may be a VIRTUAL_CROP: only the interior is computed, into its source.
+#include "float_mac.h"
 #include "train_kernel_util.h"
 
 namespace tt {
@@ -67,7 +68,7 @@ void pixel_by_channel(const ConvGradInput& p, int32_t iy, int32_t ix, float* dst
           const int32_t row = (o * p.kh + ky) * p.kw + kx;
           const int8_t q = j >= 0 ? p.w.ram[row * p.w.nsel + j] : p.w.full[static_cast<int64_t>(row) * p.c + c];
           const float w = static_cast<float>(q) * p.scale.at(o);
-          acc = acc + g[o] * w;
+          acc = mul_add(acc, g[o], w);
         }
       }
     }
@@ -121,7 +122,7 @@ void pixel(const ConvGradInput& p, int32_t iy, int32_t ix, float* dst) {
         for (int32_t o = 0; o < p.o; ++o) {
           const int32_t row = o * taps_per_o + tap_k[t];
           const int8_t q = j >= 0 ? p.w.ram[row * p.w.nsel + j] : p.w.full[static_cast<int64_t>(row) * p.c + c];
-          acc = acc + g[o] * (static_cast<float>(q) * load_f32(p.scale.data + s_step * static_cast<uint32_t>(o)));
+          acc = mul_add(acc, g[o], static_cast<float>(q) * load_f32(p.scale.data + s_step * static_cast<uint32_t>(o)));
         }
       }
       dst[c++] = acc;
@@ -134,10 +135,10 @@ void pixel(const ConvGradInput& p, int32_t iy, int32_t ix, float* dst) {
       const uint8_t* sp = p.scale.data;
       for (int32_t o = 0; o < p.o; ++o, w += o_stride, sp += s_step) {
         const float gv = g[o], s = load_f32(sp);
-        a0 = a0 + gv * (static_cast<float>(w[0]) * s);
-        a1 = a1 + gv * (static_cast<float>(w[1]) * s);
-        a2 = a2 + gv * (static_cast<float>(w[2]) * s);
-        a3 = a3 + gv * (static_cast<float>(w[3]) * s);
+        a0 = mul_add(a0, gv, static_cast<float>(w[0]) * s);
+        a1 = mul_add(a1, gv, static_cast<float>(w[1]) * s);
+        a2 = mul_add(a2, gv, static_cast<float>(w[2]) * s);
+        a3 = mul_add(a3, gv, static_cast<float>(w[3]) * s);
       }
     }
     dst[c] = a0;
@@ -147,6 +148,86 @@ void pixel(const ConvGradInput& p, int32_t iy, int32_t ix, float* dst) {
     c += 4;
   }
 }
+
+// A 1x1 stride-1 unpadded gradient whose output is stored whole: grad_x pixel i reads
+// grad_y pixel i only.
+bool plain_1x1(const ConvGradInput& p) {
+  return p.kh == 1 && p.kw == 1 && p.g_.stride_h == 1 && p.g_.stride_w == 1 && p.g_.pad_top == 0 &&
+         p.g_.pad_left == 0 && p.out.top == 0 && p.out.left == 0 && p.out.h == p.oh && p.out.w == p.ow;
+}
+
+// Four pixels of a plain 1x1 gradient: grad_y pixel k at g + k * O into out + k * C
+// (k = 0..3). Four channels by four pixels in sixteen accumulators: each weight converted
+// and scaled once for the four pixels, each accumulator summing over o ascending from 0.0f
+// with the specified roundings. A trained split channel reads its SRAM row (element o at
+// ram[o * nsel + j]), a frozen one flash (full[o * C + c]); the last C % 4 channels one by one.
+void four_pixels_1x1(const ConvGradInput& p, const float* g0, float* d0) {
+  const float* g1 = g0 + p.o;
+  const float* g2 = g1 + p.o;
+  const float* g3 = g2 + p.o;
+  const uint32_t s_step = p.scale.length == 1 ? 0u : 4u;
+  int32_t c = 0;
+  for (; c + 4 <= p.c; c += 4) {
+    const int8_t* wp[4];
+    int32_t ws[4];
+    for (int32_t k = 0; k < 4; ++k) {
+      const int32_t j = p.w.split() ? p.w.slot(c + k) : -1;
+      wp[k] = j >= 0 ? p.w.ram + j : p.w.full + c + k;
+      ws[k] = j >= 0 ? p.w.nsel : p.c;
+    }
+    const int8_t *w0 = wp[0], *w1 = wp[1], *w2 = wp[2], *w3 = wp[3];
+    const int32_t t0 = ws[0], t1 = ws[1], t2 = ws[2], t3 = ws[3];
+    float a00 = 0.0f, a01 = 0.0f, a02 = 0.0f, a03 = 0.0f, a10 = 0.0f, a11 = 0.0f, a12 = 0.0f, a13 = 0.0f;
+    float a20 = 0.0f, a21 = 0.0f, a22 = 0.0f, a23 = 0.0f, a30 = 0.0f, a31 = 0.0f, a32 = 0.0f, a33 = 0.0f;
+    const uint8_t* sp = p.scale.data;
+    for (int32_t o = 0; o < p.o; ++o, w0 += t0, w1 += t1, w2 += t2, w3 += t3, sp += s_step) {
+      const float s = load_f32(sp);
+      const float v0 = static_cast<float>(*w0) * s, v1 = static_cast<float>(*w1) * s;
+      const float v2 = static_cast<float>(*w2) * s, v3 = static_cast<float>(*w3) * s;
+      const float x0 = g0[o], x1 = g1[o], x2 = g2[o], x3 = g3[o];
+      a00 = mul_add(a00, x0, v0);
+      a01 = mul_add(a01, x0, v1);
+      a02 = mul_add(a02, x0, v2);
+      a03 = mul_add(a03, x0, v3);
+      a10 = mul_add(a10, x1, v0);
+      a11 = mul_add(a11, x1, v1);
+      a12 = mul_add(a12, x1, v2);
+      a13 = mul_add(a13, x1, v3);
+      a20 = mul_add(a20, x2, v0);
+      a21 = mul_add(a21, x2, v1);
+      a22 = mul_add(a22, x2, v2);
+      a23 = mul_add(a23, x2, v3);
+      a30 = mul_add(a30, x3, v0);
+      a31 = mul_add(a31, x3, v1);
+      a32 = mul_add(a32, x3, v2);
+      a33 = mul_add(a33, x3, v3);
+    }
+    float* d = d0 + c;
+    d[0] = a00, d[1] = a01, d[2] = a02, d[3] = a03;
+    d += p.c;
+    d[0] = a10, d[1] = a11, d[2] = a12, d[3] = a13;
+    d += p.c;
+    d[0] = a20, d[1] = a21, d[2] = a22, d[3] = a23;
+    d += p.c;
+    d[0] = a30, d[1] = a31, d[2] = a32, d[3] = a33;
+  }
+  for (; c < p.c; ++c) {
+    const int32_t j = p.w.split() ? p.w.slot(c) : -1;
+    const int8_t* wc = j >= 0 ? p.w.ram + j : p.w.full + c;
+    const int32_t stride = j >= 0 ? p.w.nsel : p.c;
+    for (int32_t k = 0; k < 4; ++k) {
+      const float* g = g0 + k * p.o;
+      const int8_t* w = wc;
+      float acc = 0.0f;
+      for (int32_t o = 0; o < p.o; ++o, w += stride)
+        acc = mul_add(acc, g[o], static_cast<float>(*w) * load_f32(p.scale.data + s_step * static_cast<uint32_t>(o)));
+      d0[k * p.c + c] = acc;
+    }
+  }
+}
+
+// Whether [a, a + an) and [b, b + bn) (floats) are disjoint.
+inline bool disjoint(const float* a, int64_t an, const float* b, int64_t bn) { return a + an <= b || b + bn <= a; }
 
 tt_status prepare(TrainContext& ctx) {
   ConvGradInput p;
@@ -174,17 +255,40 @@ tt_status eval(TrainContext& ctx) {
   if (st != TT_OK) return st;
   float* out = reinterpret_cast<float*>(p.out.data);
   if (ctx.mode() == tfmt::kNormal) {
+    if (plain_1x1(p)) {
+      const int32_t n = p.out.h * p.out.w;
+      int32_t i = 0;
+      for (; i + 4 <= n; i += 4) four_pixels_1x1(p, p.g + static_cast<int64_t>(i) * p.o, out + static_cast<int64_t>(i) * p.c);
+      for (; i < n; ++i) pixel(p, i / p.out.w, i % p.out.w, out + static_cast<int64_t>(i) * p.c);
+      return TT_OK;
+    }
     for (int32_t iy = 0; iy < p.out.h; ++iy)
       for (int32_t ix = 0; ix < p.out.w; ++ix) pixel(p, iy, ix, out + (static_cast<int64_t>(iy) * p.out.w + ix) * p.c);
     return TT_OK;
   }
+  // In place (1x1, stride 1): pixel i's gradient is written over the storage the input
+  // gradient shares, in the layout's order. One pixel through the scratch; four pixels
+  // straight into the output where their output rows miss every input pixel not yet read
+  // (those four included), which the addresses decide.
   float* scratch = reinterpret_cast<float*>(ctx.scratch());
   const bool up = ctx.layout_is("pixel_ascending");
   const int32_t n = p.out.h * p.out.w;
-  for (int32_t k = 0; k < n; ++k) {
+  for (int32_t k = 0; k < n;) {
+    if (k + 4 <= n) {
+      const int32_t b = up ? k : n - 4 - k;  // the block's first pixel
+      const float* unread = up ? p.g + static_cast<int64_t>(b) * p.o : p.g;
+      const int64_t unread_n = up ? static_cast<int64_t>(n - b) * p.o : static_cast<int64_t>(b + 4) * p.o;
+      float* dst = out + static_cast<int64_t>(b) * p.c;
+      if (disjoint(dst, 4 * static_cast<int64_t>(p.c), unread, unread_n)) {
+        four_pixels_1x1(p, p.g + static_cast<int64_t>(b) * p.o, dst);
+        k += 4;
+        continue;
+      }
+    }
     const int32_t i = up ? k : n - 1 - k;
     pixel(p, i / p.out.w, i % p.out.w, scratch);
     memcpy(out + static_cast<int64_t>(i) * p.c, scratch, static_cast<size_t>(p.c) * sizeof(float));
+    ++k;
   }
   return TT_OK;
 }

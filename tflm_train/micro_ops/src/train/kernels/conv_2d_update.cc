@@ -4,6 +4,7 @@
 // skipped; one uniform per element (docs/training_graph.md):
 //   G[o,ky,kx,c] = sum_{oy asc} sum_{ox asc} grad_y[oy,ox,o] * X[iy,ix,c],  X = f32(x - zp) * in_scale
 //   w_q <- QAS(w_q, G)   (train_math.cc)
+#include "float_mac.h"
 #include "weight_update.h"
 
 namespace tt {
@@ -44,20 +45,21 @@ tt_status prepare(TrainContext& ctx) {
   return parse(ctx, &p);
 }
 
-// G of element (row = (o, ky, kx), selected channels cs[0..k)), k = 1..4, side by
-// side: k independent sums, each over the valid pixels in the specified order (oy,
-// then ox ascending), the gradient value loaded once for the k channels and the
-// input dequantized through a table (deq[q]: the same float32 value per int8 code).
-// The valid columns are one range (computed once), so the pixel loop has no checks.
-void element_grads(const ConvUpdate& p, const float* deq, int32_t o, int32_t ky, int32_t kx, const int32_t* cs,
-                   int32_t k, float* grads) {
+// G of elements (row = (o, ky, kx), selected channels cs[0..k)), k = 1..4, for output
+// channels o and, when `pair`, o + 1 as well, side by side: independent sums, each over
+// the valid pixels in the specified order (oy, then ox ascending), each input value
+// dequantized once (through a table: deq[q] is the same float32 value per int8 code)
+// for the up to eight sums. grads[i] for o, grads[4 + i] for o + 1. The valid columns
+// are one range (computed once), so the pixel loop has no checks.
+void element_grads(const ConvUpdate& p, const float* deq, int32_t o, bool pair, int32_t ky, int32_t kx,
+                   const int32_t* cs, int32_t k, float* grads) {
   const int8_t* x = reinterpret_cast<const int8_t*>(p.x.data);
   const int32_t ix0 = -p.geo.pad_left + kx * p.geo.dilation_w - p.x.left;  // ix of ox = 0
   int32_t ox_lo = 0, ox_hi = p.ow;
   while (ox_lo < p.ow && ox_lo * p.geo.stride_w + ix0 < 0) ++ox_lo;
   while (ox_hi > ox_lo && (ox_hi - 1) * p.geo.stride_w + ix0 >= p.x.w) --ox_hi;
   const int64_t x_step = static_cast<int64_t>(p.geo.stride_w) * p.c;
-  float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+  float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0 = 0.0f, b1 = 0.0f, b2 = 0.0f, b3 = 0.0f;
   const int32_t c0 = cs[0], c1 = k > 1 ? cs[1] : 0, c2 = k > 2 ? cs[2] : 0, c3 = k > 3 ? cs[3] : 0;
   for (int32_t oy = 0; oy < p.oh && ox_lo < ox_hi; ++oy) {
     const int32_t iy = oy * p.geo.stride_h - p.geo.pad_top + ky * p.geo.dilation_h - p.x.top;
@@ -65,20 +67,43 @@ void element_grads(const ConvUpdate& p, const float* deq, int32_t o, int32_t ky,
     const float* g = p.u.g + (static_cast<int64_t>(oy) * p.ow + ox_lo) * p.o + o;
     const int8_t* px = x + (static_cast<int64_t>(iy) * p.x.w + ox_lo * p.geo.stride_w + ix0) * p.c;
     const int32_t n = ox_hi - ox_lo;
-    if (k == 4) {
+    if (k == 4 && pair) {
+      for (int32_t i = 0; i < n; ++i, g += p.o, px += x_step) {
+        const float gv = g[0], gw = g[1];
+        const float x0 = deq[px[c0]], x1 = deq[px[c1]], x2 = deq[px[c2]], x3 = deq[px[c3]];
+        a0 = mul_add(a0, gv, x0);
+        a1 = mul_add(a1, gv, x1);
+        a2 = mul_add(a2, gv, x2);
+        a3 = mul_add(a3, gv, x3);
+        b0 = mul_add(b0, gw, x0);
+        b1 = mul_add(b1, gw, x1);
+        b2 = mul_add(b2, gw, x2);
+        b3 = mul_add(b3, gw, x3);
+      }
+    } else if (k == 4) {
       for (int32_t i = 0; i < n; ++i, g += p.o, px += x_step) {
         const float gv = *g;
-        a0 = a0 + gv * deq[px[c0]];
-        a1 = a1 + gv * deq[px[c1]];
-        a2 = a2 + gv * deq[px[c2]];
-        a3 = a3 + gv * deq[px[c3]];
+        a0 = mul_add(a0, gv, deq[px[c0]]);
+        a1 = mul_add(a1, gv, deq[px[c1]]);
+        a2 = mul_add(a2, gv, deq[px[c2]]);
+        a3 = mul_add(a3, gv, deq[px[c3]]);
       }
     } else {
       for (int32_t i = 0; i < n; ++i, g += p.o, px += x_step) {
-        const float gv = *g;
-        a0 = a0 + gv * deq[px[c0]];
-        if (k > 1) a1 = a1 + gv * deq[px[c1]];
-        if (k > 2) a2 = a2 + gv * deq[px[c2]];
+        const float gv = *g, gw = pair ? g[1] : 0.0f;
+        const float x0 = deq[px[c0]];
+        a0 = mul_add(a0, gv, x0);
+        if (pair) b0 = mul_add(b0, gw, x0);
+        if (k > 1) {
+          const float x1 = deq[px[c1]];
+          a1 = mul_add(a1, gv, x1);
+          if (pair) b1 = mul_add(b1, gw, x1);
+        }
+        if (k > 2) {
+          const float x2 = deq[px[c2]];
+          a2 = mul_add(a2, gv, x2);
+          if (pair) b2 = mul_add(b2, gw, x2);
+        }
       }
     }
   }
@@ -86,7 +111,15 @@ void element_grads(const ConvUpdate& p, const float* deq, int32_t o, int32_t ky,
   grads[1] = a1;
   grads[2] = a2;
   grads[3] = a3;
+  grads[4] = b0;
+  grads[5] = b1;
+  grads[6] = b2;
+  grads[7] = b3;
 }
+
+// Gradients of output channel o + 1 kept while o's elements are updated (its row of
+// kh * kw * nsel elements), when they fit.
+constexpr int32_t kMaxPairRow = 256;
 
 tt_status eval(TrainContext& ctx) {
   ConvUpdate p;
@@ -96,7 +129,12 @@ tt_status eval(TrainContext& ctx) {
   for (int32_t q = -128; q < 128; ++q) table[q + 128] = p.u.deq(static_cast<int8_t>(q));
   const float* deq = table + 128;  // indexed by the int8 code
   const int32_t nsel = static_cast<int32_t>(p.u.channels.length);
+  const int32_t row_elems = p.kh * p.kw * nsel;
+  float next[kMaxPairRow];  // o + 1's gradients, in its element order
   for (int32_t o = 0; o < p.o; ++o) {
+    // Two output channels per pass over the input; the updates still run element by element
+    // in order (o's row, then o + 1's from `next`), so the RNG draws stay in sequence.
+    const bool pair = o + 1 < p.o && row_elems <= kMaxPairRow;
     const float ws = p.u.scale.at(o);
     for (int32_t ky = 0; ky < p.kh; ++ky)
       for (int32_t kx = 0; kx < p.kw; ++kx) {
@@ -104,15 +142,27 @@ tt_status eval(TrainContext& ctx) {
         for (int32_t j = 0; j < nsel; j += 4) {
           const int32_t k = nsel - j < 4 ? nsel - j : 4;
           int32_t cs[4];
-          float grads[4];
+          float grads[8];
           for (int32_t i = 0; i < k; ++i) cs[i] = p.u.channels.at(j + i);
-          element_grads(p, deq, o, ky, kx, cs, k, grads);
+          element_grads(p, deq, o, pair, ky, kx, cs, k, grads);
           for (int32_t i = 0; i < k; ++i) {  // element order: the RNG draws stay in sequence
             int8_t* w = p.u.element(row, j + i);
             *w = qas_update_weight(*w, grads[i], p.u.lr, ws, p.u.rng);
           }
+          if (pair)
+            for (int32_t i = 0; i < k; ++i) next[(ky * p.kw + kx) * nsel + j + i] = grads[4 + i];
         }
       }
+    if (!pair) continue;
+    ++o;
+    const float ws1 = p.u.scale.at(o);
+    for (int32_t t = 0; t < p.kh * p.kw; ++t) {
+      const int32_t row = o * p.kh * p.kw + t;
+      for (int32_t j = 0; j < nsel; ++j) {
+        int8_t* w = p.u.element(row, j);
+        *w = qas_update_weight(*w, next[t * nsel + j], p.u.lr, ws1, p.u.rng);
+      }
+    }
   }
   return TT_OK;
 }

@@ -3,6 +3,7 @@
 // W = f32(w_q) * weight_scale[co]. Modes: normal; in place, layout "channel"
 // (M = 1: grad_y channel c copied to the scratch, then grad_x channel c written
 // over the slots of channel c). The output may be a VIRTUAL_CROP (interior only).
+#include "float_mac.h"
 #include "train_kernel_util.h"
 
 namespace tt {
@@ -142,10 +143,10 @@ void channel_fast(const DwGradInput& p, const ColumnTaps& cols, int32_t ci, cons
           const float* w = wrow + cols.kx[base + b] * p.m;
           const int64_t pixel = grow + cols.ox[base + b];
           if (single) {
-            acc = acc + g[pixel] * w[0];
+            acc = mul_add(acc, g[pixel], w[0]);
           } else {
             const float* gp = g + pixel * g_stride + ci * p.m;
-            for (int32_t j = 0; j < p.m; ++j) acc = acc + gp[j] * w[j];
+            for (int32_t j = 0; j < p.m; ++j) acc = mul_add(acc, gp[j], w[j]);
           }
         }
       }
