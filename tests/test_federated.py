@@ -14,6 +14,7 @@ import tflm_train
 from tflm_train import datasets
 from tflm_train.federated import (DeviceClient, FleetData, TrainedSet, aggregate, device_with,
                                   encode_delta, round_seed, run_fleet, split_by_class)
+from tflm_train.federated.aggregate import ServerMomentum, mean_delta, requantize
 from tflm_train.micro import Interpreter, MicroRuntimeError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,6 +116,17 @@ def test_aggregation_rules():
         aggregate(trained, current, [d1], [0], 1)
 
 
+def test_server_momentum_steps_like_flowers_fedavgm():
+    from tflm_train.federated.aggregate import ServerMomentum
+
+    server = ServerMomentum(lr=2.0, momentum=0.5)
+    assert server.step({"w": np.array([1.0, -2.0])})["w"].tolist() == [2.0, -4.0]  # round 1: m = mean
+    assert server.step({"w": np.array([1.0, 0.0])})["w"].tolist() == [3.0, -2.0]   # m = 0.5 m + mean
+    assert ServerMomentum().step({"w": np.array([0.25])})["w"].tolist() == [0.25]  # lr 1, no momentum: FedAvg
+    with pytest.raises(ValueError, match="momentum"):
+        ServerMomentum(lr=1.0, momentum=1.0)
+
+
 def test_delta_encoding_is_lossless_and_narrow():
     from tflm_train.federated.payload import TrainedTensor
 
@@ -143,7 +155,8 @@ def test_three_devices_two_rounds_in_flower_simulation(fleet_model, tmp_path):
     data = FleetData(x[:n_train], y[:n_train], split_by_class(y[:n_train], 3, 2, seed=0))
     test = (x[4000:4100], y[4000:4100])
     rounds = []
-    result = run_fleet(model, data, 2, seed=3, test=test, on_round=rounds.append, workers=2)
+    result = run_fleet(model, data, 2, seed=3, test=test, on_round=rounds.append, workers=2, server_lr=1.5,
+                       server_momentum=0.5)
     assert [r.server_round for r in result.rounds] == [1, 2] and all(r.devices == 3 for r in result.rounds)
     assert all(r.accuracy is not None for r in result.rounds)
     trained = TrainedSet.of_training_file(model)
@@ -153,14 +166,19 @@ def test_three_devices_two_rounds_in_flower_simulation(fleet_model, tmp_path):
     assert set(on_device) == set(result.final)
     assert all(on_device[n].tobytes() == result.final[n].tobytes() for n in result.final)
     assert all(result.final[n].tobytes() == result.history[-1][n].tobytes() for n in result.final)
-    # round 1 recomputed outside Flower: every device's deltas from the initial parts, then the rule
+    # both rounds recomputed outside Flower: every device's deltas from the round's global parts,
+    # the weighted mean, the server's FedAvgM step, the device's rounding
     path = tmp_path / "train.tflite"
     path.write_bytes(model)
     data.save(str(tmp_path / "devices.npz"))
     client = DeviceClient(str(path), str(tmp_path / "devices.npz"), 1, 3)
-    answers = [client.train(k, 1, result.initial) for k in range(3)]
-    expect = aggregate(trained, result.initial, [a[0] for a in answers], [a[1] for a in answers], round_seed(3, 1))
-    assert all(expect[n].tobytes() == result.history[0][n].tobytes() for n in expect)
+    server = ServerMomentum(lr=1.5, momentum=0.5)
+    expect = result.initial
+    for server_round in (1, 2):
+        answers = [client.train(k, server_round, expect) for k in range(3)]
+        step = server.step(mean_delta(trained, [a[0] for a in answers], [a[1] for a in answers]))
+        expect = requantize(trained, expect, step, round_seed(3, server_round))
+        assert all(expect[n].tobytes() == result.history[server_round - 1][n].tobytes() for n in expect)
     # the global model moved and the payload stayed what the scheme trains
     assert any(result.final[n].tobytes() != result.initial[n].tobytes() for n in result.final)
     assert result.rounds[0].bytes_down_per_device == trained.nbytes(result.initial)
@@ -181,3 +199,6 @@ def test_fleet_cli_refuses_bad_arguments(capsys):
     assert main(["fleet", BACKBONE, "--scheme", "bias-only", "--clients", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--clients" in err[0]
+    assert main(["fleet", BACKBONE, "--scheme", "bias-only", "--clients", "5", "--devices-per-round", "6"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--devices-per-round" in err[0]

@@ -16,12 +16,13 @@ and requantized by the rule the device applies to the same kind of tensor (docs/
 - int32 biases: the mean step rounded half away from zero (in float64), added, saturated to int32;
 - the float head: the weighted mean in float64, rounded once to float32.
 
-The result is the new global value of every trained part; a device that writes it
-(``Interpreter.set_parameters``) holds exactly these bytes.
+With a server step (FedAvgM, ``ServerMomentum``) the mean is replaced by the server's step
+``lr * m`` before the same rounding. The result is the new global value of every trained part;
+a device that writes it (``Interpreter.set_parameters``) holds exactly these bytes.
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -47,14 +48,19 @@ def weighted_mean_delta(deltas: Sequence[np.ndarray], weights: Sequence[float]) 
     return total / w.sum()
 
 
-def aggregate(trained: TrainedSet, current: Dict[str, np.ndarray], deltas: Sequence[Dict[str, np.ndarray]],
-              weights: Sequence[float], rng_state: int) -> Dict[str, np.ndarray]:
-    """New global trained parts from the round's ``current`` parts and the devices' ``deltas``."""
+def mean_delta(trained: TrainedSet, deltas: Sequence[Dict[str, np.ndarray]],
+               weights: Sequence[float]) -> Dict[str, np.ndarray]:
+    """The sample-weighted mean of the devices' deltas, per trained part, in float64 (integer units)."""
+    return {t.name: weighted_mean_delta([d[t.name] for d in deltas], weights) for t in trained.tensors}
+
+
+def requantize(trained: TrainedSet, current: Dict[str, np.ndarray], step: Dict[str, np.ndarray],
+               rng_state: int) -> Dict[str, np.ndarray]:
+    """``current + step`` (``step`` in float64 integer units) rounded by the device's rules."""
     out = {}
     state = int(rng_state)
     for t in trained.tensors:
-        mean = weighted_mean_delta([d[t.name] for d in deltas], weights)
-        v = np.asarray(current[t.name], dtype=np.float64) + mean
+        v = np.asarray(current[t.name], dtype=np.float64) + step[t.name]
         if t.kind == "weight":
             u, state = uniforms(state, v.size)
             q = stochastic_round(v.astype(np.float32).ravel(), u).reshape(v.shape)
@@ -62,9 +68,38 @@ def aggregate(trained: TrainedSet, current: Dict[str, np.ndarray], deltas: Seque
         elif t.kind == "bias":
             # The device rounds its bias *step* half away from zero; so does the server, in float64
             # (a float32 bias value would lose bits above 2^24).
-            step = np.sign(mean) * np.floor(np.abs(mean) + 0.5)
-            q = np.asarray(current[t.name], dtype=np.int64) + step.astype(np.int64)
+            rounded = np.sign(step[t.name]) * np.floor(np.abs(step[t.name]) + 0.5)
+            q = np.asarray(current[t.name], dtype=np.int64) + rounded.astype(np.int64)
             out[t.name] = np.clip(q, INT32_MIN, INT32_MAX).astype(np.int32)
         else:
             out[t.name] = v.astype(np.float32)
     return out
+
+
+def aggregate(trained: TrainedSet, current: Dict[str, np.ndarray], deltas: Sequence[Dict[str, np.ndarray]],
+              weights: Sequence[float], rng_state: int) -> Dict[str, np.ndarray]:
+    """New global trained parts from the round's ``current`` parts and the devices' ``deltas`` (FedAvg)."""
+    return requantize(trained, current, mean_delta(trained, deltas, weights), rng_state)
+
+
+class ServerMomentum:
+    """FedAvgM's server step (Hsu et al., 2019; Flower's ``FedAvgM``), in the devices' integer units:
+    ``m = momentum * m + mean_delta`` (``m = mean_delta`` in the first round), step ``= lr * m``.
+
+    A round's averaged delta moves the model about as far as one device's local steps do; the
+    server's rate and momentum carry it further along the directions the rounds agree on. The
+    momentum buffer stays on the server in float64; only the requantized parameters are sent, so
+    devices still hold exactly the server's bytes. ``lr=1, momentum=0`` is plain FedAvg."""
+
+    def __init__(self, lr: float = 1.0, momentum: float = 0.0):
+        if not (np.isfinite(lr) and lr > 0) or not (0.0 <= momentum < 1.0):
+            raise ValueError(f"server lr must be > 0 and momentum in [0, 1), got {lr} and {momentum}")
+        self.lr, self.momentum = float(lr), float(momentum)
+        self.buffer: Optional[Dict[str, np.ndarray]] = None
+
+    def step(self, mean: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        if self.buffer is None or self.momentum == 0.0:
+            self.buffer = {n: np.array(v, dtype=np.float64) for n, v in mean.items()}
+        else:
+            self.buffer = {n: self.momentum * self.buffer[n] + mean[n] for n in mean}
+        return {n: self.lr * v for n, v in self.buffer.items()}

@@ -7,19 +7,21 @@ its C++ runtime (the host build of the firmware's runtime: ``tflm_train.micro.In
 exact int8 + QAS arithmetic), and answers with the deltas of its trained parts
 (``payload.encode_delta``) and its sample count. Nothing else leaves the device.
 
-Server side (``QuantizedFedAvg``): Flower's message-based ``FedAvg`` whose aggregation is
-``aggregate.aggregate`` (real-unit FedAvg requantized by the device's rounding rules) and
-whose global arrays are the trained parts only.
+Server side (``QuantizedFedAvg``): Flower's message-based ``FedAvgM`` (FedAvg with a server
+learning rate and momentum; 1 and 0 are plain FedAvg) whose aggregation is the real-unit mean
+of ``aggregate`` with the server step of ``aggregate.ServerMomentum``, requantized by the
+device's rounding rules, and whose global arrays are the trained parts only.
 """
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional
 
 import numpy as np
 
-from .aggregate import aggregate, round_seed
+from .aggregate import ServerMomentum, mean_delta, requantize, round_seed
 from .payload import TrainedSet, encode_delta
 
 
@@ -122,9 +124,11 @@ class DeviceClient:
         partition = int(context.node_config["partition-id"])
         server_round = int(msg.content["config"]["server-round"])
         parts = from_arrays(msg.content["arrays"])
+        cpu = time.thread_time()
         deltas, n, loss = self.train(partition, server_round, parts)
+        cpu = time.thread_time() - cpu  # this device's compute (CPU time of the thread), not Flower's transport
         content = RecordDict({"arrays": to_arrays(deltas),
-                              "metrics": MetricRecord({"num-examples": n, "train-loss": loss})})
+                              "metrics": MetricRecord({"num-examples": n, "train-loss": loss, "train-cpu-s": cpu})})
         return Message(content=content, reply_to=msg)
 
 
@@ -145,18 +149,25 @@ class RoundRecord:
     train_loss: float
     accuracy: Optional[float] = None
     seconds: float = 0.0
+    samples: int = 0  # samples the round's devices hold (each trains local_epochs passes over them)
+    device_cpu_seconds: float = 0.0  # CPU time of the devices' local training (setup + train_step), summed
+    evaluate_cpu_seconds: float = 0.0  # CPU time of the server's scoring of the global parts
 
 
 def _strategy_class():
-    from flwr.serverapp.strategy import FedAvg
+    from flwr.serverapp.strategy import FedAvgM
 
-    class QuantizedFedAvg(FedAvg):
-        """FedAvg over the trained parts only, aggregated in real units and requantized with the
-        device's rounding (``aggregate.aggregate``); clients answer with deltas."""
+    class QuantizedFedAvg(FedAvgM):
+        """FedAvgM over the trained parts only: the devices' deltas averaged in real units, the
+        server's step (``server_learning_rate``, ``server_momentum``, Flower's FedAvgM rule) taken
+        in float64 and requantized with the device's rounding; clients answer with deltas."""
 
-        def __init__(self, trained: TrainedSet, seed: int, on_round: Optional[Callable] = None, **kwargs):
-            super().__init__(fraction_evaluate=0.0, **kwargs)
+        def __init__(self, trained: TrainedSet, seed: int, on_round: Optional[Callable] = None,
+                     server_learning_rate: float = 1.0, server_momentum: float = 0.0, **kwargs):
+            super().__init__(fraction_evaluate=0.0, server_learning_rate=server_learning_rate,
+                             server_momentum=server_momentum, **kwargs)
             self.trained, self.seed, self.on_round = trained, int(seed), on_round
+            self.server_step = ServerMomentum(server_learning_rate, server_momentum)
             self.rounds: List[RoundRecord] = []
             self._current: Dict[str, np.ndarray] = {}
             self._t0 = time.time()
@@ -175,11 +186,14 @@ def _strategy_class():
                 return None, None
             deltas = [from_arrays(m.content["arrays"]) for m in valid]
             weights = [float(m.content["metrics"]["num-examples"]) for m in valid]
-            new = aggregate(self.trained, self._current, deltas, weights, round_seed(self.seed, server_round))
+            step = self.server_step.step(mean_delta(self.trained, deltas, weights))
+            new = requantize(self.trained, self._current, step, round_seed(self.seed, server_round))
             up = float(np.mean([self.trained.nbytes(d) for d in deltas]))
             loss = float(np.average([float(m.content["metrics"]["train-loss"]) for m in valid], weights=weights))
             self.rounds.append(RoundRecord(server_round, len(valid), self.trained.nbytes(self._current), up, loss,
-                                           seconds=time.time() - self._t0))
+                                           seconds=time.time() - self._t0, samples=int(sum(weights)),
+                                           device_cpu_seconds=float(sum(float(m.content["metrics"]["train-cpu-s"])
+                                                                        for m in valid))))
             if self.on_round:
                 self.on_round(self.rounds[-1])
             from flwr.app import MetricRecord
@@ -197,12 +211,21 @@ class FleetResult:
     final: Dict[str, np.ndarray]
     rounds: List[RoundRecord] = field(default_factory=list)
     history: List[Dict[str, np.ndarray]] = field(default_factory=list)  # global parts after each round
+    initial_accuracy: Optional[float] = None
 
 
 def make_server_app(trained: TrainedSet, initial: Dict[str, np.ndarray], num_rounds: int, num_devices: int,
                     seed: int, result: FleetResult, evaluate: Optional[Callable[[Dict[str, np.ndarray]], float]] = None,
-                    on_round: Optional[Callable[[RoundRecord], None]] = None):
-    """A ServerApp running ``num_rounds`` rounds over all ``num_devices`` devices; fills ``result``."""
+                    on_round: Optional[Callable[[RoundRecord], None]] = None, server_lr: float = 1.0,
+                    server_momentum: float = 0.0, devices_per_round: Optional[int] = None, evaluate_every: int = 1):
+    """A ServerApp running ``num_rounds`` rounds over ``num_devices`` devices; fills ``result``.
+    ``server_lr`` / ``server_momentum``: the server's step on the averaged delta (FedAvgM);
+    ``devices_per_round``: devices Flower samples each round (None: all); ``evaluate``: scores the
+    global parts before round 1, every ``evaluate_every`` rounds and after the last."""
+    per_round = num_devices if devices_per_round is None else int(devices_per_round)
+    if not 1 <= per_round <= num_devices or evaluate_every < 1:
+        raise ValueError(f"devices per round must be in [1, {num_devices}] and evaluate_every >= 1, "
+                         f"got {devices_per_round} and {evaluate_every}")
     from flwr.app import MetricRecord
     from flwr.serverapp import ServerApp
 
@@ -215,18 +238,28 @@ def make_server_app(trained: TrainedSet, initial: Dict[str, np.ndarray], num_rou
             result.history.append(parts)
         if evaluate is None:
             return None
+        if 0 < server_round < num_rounds and server_round % evaluate_every:
+            if on_round:
+                on_round(strategy.rounds[-1])
+            return None
+        cpu = time.thread_time()
         acc = float(evaluate(parts))
-        if server_round > 0:
-            strategy.rounds[-1].accuracy = acc
+        cpu = time.thread_time() - cpu
+        if server_round == 0:
+            result.initial_accuracy = acc
+        else:
+            strategy.rounds[-1].accuracy, strategy.rounds[-1].evaluate_cpu_seconds = acc, cpu
             if on_round:
                 on_round(strategy.rounds[-1])
         return MetricRecord({"accuracy": acc})
 
-    strategy = strategy_cls(trained, seed, on_round=None if evaluate else on_round, min_train_nodes=num_devices,
-                            min_available_nodes=num_devices)
+    strategy = strategy_cls(trained, seed, on_round=None if evaluate else on_round, fraction_train=per_round / num_devices,
+                            min_train_nodes=per_round, min_available_nodes=num_devices, server_learning_rate=server_lr,
+                            server_momentum=server_momentum)
 
     @app.main()
     def main(grid, context):
+        random.seed(seed)  # Flower samples the round's devices with Python's random: a rerun picks the same
         out = strategy.start(grid=grid, initial_arrays=to_arrays(initial), num_rounds=num_rounds,
                              evaluate_fn=evaluate_fn)
         result.final = from_arrays(out.arrays)

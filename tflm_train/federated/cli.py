@@ -37,6 +37,11 @@ def add_parser(sub) -> None:
     s.add_argument("--clients", type=int, default=10, help="simulated devices (default 10)")
     s.add_argument("--rounds", type=int, default=5, help="Flower rounds (default 5)")
     s.add_argument("--local-epochs", type=int, default=1, help="passes over its own samples per device per round")
+    s.add_argument("--devices-per-round", type=int, default=None,
+                   help="devices Flower samples each round (default: all)")
+    s.add_argument("--server-lr", type=float, default=1.0, help="FedAvgM server learning rate (default 1: FedAvg)")
+    s.add_argument("--server-momentum", type=float, default=0.0,
+                   help="FedAvgM server momentum in [0, 1) (default 0: FedAvg)")
     s.add_argument("--classes-per-client", type=int, default=2,
                    help="non-IID split: each device holds mostly this many classes (default 2)")
     s.add_argument("--test-fraction", type=float, default=0.2, help="held-out share of the data (default 0.2)")
@@ -60,6 +65,12 @@ def _check_args(args) -> None:
         raise GraphError(f"--test-fraction must be between 0 and 1, got {args.test_fraction}")
     if args.classes_per_client < 1:
         raise GraphError(f"--classes-per-client must be >= 1, got {args.classes_per_client}")
+    if args.devices_per_round is not None and not 1 <= args.devices_per_round <= args.clients:
+        raise GraphError(f"--devices-per-round must be between 1 and --clients ({args.clients}), "
+                         f"got {args.devices_per_round}")
+    if not (np.isfinite(args.server_lr) and args.server_lr > 0) or not 0.0 <= args.server_momentum < 1.0:
+        raise GraphError(f"--server-lr must be > 0 and --server-momentum in [0, 1), got {args.server_lr} "
+                         f"and {args.server_momentum}")
 
 
 def cmd_fleet(args) -> int:
@@ -97,7 +108,9 @@ def cmd_fleet(args) -> int:
 
     t0 = time.time()
     fleet = run_fleet(model, data, args.rounds, local_epochs=args.local_epochs, seed=args.seed,
-                      test=(x[test], y[test]), workers=args.workers, on_round=on_round, verbose=args.verbose)
+                      test=(x[test], y[test]), workers=args.workers, on_round=on_round, verbose=args.verbose,
+                      server_lr=args.server_lr, server_momentum=args.server_momentum,
+                      devices_per_round=args.devices_per_round)
     device_rt = device_with(model, TrainedSet.of_training_file(model), fleet.final)
     with open(args.output, "wb") as f:
         f.write(device_rt.to_tflite(calibration=x[train][:64]))

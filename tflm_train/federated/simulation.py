@@ -3,7 +3,7 @@
 ``run_fleet`` writes the training file and the devices' data where the workers can read them,
 runs ``flwr.simulation.run_simulation`` with the apps of ``apps.py`` and returns the global
 trained parts of every round. ``centralized`` trains one device runtime on the union of the
-data (the same arithmetic, the same number of sample steps) as the reference point.
+data (the same arithmetic, a given number of sample steps) as the reference point.
 """
 from __future__ import annotations
 
@@ -77,8 +77,12 @@ def initial_parts(model: bytes) -> Tuple[TrainedSet, Dict[str, np.ndarray]]:
 def run_fleet(model: bytes, data: FleetData, rounds: int, *, local_epochs: int = 1, seed: int = 0,
               test: Optional[Tuple[np.ndarray, np.ndarray]] = None, workers: Optional[int] = None,
               on_round: Optional[Callable[[RoundRecord], None]] = None, workdir: Optional[str] = None,
-              verbose: bool = False) -> FleetResult:
-    """Train a fleet of ``data.num_devices`` devices for ``rounds`` Flower rounds."""
+              verbose: bool = False, server_lr: float = 1.0, server_momentum: float = 0.0,
+              devices_per_round: Optional[int] = None, evaluate_every: int = 1) -> FleetResult:
+    """Train a fleet of ``data.num_devices`` devices for ``rounds`` Flower rounds, ``devices_per_round``
+    of them (Flower's sampling; None: all) each round; the server steps ``server_lr`` times its
+    momentum-averaged (``server_momentum``) mean delta (FedAvgM). ``test`` is scored before round 1,
+    every ``evaluate_every`` rounds and after the last."""
     from flwr.simulation import run_simulation
 
     if rounds < 1 or local_epochs < 1:
@@ -95,7 +99,9 @@ def run_fleet(model: bytes, data: FleetData, rounds: int, *, local_epochs: int =
         client = DeviceClient(model_path, data_path, local_epochs, seed)
         result = FleetResult(initial=initial, final=initial)
         evaluate = None if test is None else (lambda parts: accuracy(model, trained, parts, *test))
-        server_app = make_server_app(trained, initial, rounds, data.num_devices, seed, result, evaluate, on_round)
+        server_app = make_server_app(trained, initial, rounds, data.num_devices, seed, result, evaluate, on_round,
+                                     server_lr=server_lr, server_momentum=server_momentum,
+                                     devices_per_round=devices_per_round, evaluate_every=evaluate_every)
         workers = workers or max(1, min(os.cpu_count() or 1, 4))
         backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                    "init_args": {"num_cpus": workers, "num_gpus": 0, "include_dashboard": False,
@@ -119,19 +125,24 @@ def run_fleet(model: bytes, data: FleetData, rounds: int, *, local_epochs: int =
             tmp.cleanup()
 
 
-def centralized(model: bytes, x: np.ndarray, y: np.ndarray, epochs: int, *, seed: int = 0,
-                test: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Tuple[Dict[str, np.ndarray], list]:
-    """The same scheme trained by one device runtime on the union of the data, ``epochs`` passes
-    in a seeded order; returns the final trained parts and the test accuracy after each epoch."""
+def centralized(model: bytes, x: np.ndarray, y: np.ndarray, steps: int, *, seed: int = 0,
+                test: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+                evaluate_every: Optional[int] = None) -> Tuple[Dict[str, np.ndarray], list]:
+    """The same scheme trained by one device runtime on the union of the data: ``steps`` sample
+    steps, in seeded passes over the data (a new permutation per pass); returns the final trained
+    parts and the test accuracy every ``evaluate_every`` steps (default: every pass) and at the end."""
     from ..micro import Interpreter
 
     trained = TrainedSet.of_training_file(model)
     it = Interpreter(model)
     rng = np.random.default_rng(seed)
-    accs = []
-    for _ in range(epochs):
-        for i in rng.permutation(len(x)):
-            it.train_step(x[i], int(y[i]))
-        if test is not None:
+    every = len(x) if evaluate_every is None else int(evaluate_every)
+    accs, order = [], np.empty(0, dtype=np.int64)
+    for step in range(1, int(steps) + 1):
+        if len(order) == 0:
+            order = rng.permutation(len(x))
+        i, order = order[0], order[1:]
+        it.train_step(x[i], int(y[i]))
+        if test is not None and (step % every == 0 or step == steps):
             accs.append(accuracy(model, trained, trained.values(it.parameters()), *test))
     return trained.values(it.parameters()), accs
