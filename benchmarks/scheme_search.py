@@ -17,6 +17,9 @@ head, at ``--resolution``). Under it, four schemes are compared:
 Each is fine-tuned from the same pretrained graph with the same head init, images, order,
 steps, batch and learning rate (``QAS(SGD)``, no momentum, the device's rounding) for each
 of ``--seeds`` and scored on held-out test images; the table gives the mean over seeds. The
+runs use the contribution analysis' masked training step (what the scheme freezes gets a
+zero gradient; one traced step for every scheme), not ``fit`` + ``SparseUpdate``, which
+re-traces the model for each scheme. The
 searched scheme's budget check is the planner's exact number; with ``--qemu`` the first
 model's searched scheme (first budget) is exported and trained in the Cortex-M4 firmware in
 QEMU (256 KB RAM / 1 MB flash link), which reports the arena it used.
@@ -98,37 +101,25 @@ def baselines(graph, cost, budget):
 
 
 class Trainer:
-    """One Keras model per graph; every run restores the same initial weights (head included)."""
+    """One traced training step per (model, task) (``tflm_train.keras.contribution.MaskedTrainer``):
+    every run restores the same initial weights (head included) and optimizer state; the seed
+    sets the image order and the stochastic rounding's stream. The masked step trains exactly
+    what ``SparseUpdate`` trains (tests/test_search.py) without re-tracing Keras' ``fit`` for
+    each scheme, which would cost ~20-60 s a run on this shared machine."""
 
-    def __init__(self, graph, seed_for_head: int, num_classes: int = 10):
-        import tensorflow as tf
-
-        from tflm_train.keras import from_graph
-
-        self.graph = graph
-        self.model = from_graph(graph, num_classes, head="float", seed=seed_for_head)
-        self.initial = self.model.get_weights()
-        model = self.model
-        self.logits = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-
-    def run(self, scheme, x, y, xt, yt, steps, batch, lr, seed, schedule="constant") -> float:
+    def __init__(self, graph, seed_for_head: int, num_classes: int = 10, lr=0.01, schedule="constant", steps=100):
         import keras
 
-        from tflm_train.keras import QAS, SparseUpdate
+        from tflm_train.keras.contribution import MaskedTrainer
 
-        self.model.set_weights(self.initial)
-        keras.utils.set_random_seed(seed)
+        rate = keras.optimizers.schedules.CosineDecay(lr, steps) if schedule == "cosine" else lr
+        self.masked = MaskedTrainer(graph, num_classes, head="float", lr=rate, seed=seed_for_head)
+
+    def run(self, scheme, x, y, xt, yt, steps, batch, seed) -> float:
         order = np.random.default_rng(seed).permutation(len(y))
         idx = np.resize(order, steps * batch)
-        rate = keras.optimizers.schedules.CosineDecay(lr, steps) if schedule == "cosine" else lr
-        self.model.compile(optimizer=QAS(keras.optimizers.SGD(rate), seed=seed),
-                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
-        self.model.fit(x[idx].astype(np.float32), y[idx], batch_size=batch, epochs=1, shuffle=False, verbose=0,
-                       callbacks=[SparseUpdate(scheme, graph=self.graph)])
-        hits = 0
-        for i in range(0, len(yt), 500):
-            hits += int(np.sum(np.argmax(np.asarray(self.logits(xt[i:i + 500].astype(np.float32))), 1) == yt[i:i + 500]))
-        return hits / len(yt)
+        self.masked.train(scheme, x[idx], y[idx], batch, rounding_seed=seed)
+        return self.masked.evaluate(xt, yt)["accuracy"]
 
 
 def qemu_check(graph, scheme, log) -> dict:
@@ -212,7 +203,9 @@ def main(argv=None):
     p.add_argument("--analysis-lr", type=float, default=0.01)
     p.add_argument("--analysis-metric", choices=("accuracy", "loss"), default="accuracy")
     p.add_argument("--analysis-val", type=int, default=512, help="held-out training images scoring each run")
-    p.add_argument("--max-layers", type=int, default=12, help="weight layers the contribution analysis measures")
+    p.add_argument("--max-layers", type=int, default=7, help="weight layers the contribution analysis measures")
+    p.add_argument("--all-layers", action="store_true",
+                   help="analyse every non-depthwise layer, not only expanding pointwise convs")
     p.add_argument("--bias-points", type=int, default=4)
     p.add_argument("--verify-top", type=int, default=3, help="search proposals measured before one is chosen")
     p.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5, 1.0],
@@ -290,7 +283,8 @@ def main(argv=None):
             graph = graphs[model_name]
             cost = CostModel(graph, classes, "float")
             x, y, xt, yt = task_data(task, graph, args.train, args.test, 0)
-            trainer = Trainer(graph, seed_for_head=0, num_classes=classes)
+            trainer = Trainer(graph, seed_for_head=0, num_classes=classes, lr=args.lr, schedule=args.lr_schedule,
+                              steps=args.steps)
             for key in args.budgets:
                 case = next((c for c in result["cases"] if (c["model"], c["task"], c["budget"]) == (model_name, task, key)),
                             None)
@@ -307,7 +301,8 @@ def main(argv=None):
                 log(f"{model_name} / {task} / {key}: budget {budget / 1024:.1f} KB; searching")
                 t = time.time()
                 options = dict(num_classes=classes, settings=settings, max_weight_layers=args.max_layers,
-                               bias_points=args.bias_points, ratios=args.ratios, verify_top=args.verify_top)
+                               bias_points=args.bias_points, ratios=args.ratios, verify_top=args.verify_top,
+                               expanding_only=not args.all_layers)
                 scheme, res, contrib = tflm_train.search_scheme(graph, x, y, budget / 1024, progress=True,
                                                                 return_result=True, **options)
                 search_seconds = time.time() - t
@@ -347,8 +342,7 @@ def main(argv=None):
                         if run_key in result["runs"]:
                             acc = result["runs"][run_key]
                         else:
-                            acc = trainer.run(s, x, y, xt, yt, args.steps, args.batch, args.lr, seed,
-                                              args.lr_schedule)
+                            acc = trainer.run(s, x, y, xt, yt, args.steps, args.batch, seed)
                             result["runs"][run_key] = acc
                         row["accuracy"].append(acc)
                         row["seeds"].append(seed)

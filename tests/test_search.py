@@ -226,8 +226,8 @@ def test_contribution_run_trains_exactly_the_scheme_with_one_traced_step(backbon
     layer_index = max(i for i in range(n - 1) if backbone.ops[backbone.conv_op_indices()[i]].type == "CONV_2D")
     scheme = SparseScheme(3, {layer_index: 0.5})
     first = analysis.measure(scheme)
-    model = analysis._model
-    before = dict(zip([v.path for v in model.weights], analysis._initial))
+    model = analysis.trainer.model
+    before = dict(zip([v.path for v in model.weights], analysis.trainer.initial))
     after = _snapshot(model)
     updates = {u.op_index: u for u in scheme.resolve(backbone)}
     moved = 0
@@ -246,11 +246,11 @@ def test_contribution_run_trains_exactly_the_scheme_with_one_traced_step(backbon
         if channels:
             assert not np.array_equal(np.take(after[k], channels, axis=3), np.take(before[k], channels, axis=3))
     assert moved >= 1
-    traced = analysis._step.experimental_get_tracing_count()
+    traced = analysis.trainer._step.experimental_get_tracing_count()
     analysis.results.clear()
     assert analysis.measure(scheme) == first  # reset weights, optimizer and rounding stream
     analysis.measure(SparseScheme(2, {}))
-    assert analysis._step.experimental_get_tracing_count() == traced  # no re-tracing per candidate
+    assert analysis.trainer._step.experimental_get_tracing_count() == traced  # no re-tracing per candidate
 
 
 def test_search_measures_its_proposals_and_takes_the_best_measured(backbone):

@@ -165,7 +165,8 @@ class _Progress:
 
 def search_scheme(graph: QuantGraph, x, y, budget_kb: Optional[float] = None, *, flash_kb: Optional[float] = None,
                   num_classes: Optional[int] = None, head: str = "float", settings=None, ratios=None,
-                  bias_points: int = 6, max_weight_layers: int = 16, depthwise: bool = False, cache: bool = True,
+                  bias_points: int = 6, max_weight_layers: int = 16, depthwise: bool = False,
+                  expanding_only: bool = False, cache: bool = True,
                   verify_top: int = 4, progress: bool = False, return_result: bool = False):
     """The sparse-update scheme of largest predicted accuracy gain on (x, y) whose training step's
     planned peak fits ``budget_kb`` (default 256 KB minus the application reserve,
@@ -208,7 +209,8 @@ def search_scheme(graph: QuantGraph, x, y, budget_kb: Optional[float] = None, *,
     cost = CostModel(graph, int(num_classes), head)
     bar = _Progress(progress)
     check_budget(cost, budget)
-    depths, layers = analysis_candidates(cost, budget, ratios, bias_points, max_weight_layers, depthwise)
+    depths, layers = analysis_candidates(cost, budget, ratios, bias_points, max_weight_layers, depthwise,
+                                         expanding_only)
     analysis = ContributionAnalysis(graph, x, labels, int(num_classes), settings, cache=cache)
     total = 1 + len(depths) + len(layers) * len([r for r in ratios if r > 0])
     bar.start(total, f"contribution analysis ({analysis.pending(depths, layers, ratios)} to run)")
@@ -251,6 +253,8 @@ def add_parser(sub) -> None:
     s.add_argument("--ratios", type=float, nargs="+", default=None,
                    help="channel ratios analysed per layer (default 0.125 0.25 0.5 1)")
     s.add_argument("--bias-points", type=int, default=6, help="bias depths analysed (default 6)")
+    s.add_argument("--expanding-only", action="store_true",
+                   help="analyse only expanding pointwise convs (a block's first 1x1 conv): half the runs")
     s.add_argument("--verify-top", type=int, default=4,
                    help="proposals (best pick of that many bias depths) measured by a run of their own before one "
                         "is chosen; 0 takes the largest predicted gain as it is (default 4)")
@@ -272,7 +276,7 @@ def cmd_search(args) -> int:
                                             num_classes=args.num_classes, settings=settings,
                                             max_weight_layers=args.max_layers, ratios=args.ratios,
                                             bias_points=args.bias_points, cache=not args.no_cache,
-                                            verify_top=args.verify_top,
+                                            verify_top=args.verify_top, expanding_only=args.expanding_only,
                                             progress=True, return_result=True)
     scheme.to_json(args.output)
     elapsed = time.time() - t0

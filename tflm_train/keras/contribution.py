@@ -132,85 +132,15 @@ class ContributionAnalysis:
                                 for k, v in json.loads(self.path.read_text())["runs"].items()}
             except (ValueError, KeyError, TypeError, AttributeError):
                 self.results = {}  # an unreadable cache file is rebuilt, never trusted
-        self._model = None
+        self.trainer: Optional["MaskedTrainer"] = None
 
     # ------------------------------------------------------------------ runs
-    def _build(self):
-        import keras
-        import tensorflow as tf
-
-        from .convert import from_graph
-        from .optimizer import QAS
-
-        s = self.settings
-        keras.utils.set_random_seed(s.seed)
-        self._model = model = from_graph(self.graph, self.num_classes, head=s.head, seed=s.seed)
-        self._initial = model.get_weights()
-        self._variables = list(model.trainable_variables)
-        # one gradient mask per trainable variable: a run sets them, the traced step stays
-        self._masks = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in self._variables]
-        self._optimizer = opt = QAS(keras.optimizers.SGD(s.lr), seed=s.seed)
-        opt.build(self._variables)
-        self._optimizer_state = [v.numpy() for v in opt.variables] + (
-            [opt._seed_generator.state.numpy()] if opt._seed_generator is not None else [])
-        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        variables, masks = self._variables, self._masks
-
-        @tf.function(reduce_retracing=True)
-        def step(x, y):
-            with tf.GradientTape() as tape:
-                loss = loss_fn(y, model(x, training=True))
-            grads = tape.gradient(loss, variables)
-            opt.apply([g * m for g, m in zip(grads, masks)], variables)
-            return loss
-
-        self._step = step
-        # one traced scorer for every run: the variables are shared, only their values change
-        self._logits = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-
-    def _set_masks(self, scheme: SparseScheme) -> None:
-        """What ``SparseUpdate(scheme)`` trains, as gradient masks: a masked element gets a zero
-        gradient, so plain SGD leaves it as it is and QAS' rounding of an integer keeps it (the
-        frozen parameters stay byte-identical, as with SparseUpdate's trainable flags), while the
-        whole analysis shares one traced training step (re-tracing the Keras model for each
-        candidate cost about 20 s a run, the steps themselves a fraction of that)."""
-        from .callbacks import channel_mask
-        from .layers import FloatHead, QuantConv
-
-        plan = {u.op_index: u for u in scheme.resolve(self.graph)}
-        wanted = {}
-        for layer in self._model.layers:
-            if not isinstance(layer, (QuantConv, FloatHead)):
-                continue
-            if getattr(layer, "is_new_head", False):
-                wanted[id(layer.kernel)] = wanted[id(layer.bias)] = 1.0
-                continue
-            update = plan.get(layer.op_index)
-            if layer.bias is not None:
-                wanted[id(layer.bias)] = 1.0 if update is not None and update.update_bias else 0.0
-            channels = update.weight_channels if update is not None else ()
-            wanted[id(layer.kernel)] = (channel_mask(layer.kernel_shape, layer.op_type, channels).astype(np.float32)
-                                        if len(channels) else 0.0)
-        for v, m in zip(self._variables, self._masks):
-            if id(v) not in wanted:
-                raise GraphError(f"contribution analysis: trainable variable {v.path} belongs to no conv layer or head")
-            m.assign(np.broadcast_to(np.asarray(wanted[id(v)], np.float32), v.shape))
-
     def _train(self, scheme: SparseScheme) -> None:
         """``settings.steps`` steps training ``scheme`` from the initial weights and optimizer state."""
-        import tensorflow as tf
-
-        if self._model is None:
-            self._build()
-        s = self.settings
-        self._model.set_weights(self._initial)
-        state = list(self._optimizer.variables) + (
-            [self._optimizer._seed_generator.state] if self._optimizer._seed_generator is not None else [])
-        for v, value in zip(state, self._optimizer_state):
-            v.assign(value)
-        self._set_masks(scheme)
-        for i in range(0, s.steps * s.batch_size, s.batch_size):
-            self._step(tf.constant(self.x_train[i:i + s.batch_size]), tf.constant(self.y_train[i:i + s.batch_size]))
+        if self.trainer is None:
+            s = self.settings
+            self.trainer = MaskedTrainer(self.graph, self.num_classes, head=s.head, lr=s.lr, seed=s.seed)
+        self.trainer.train(scheme, self.x_train, self.y_train, self.settings.batch_size)
 
     def score(self, scheme: SparseScheme) -> float:
         """The settings' metric after a short run training ``scheme``, larger is better.
@@ -231,14 +161,7 @@ class ContributionAnalysis:
         if name in self.results:
             return self.results[name]
         self._train(scheme)
-        hits, loss = 0, 0.0
-        for i in range(0, len(self.y_val), 256):
-            logits = np.asarray(self._logits(self.x_val[i:i + 256]), dtype=np.float64)
-            y = self.y_val[i:i + 256]
-            hits += int(np.sum(np.argmax(logits, axis=1) == y))
-            z = logits - logits.max(axis=1, keepdims=True)
-            loss += float(np.sum(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
-        result = {"accuracy": hits / len(self.y_val), "loss": loss / len(self.y_val)}
+        result = self.trainer.evaluate(self.x_val, self.y_val)
         self.results[name] = result
         self._save()
         return result
@@ -277,3 +200,100 @@ class ContributionAnalysis:
         names |= {candidate_name(SparseScheme(int(k), {})) for k in bias_depths}
         names |= {candidate_name(SparseScheme(1, {int(l): float(r)})) for l in weight_layers for r in ratios if r > 0}
         return len(names - set(self.results))
+
+
+class MaskedTrainer:
+    """Fine-tuning runs of many schemes on one model with one traced training step.
+
+    ``from_graph(graph, num_classes, head, seed)`` trained by ``QAS(SGD(lr))`` without momentum
+    (as the device trains), the scheme given as gradient masks: a masked element gets a zero
+    gradient, so plain SGD leaves it as it is and QAS' rounding of an integer keeps it (the
+    frozen parameters stay byte-identical, as with ``SparseUpdate``'s trainable flags), and
+    every run shares the traced step (Keras' ``fit`` with ``SparseUpdate`` re-traces the model
+    for each trainable set: about 20 s a run on a seed model, against a fraction of that for
+    the steps of a short run). Each run starts from the same weights and optimizer state; the
+    stochastic rounding's stream starts from ``rounding_seed``.
+    """
+
+    def __init__(self, graph: QuantGraph, num_classes: int, head: str = "float", lr=0.01, seed: int = 0):
+        import keras
+        import tensorflow as tf
+
+        from .convert import from_graph
+        from .optimizer import QAS
+
+        self.graph = graph
+        keras.utils.set_random_seed(seed)
+        self.model = model = from_graph(graph, num_classes, head=head, seed=seed)
+        self.initial = model.get_weights()
+        self._variables = list(model.trainable_variables)
+        # one gradient mask per trainable variable: a run sets them, the traced step stays
+        self._masks = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in self._variables]
+        self._optimizer = opt = QAS(keras.optimizers.SGD(lr), seed=seed)
+        opt.build(self._variables)
+        self._state = list(opt.variables) + ([opt._seed_generator.state] if opt._seed_generator is not None else [])
+        self._initial_state = [v.numpy() for v in self._state]
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        variables, masks = self._variables, self._masks
+
+        @tf.function(reduce_retracing=True)
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, model(x, training=True))
+            grads = tape.gradient(loss, variables)
+            opt.apply([g * m for g, m in zip(grads, masks)], variables)
+            return loss
+
+        self._step = step
+        # one traced scorer for every run: the variables are shared, only their values change
+        self._logits = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def _set_masks(self, scheme: SparseScheme) -> None:
+        """What ``SparseUpdate(scheme)`` trains, as one gradient mask per variable."""
+        from .callbacks import channel_mask
+        from .layers import FloatHead, QuantConv
+
+        plan = {u.op_index: u for u in scheme.resolve(self.graph)}
+        wanted = {}
+        for layer in self.model.layers:
+            if not isinstance(layer, (QuantConv, FloatHead)):
+                continue
+            if getattr(layer, "is_new_head", False):
+                wanted[id(layer.kernel)] = wanted[id(layer.bias)] = 1.0
+                continue
+            update = plan.get(layer.op_index)
+            if layer.bias is not None:
+                wanted[id(layer.bias)] = 1.0 if update is not None and update.update_bias else 0.0
+            channels = update.weight_channels if update is not None else ()
+            wanted[id(layer.kernel)] = (channel_mask(layer.kernel_shape, layer.op_type, channels).astype(np.float32)
+                                        if len(channels) else 0.0)
+        for v, m in zip(self._variables, self._masks):
+            if id(v) not in wanted:
+                raise GraphError(f"masked training: trainable variable {v.path} belongs to no conv layer or head")
+            m.assign(np.broadcast_to(np.asarray(wanted[id(v)], np.float32), v.shape))
+
+    def train(self, scheme: SparseScheme, x: np.ndarray, y: np.ndarray, batch_size: int,
+              rounding_seed: Optional[int] = None) -> None:
+        """Train ``scheme`` on ``x``, ``y`` in order, ``batch_size`` at a time, from the initial state."""
+        import keras
+        import tensorflow as tf
+
+        self.model.set_weights(self.initial)
+        for v, value in zip(self._state, self._initial_state):
+            v.assign(value)
+        if rounding_seed is not None and self._optimizer._seed_generator is not None:
+            self._optimizer._seed_generator.state.assign(keras.random.SeedGenerator(rounding_seed).state.numpy())
+        self._set_masks(scheme)
+        for i in range(0, len(y) - batch_size + 1, batch_size):
+            self._step(tf.constant(x[i:i + batch_size], tf.float32), tf.constant(y[i:i + batch_size]))
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> Dict[str, float]:
+        """Accuracy and mean cross-entropy of the current weights on ``x``, ``y``."""
+        hits, loss = 0, 0.0
+        for i in range(0, len(y), 256):
+            logits = np.asarray(self._logits(np.asarray(x[i:i + 256], np.float32)), dtype=np.float64)
+            labels = y[i:i + 256]
+            hits += int(np.sum(np.argmax(logits, axis=1) == labels))
+            z = logits - logits.max(axis=1, keepdims=True)
+            loss += float(np.sum(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(labels)), labels]))
+        return {"accuracy": hits / len(y), "loss": loss / len(y)}

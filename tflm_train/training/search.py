@@ -170,14 +170,18 @@ def feasible_bias_depths(cost: CostModel, budget_bytes: int) -> List[int]:
 
 
 def analysis_candidates(cost: CostModel, budget_bytes: int, ratios: Sequence[float] = DEFAULT_RATIOS,
-                        bias_points: int = 6, max_weight_layers: int = 16, depthwise: bool = False):
+                        bias_points: int = 6, max_weight_layers: int = 16, depthwise: bool = False,
+                        expanding_only: bool = False):
     """What a contribution analysis measures under ``budget_bytes``: (bias depths, weight layers).
 
     Bias depths: ``bias_points`` depths spread evenly over the feasible ones (the deepest
     feasible included). Weight layers: non-classifier conv layers whose weights alone, at the
     smallest ratio, fit the budget (quick plan), the last ``max_weight_layers`` of them;
     depthwise layers only with ``depthwise=True`` (their few weights contribute little in the
-    paper's analysis and the published schemes never update them).
+    paper's analysis and the published schemes never update them); with ``expanding_only``,
+    only expanding pointwise convs (an inverted-residual block's first 1x1 conv, the layer the
+    paper finds contributes most and the published MCUNet schemes update), which halves the
+    runs for the same reach into the network.
     """
     n = conv_count(cost.graph)
     depths = [k for k in feasible_bias_depths(cost, budget_bytes) if k >= 2]
@@ -188,6 +192,8 @@ def analysis_candidates(cost: CostModel, budget_bytes: int, ratios: Sequence[flo
     layers = []
     for i in range(n - 2, -1, -1):
         if not depthwise and is_depthwise(cost.graph, i):
+            continue
+        if expanding_only and not is_expanding_pointwise(cost.graph, i):
             continue
         if cost.quick_peak(SparseScheme(1, {i: r_min})) <= budget_bytes:
             layers.append(i)
