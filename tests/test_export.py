@@ -12,8 +12,7 @@ from tflm_train import reference
 from tflm_train.graph import GraphError
 from tflm_train.io.tflite_schema import fb
 from tflm_train.io.tflite_writer import add_subgraph, new_model, pack_model
-from tflm_train.io.train_export import parse_train_metadata, read_training_file
-from tflm_train.ops import quant
+from tflm_train.io.train_export import UNNAMED_KINDS, parse_train_metadata, read_training_file, write_training_file
 from tflm_train.schema import FILE_IDENTIFIER, METADATA_NAME, tfmt
 from tflm_train.training import SparseScheme, TrainState, train_step
 
@@ -116,17 +115,25 @@ def test_read_back_gives_the_same_training_step(exported, model):
     src = r.train_graph
     assert tg.inputs == src.inputs and tg.outputs == src.outputs and tg.num_classes == 10
     assert (tg.lr, tg.seed, tg.head_type, tg.scheme) == (src.lr, src.seed, src.head_type, src.scheme)
-    assert list(tg.tensors) == list(src.tensors)
+    # names: gradients (and ops) have none in the file (the Debug section is off by default)
+    assert len(tg.tensors) == len(src.tensors)
+    rename = dict(zip(src.tensors, tg.tensors))
+    assert all(rename[n] == n for n, t in src.tensors.items() if t.kind not in UNNAMED_KINDS)
+    assert any(rename[n] != n for n in src.tensors)
     for name, t in src.tensors.items():
-        u = tg.tensors[name]
+        u = tg.tensors[rename[name]]
         assert (u.shape, u.dtype, u.kind) == (t.shape, t.dtype, t.kind), name
         if t.data is not None:
             assert u.data.tobytes() == t.data.tobytes(), name
         if t.scale is not None:
             assert np.array_equal(u.scale, np.asarray(t.scale, np.float32).astype(np.float64)), name
             assert np.array_equal(u.zero_point, t.zero_point), name
-    assert [(o.type, o.name, o.phase, o.inputs, o.outputs) for o in tg.ops] == \
-           [(o.type, o.name, o.phase, o.inputs, o.outputs) for o in src.ops]
+    assert [(o.type, o.phase, o.inputs, o.outputs) for o in tg.ops] == \
+           [(o.type, o.phase, [rename[n] for n in o.inputs], [rename[n] for n in o.outputs]) for o in src.ops]
+    # with --debug-names every tensor and op reads back under its own name
+    _, named, _ = read_training_file(write_training_file(r.infer_graph, src, r.plan, debug_names=True))
+    assert list(named.tensors) == list(src.tensors)
+    assert [o.name for o in named.ops] == [o.name for o in src.ops]
     for o, q in zip(src.ops, tg.ops):
         assert set(o.attrs) == set(q.attrs)
         for k in o.attrs:
@@ -143,9 +150,10 @@ def test_read_back_gives_the_same_training_step(exported, model):
     # the plan reads back identical
     assert (p.arena_bytes, p.persistent_bytes, p.peak_bytes) == (r.plan.arena_bytes, r.plan.persistent_bytes,
                                                                  r.plan.peak_bytes)
-    assert p.order == r.plan.order and p.offsets() == r.plan.offsets()
+    assert p.order == r.plan.order
+    assert p.offsets() == {rename.get(t, t): o for t, o in r.plan.offsets().items()}
     assert [(s.mode, s.inplace_input, s.layout, s.scratch_offset) for s in p.steps] == \
-           [(s.mode, s.inplace_input, s.layout, s.scratch_offset) for s in r.plan.steps]
+           [(s.mode, rename.get(s.inplace_input, s.inplace_input), s.layout, s.scratch_offset) for s in r.plan.steps]
 
 
 def _meta(data: bytes):
@@ -164,30 +172,33 @@ def _repack(model, k, meta) -> bytes:
 def test_metadata_contents(exported):
     r = exported["mcunet-5fps"]
     _, _, m = _meta(r.data)
-    assert (m.versionMajor, m.versionMinor) == (1, 0)
+    assert (m.versionMajor, m.versionMinor) == (2, 0)
     assert m.signature.key == "train"
     names = [n.decode() if isinstance(n, bytes) else n for n in list(m.signature.inputNames) + list(m.signature.outputNames)]
     assert names == ["input", "label", "loss"]
     assert m.scheme.nBiasUpdate == 20 and [w.convIndex for w in m.scheme.weightUpdate] == [23, 24, 27, 30, 33, 39]
     assert m.optimizer.learningRate == pytest.approx(0.02) and m.seed == 7 and m.numClasses == 10
-    kinds = {t.name: t.kind for t in m.tensors}
-    assert kinds["blocks/13/pointwise1/bias"] == tfmt.TensorKind.PARAMETER
-    assert kinds["blocks/0/depthwise/weight"] == tfmt.TensorKind.CONSTANT
-    assert m.plan.peakBytes == r.plan.peak_bytes and m.plan.reorder
-    # constants share the inference subgraph's buffers
     model = fb.ModelT.InitFromPackedBuf(bytearray(r.data), 0)
-    infer_buffers = {t.buffer for t in model.subgraphs[0].tensors if t.buffer}
-    frozen = next(t for t in m.tensors if t.name == "blocks/0/depthwise/weight")
+    infer = model.subgraphs[0].tensors
+    by_name = {infer[t.inferTensor].name.decode(): t for t in m.tensors if t.inferTensor >= 0}
+    assert by_name["blocks/13/pointwise1/bias"].kind == tfmt.TensorKind.PARAMETER
+    assert by_name["blocks/0/depthwise/weight"].kind == tfmt.TensorKind.CONSTANT
+    assert m.plan.peakBytes == r.plan.peak_bytes and m.plan.reorder
+    # constants share the inference subgraph's buffers; shapes and scales are referenced, names not copied
+    infer_buffers = {t.buffer for t in infer if t.buffer}
+    frozen = by_name["blocks/0/depthwise/weight"]
     assert frozen.buffer in infer_buffers and frozen.inferTensor >= 0
-    # requantization multipliers precomputed for the forward convs (flash, not SRAM)
-    op = next(o for o in m.ops if o.name == "blocks/0/depthwise")
-    x, w, y = (r.train_graph.tensors[n] for n in ("first_conv/output", "blocks/0/depthwise/weight",
-                                                   "blocks/0/depthwise/output"))
-    mult, shift = quant.quantize_multiplier(quant.f32(x.scale[0]) * quant.f32(w.scale) / quant.f32(y.scale[0]))
-    assert list(op.outputMultiplier) == list(mult) and list(op.outputShift) == list(shift)
-    # QAS tables of the trained layers
-    layer = next(L for L in m.layers if L.opName == "blocks/10/pointwise1")
-    assert len(layer.channels) > 0 and len(layer.weightScale) == 240
+    assert frozen.name is None and frozen.shape is None and frozen.quantization.scale is None
+    assert all(t.name is None for t in m.tensors if t.inferTensor >= 0)
+    assert m.debug is None
+    # QAS tables: the update and grad-input ops refer to the weight's scales instead of a copy
+    w = m.tensors.index(by_name["blocks/10/pointwise1/weight"])
+    for o in m.ops:
+        for a in o.attrs or []:
+            if a.name in (b"weight_scale", "weight_scale") and w in list(o.inputs):
+                assert a.type == tfmt.AttrType.SCALES and list(a.ints) == [w]
+    # the file is at most 10 % larger than its own inference model
+    assert len(r.data) <= 1.10 * len(r.infer_graph.to_tflite())
     assert len(r.data) < 1 << 20, "MCUNet's training file fits a 1 MB flash"
 
 
@@ -230,10 +241,12 @@ def test_corrupt_metadata_bytes(small):
 
 
 def test_inconsistent_metadata(small):
-    model, k, meta = _meta(small)
-    meta.versionMajor = 2
-    with pytest.raises(GraphError, match="version 2"):
-        read_training_file(_repack(model, k, meta))
+    for major in (1, 3):  # version 1 (before the compact format) and a future version: one clear line
+        model, k, meta = _meta(small)
+        meta.versionMajor = major
+        with pytest.raises(GraphError, match=f"training metadata version {major}.0 is not supported: this reader "
+                                             r"reads version 2.x \(export the model again\)"):
+            read_training_file(_repack(model, k, meta))
 
     model, k, meta = _meta(small)
     meta.ops[3].inputs = [10 ** 6]

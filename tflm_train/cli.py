@@ -173,7 +173,8 @@ def cmd_export(args) -> int:
     lr = default_lr(args.head) if args.lr is None else check_lr(args.lr)
     graph = _load_for_training(args)
     r = export(graph, args.scheme, None, num_classes=args.num_classes, head=args.head, lr=lr, seed=args.seed,
-               budget_check=False, force_scheme=args.force_scheme, **_budget_kwargs(args))
+               budget_check=False, force_scheme=args.force_scheme, debug_names=args.debug_names,
+               **_budget_kwargs(args))
     code = _finish_budget(r.budget, args, graph.name)
     if code:
         return code  # nothing written
@@ -302,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
                         + ", ".join(f"{h} {v:g}" for h, v in _default_lrs().items()) + "; a kept, already trained "
                         "classifier needs a smaller one)")
     s.add_argument("--seed", type=int, default=1, help="stochastic-rounding RNG seed (default 1)")
+    s.add_argument("--debug-names", action="store_true",
+                   help="keep every tensor and op name in the training metadata (tools, messages; a larger file)")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("mcu-run", help="train a training .tflite on an emulated Cortex-M4 (QEMU mps2-an386, "

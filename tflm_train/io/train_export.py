@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -104,13 +105,26 @@ def _int32s(name: str, values) -> List[int]:
     return out
 
 
-def decode_attr(a) -> Tuple[str, object]:
+@dataclass
+class _ScalesOf:
+    """A SCALES attr: the float32 scales of an op input."""
+    tensor: str
+    values: List[float]
+
+
+def decode_attr(a, tensors=None, names=None) -> Tuple[str, object]:
     name = _s(a.name)
     if not name:
         raise GraphError("malformed training metadata: an attr has no name")
     try:
+        if a.type == tfmt.AttrType.SCALES:
+            t = names[_check_index(a.ints[0], len(names), f"attr {name!r} tensor")]
+            if tensors is None or t not in tensors or tensors[t].scale is None:
+                raise GraphError(f"malformed training metadata: attr {name!r} references tensor {t!r}, which has "
+                                 f"no scales")
+            return name, _ScalesOf(t, [float(v) for v in np.asarray(tensors[t].scale, np.float32)])
         return name, _decode_value(a, name)
-    except IndexError:
+    except (IndexError, TypeError):
         raise GraphError(f"malformed training metadata: attr {name!r} has no value") from None
 
 
@@ -148,7 +162,10 @@ def _s(v) -> Optional[str]:
 
 # --------------------------------------------------------------------------- write
 def requantization(tg, op) -> Tuple[Optional[List[int]], Optional[List[int]]]:
-    """Fixed-point multipliers/shifts of a forward int8 conv-like op (as TFLite Micro's Prepare)."""
+    """Fixed-point multipliers/shifts of a forward int8 conv-like op (as TFLite Micro's Prepare).
+
+    Not stored in the file (version 2): the runtime computes the same values from the scales
+    (``quantize_multiplier`` in src/quant.cc); this is the reference the tests compare with."""
     if op.type not in CONV_LIKE_OPS or op.phase != "forward":
         return None, None
     x, w, y = (tg.tensors[op.inputs[0]], tg.tensors[op.inputs[1]], tg.tensors[op.outputs[0]])
@@ -181,26 +198,70 @@ class _Buffers:
         return self.by_content[raw]
 
 
-def _tensor_entry(tg, name: str, plan, index: Dict[str, int], buffers: _Buffers, infer_index: Dict[str, int]):
+class _SharedBuilder(flatbuffers.Builder):
+    """A Builder that stores each distinct string once (names, attr names, layouts)."""
+
+    def CreateString(self, s, encoding="utf-8", errors="strict"):
+        key = s if isinstance(s, (str, bytes)) else bytes(s)
+        shared = self.__dict__.setdefault("_shared_strings", {})
+        if key not in shared:
+            shared[key] = super().CreateString(s, encoding, errors)
+        return shared[key]
+
+
+class _Shared:
+    """A table packed once and referenced by every parent that holds an equal one."""
+
+    def __init__(self, table, key, cache: Dict):
+        self.table, self.key, self.cache = table, key, cache
+
+    def Pack(self, builder):
+        if self.key not in self.cache:
+            self.cache[self.key] = self.table.Pack(builder)
+        return self.cache[self.key]
+
+
+#: Kinds whose names nothing outside the file uses (the bulk of a training graph): stored
+#: only in the Debug section. Every other tensor without an inference tensor keeps its name
+#: (parameters, RNG state, label, loss, the head's logits: names the API and trainer use).
+UNNAMED_KINDS = ("gradient", "scratch")
+
+
+def _same_scales(a, b) -> bool:
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    return a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _tensor_entry(tg, name: str, plan, index: Dict[str, int], buffers: _Buffers, infer_tensors,
+                  infer_index: Dict[str, int], shared: Dict, debug_names: bool):
     e = tfmt.TensorT()
-    e.name = name
     tp = plan.tensors[name]
     t = tg.tensors.get(name)
     if t is not None:
-        e.shape = [int(d) for d in t.shape]
+        e.inferTensor = infer_index.get(name, -1)
+        it = infer_tensors[e.inferTensor] if e.inferTensor >= 0 else None
+        if it is None and (t.kind not in UNNAMED_KINDS or debug_names):
+            e.name = name
+        if it is None or len(t.shape) == 0 or tuple(int(d) for d in it.shape) != tuple(t.shape):
+            e.shape = [int(d) for d in t.shape]
         e.dtype = DTYPES[t.dtype]
         e.kind = KINDS[t.kind]
         if t.scale is not None:
             q = tfmt.QuantizationT()
-            q.scale = [float(v) for v in np.asarray(t.scale, np.float32)]
+            iq = None if it is None else it.quantization
+            if (iq is not None and iq.scale is not None and _same_scales(iq.scale, t.scale)
+                    and (np.size(t.scale) == 1 or int(iq.quantizedDimension) == int(t.quantized_dim))):
+                q.scale = None  # the inference tensor's
+            else:
+                q.scale = [float(v) for v in np.asarray(t.scale, np.float32)]
+                q.quantizedDim = int(t.quantized_dim)
             if np.any(t.zero_point != 0):
                 q.zeroPoint = _int32s(f"{name} zero point", t.zero_point)
-            q.quantizedDim = int(t.quantized_dim)
-            e.quantization = q
+            e.quantization = _Shared(q, ("q", None if q.scale is None else tuple(q.scale),
+                                         None if q.zeroPoint is None else tuple(q.zeroPoint), q.quantizedDim), shared)
         if t.data is not None:
             e.buffer = buffers.index_of(t.data)
-        e.inferTensor = infer_index.get(name, -1)
-    else:  # planner tensor: a bitmask
+    else:  # planner tensor: a bitmask (its name follows from the activation's: planner.storage.mask_name)
         y = next(a for a, (m, _, _) in plan.bitmasks.items() if m == name)
         e.shape = [tp.nbytes]
         e.dtype = tfmt.DType.UINT8
@@ -209,7 +270,10 @@ def _tensor_entry(tg, name: str, plan, index: Dict[str, int], buffers: _Buffers,
         _, e.maskMin, e.maskMax = plan.bitmasks[y]
         e.maskProducer = next(s.op for s in plan.steps if name in s.writes)
     e.storage = STORAGES[tp.storage]
-    e.arenaBytes = int(tp.nbytes)
+    logical = int(np.prod(e.shape if e.shape is not None else t.shape, dtype=np.int64)) * \
+        np.dtype(t.dtype if t is not None else np.uint8).itemsize
+    if int(tp.nbytes) != logical:  # absent (-1): the data bytes
+        e.arenaBytes = int(tp.nbytes)
     if tp.offset is not None:
         e.arenaOffset = int(tp.offset)
     if tp.source is not None:
@@ -223,11 +287,31 @@ def _tensor_entry(tg, name: str, plan, index: Dict[str, int], buffers: _Buffers,
     return e
 
 
-def _train_model(tg, plan, buffers: _Buffers, infer_index: Dict[str, int]):
+def _op_attr(tg, op, key: str, index: Dict[str, int], shared: Dict):
+    """An op attr, shared with every equal one; a float list equal to an input's scales references them."""
+    value = op.attrs[key]
+    a = None
+    if isinstance(value, (list, tuple, np.ndarray)) and np.size(value) and np.asarray(value).dtype.kind == "f":
+        for name in op.inputs:
+            t = tg.tensors[name]
+            if t.scale is not None and np.size(t.scale) == np.size(value) and _same_scales(t.scale, value) \
+                    and np.ndim(value) == 1 and _f32_exact(value):
+                a = tfmt.AttrT()
+                a.name, a.type, a.ints = key, tfmt.AttrType.SCALES, [index[name]]
+                break
+    if a is None:
+        a = encode_attr(key, value)
+    arrays = tuple(None if v is None else tuple(v) for v in (a.ints, a.floats, a.doubles, a.shape))
+    return _Shared(a, ("attr", a.name, a.type, a.str) + arrays, shared)
+
+
+def _train_model(tg, plan, buffers: _Buffers, infer_tensors, infer_index: Dict[str, int],
+                 debug_names: bool = False):
     if any(s.part for s in plan.steps):
         raise GraphError("only a reordered plan (updates fused and applied as soon as possible) can be exported")
     names = list(tg.tensors) + [m for m, _, _ in plan.bitmasks.values()]
     index = {n: i for i, n in enumerate(names)}
+    shared: Dict = {}
     m = tfmt.TrainModelT()
     m.versionMajor, m.versionMinor = VERSION
     m.name = tg.name
@@ -255,21 +339,18 @@ def _train_model(tg, plan, buffers: _Buffers, infer_index: Dict[str, int]):
     m.numClasses = int(tg.num_classes)
     m.headType = tg.head_type
     m.opTypes = []
-    m.tensors = [_tensor_entry(tg, n, plan, index, buffers, infer_index) for n in names]
+    m.tensors = [_tensor_entry(tg, n, plan, index, buffers, infer_tensors, infer_index, shared, debug_names)
+                 for n in names]
     m.ops = []
     for op in tg.ops:
         if op.type not in m.opTypes:
             m.opTypes.append(op.type)
         o = tfmt.OpT()
         o.opcode = m.opTypes.index(op.type)
-        o.name = op.name
         o.phase = PHASES[op.phase]
         o.inputs = [index[t] for t in op.inputs]
         o.outputs = [index[t] for t in op.outputs]
-        o.attrs = [encode_attr(k, op.attrs[k]) for k in sorted(op.attrs)]
-        mult, shift = requantization(tg, op)
-        if mult is not None:
-            o.outputMultiplier, o.outputShift = mult, shift
+        o.attrs = [_op_attr(tg, op, k, index, shared) for k in sorted(op.attrs)]
         m.ops.append(o)
     p = tfmt.PlanT()
     p.steps = []
@@ -279,7 +360,7 @@ def _train_model(tg, plan, buffers: _Buffers, infer_index: Dict[str, int]):
         st.mode = MODES[s.mode]
         if s.inplace_input is not None:
             st.inplaceInput = index[s.inplace_input]
-        st.layout = s.layout or ""
+        st.layout = s.layout or None
         if s.scratch_bytes:
             st.scratchOffset, st.scratchBytes = int(s.scratch_offset), int(s.scratch_bytes)
         p.steps.append(st)
@@ -290,23 +371,14 @@ def _train_model(tg, plan, buffers: _Buffers, infer_index: Dict[str, int]):
                                                              plan.sparse_params)
     p.noInplaceSteps = [int(k) for k in plan.no_inplace]
     m.plan = p
-    m.layers = []
-    update_ops = {op.name: op for op in tg.ops if op.phase == "update"}
-    for layer in tg.layers:
-        L = tfmt.TrainedLayerT()
-        L.convIndex = int(layer.get("conv_index", -1))
-        L.opName, L.opType = layer.get("op_name", ""), layer.get("op_type", "")
-        L.weight = index.get(layer.get("weight"), -1) if layer.get("channels") else -1
-        L.bias = index.get(layer.get("bias"), -1) if layer.get("bias") else -1
-        L.channels = [int(c) for c in layer.get("channels", [])]
-        L.updateBias, L.isClassifier = bool(layer.get("update_bias")), bool(layer.get("is_classifier"))
-        w_up = update_ops.get(f"{L.opName}/update")
-        b_up = update_ops.get(f"{L.opName}/bias_update")
-        L.weightScale = [float(v) for v in (w_up.attrs.get("weight_scale", []) if w_up else [])]
-        L.biasScale = [float(v) for v in (b_up.attrs.get("bias_scale", []) if b_up else [])]
-        m.layers.append(L)
-    m.hostInfo = json.dumps(dict(layers=tg.layers, head=_jsonable(tg.head), scheme=tg.scheme, train_name=tg.name))
-    b = flatbuffers.Builder(1 << 16)
+    host = json.dumps(dict(layers=tg.layers, head=_jsonable(tg.head), scheme=tg.scheme, train_name=tg.name),
+                      separators=(",", ":"))
+    m.hostInfoZ = np.frombuffer(zlib.compress(host.encode("utf-8"), 9), dtype=np.uint8)
+    if debug_names:
+        d = tfmt.DebugT()
+        d.tensorNames, d.opNames = list(names), [op.name for op in tg.ops]
+        m.debug = d
+    b = _SharedBuilder(1 << 16)
     b.Finish(m.Pack(b), file_identifier=FILE_IDENTIFIER)
     return bytes(b.Output())
 
@@ -323,16 +395,17 @@ def _jsonable(v):
     return v
 
 
-def write_training_file(infer_graph: QuantGraph, tg, plan) -> bytes:
+def write_training_file(infer_graph: QuantGraph, tg, plan, debug_names: bool = False) -> bytes:
     """The training .tflite: ``infer_graph`` as subgraph 0 (signature ``infer``), ``tg`` and
-    ``plan`` in the ``tflm_train.train`` metadata."""
+    ``plan`` in the ``tflm_train.train`` metadata (``debug_names``: with the Debug section
+    naming every tensor and op)."""
     if plan.graph is not tg:
         raise GraphError("write_training_file: the plan was made for another training graph")
     model = new_model("tflm-train training model")
     add_subgraph(model, infer_graph, "infer", signature_key="infer")
     sg = model.subgraphs[0]
     infer_index = {(t.name.decode() if isinstance(t.name, bytes) else t.name): i for i, t in enumerate(sg.tensors)}
-    meta_bytes = _train_model(tg, plan, _Buffers(model, sg), infer_index)
+    meta_bytes = _train_model(tg, plan, _Buffers(model, sg), sg.tensors, infer_index, debug_names)
     buf = _AlignedBufferT()
     buf.data = np.frombuffer(meta_bytes, dtype=np.uint8).copy()
     model.buffers.append(buf)
@@ -371,8 +444,8 @@ def parse_train_metadata(meta: bytes):
     except Exception as e:  # the generated code raises struct.error / IndexError / UnicodeDecodeError ...
         raise GraphError(f"malformed training metadata ({type(e).__name__}: {e})") from None
     if m.versionMajor != VERSION[0]:
-        raise GraphError(f"training metadata version {m.versionMajor}.{m.versionMinor} is not supported "
-                         f"(this reader: {VERSION[0]}.x)")
+        raise GraphError(f"training metadata version {m.versionMajor}.{m.versionMinor} is not supported: this "
+                         f"reader reads version {VERSION[0]}.x (export the model again)")
     return m
 
 
@@ -419,18 +492,69 @@ def read_training_file(data: bytes, name: str = "model"):
     return infer, tg, plan
 
 
+def _tensor_names(meta, infer_tensors) -> List[str]:
+    """Tensor names: the inference tensor's, the stored one, the Debug section's, a bitmask's
+    (planner.storage.mask_name of its activation), else ``<kind>:<index>``."""
+    from ..planner.storage import mask_name
+
+    entries = meta.tensors or []
+    debug = (meta.debug.tensorNames if meta.debug is not None else None) or []
+    if debug and len(debug) != len(entries):
+        raise GraphError(f"malformed training metadata: {len(debug)} debug names for {len(entries)} tensors")
+    kinds = _inverse(KINDS)
+    names: List[Optional[str]] = []
+    for i, e in enumerate(entries):
+        if e.inferTensor >= 0:
+            it = infer_tensors[_check_index(e.inferTensor, len(infer_tensors), f"tensor {i} inference tensor")]
+            names.append(_s(it.name))
+        else:
+            names.append(_s(e.name) or (_s(debug[i]) if debug else None))
+    for i, e in enumerate(entries):
+        if names[i] is None and e.maskOf >= 0:
+            y = names[_check_index(e.maskOf, len(entries), "mask_of")]
+            names[i] = mask_name(y) if y else None
+        if not names[i]:
+            names[i] = f"{kinds.get(e.kind, 'tensor')}:{i}"
+    return names
+
+
+def _shape_of(e, it, name: str) -> Tuple[int, ...]:
+    if e.shape is not None:
+        return tuple(int(d) for d in e.shape)
+    if it is None:
+        raise GraphError(f"malformed training metadata: tensor {name!r} has no shape and no inference tensor")
+    return tuple(int(d) for d in (it.shape if it.shape is not None else []))
+
+
+def _quantization_of(e, it, name: str):
+    """(scale, zero_point, quantized_dim) of a tensor entry; scales absent: the inference tensor's."""
+    q = e.quantization
+    if q is None:
+        return None, None, 0
+    if q.scale is not None:
+        scale, qdim = np.asarray(q.scale, np.float32).astype(np.float64), int(q.quantizedDim)
+    else:
+        iq = None if it is None else it.quantization
+        if iq is None or iq.scale is None or len(iq.scale) == 0:
+            raise GraphError(f"malformed training metadata: tensor {name!r} takes its scales from an inference "
+                             f"tensor that has none")
+        scale = np.asarray(iq.scale, np.float32).astype(np.float64)
+        qdim = int(iq.quantizedDimension) if q.quantizedDim < 0 else int(q.quantizedDim)
+    zp = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0], np.int64)
+    if zp.size not in (1, scale.size):
+        raise GraphError(f"malformed training metadata: tensor {name!r} has {zp.size} zero points for "
+                         f"{scale.size} scales")
+    return scale, zp, max(qdim, 0)
+
+
 def _train_graph_and_plan(model, meta):
     from ..planner.plan import plan_from_file
     from ..training.train_graph import TrainGraph, TrainOp, TrainTensor
 
     dtypes, kinds, phases = _inverse(DTYPES), _inverse(KINDS), _inverse(PHASES)
+    infer_tensors = model.subgraphs[int(meta.inferSubgraph)].tensors or []
     entries = meta.tensors or []
-    names = []
-    for i, e in enumerate(entries):
-        n = _s(e.name)
-        if not n:
-            raise GraphError(f"malformed training metadata: tensor {i} has no name")
-        names.append(n)
+    names = _tensor_names(meta, infer_tensors)
     if len(set(names)) != len(names):
         raise GraphError("malformed training metadata: duplicate tensor names")
     tensors, masks = {}, {}
@@ -441,20 +565,18 @@ def _train_graph_and_plan(model, meta):
             y = names[_check_index(e.maskOf, len(entries), "mask_of")]
             masks[y] = (names[i], int(e.maskMin), int(e.maskMax))
             continue
-        shape = tuple(int(d) for d in (e.shape if e.shape is not None else []))
+        it = infer_tensors[e.inferTensor] if e.inferTensor >= 0 else None
+        shape = _shape_of(e, it, names[i])
         if any(d < 0 for d in shape):
             raise GraphError(f"malformed training metadata: tensor {names[i]!r} has a negative dimension")
         dtype = dtypes[e.dtype]
-        q = e.quantization
-        scale = None if q is None or q.scale is None else np.asarray(q.scale, np.float32).astype(np.float64)
-        zp = None if scale is None else np.asarray(q.zeroPoint if q.zeroPoint is not None else [0], np.int64)
-        if zp is not None and zp.size not in (1, scale.size):
-            raise GraphError(f"malformed training metadata: tensor {names[i]!r} has {zp.size} zero points for "
-                             f"{scale.size} scales")
-        qdim = 0 if q is None else int(q.quantizedDim)
+        scale, zp, qdim = _quantization_of(e, it, names[i])
         tensors[names[i]] = TrainTensor(names[i], shape, dtype, kinds[e.kind], scale, zp, qdim,
                                         _tensor_data(model, e, names[i], shape, dtype))
     op_types = [_s(t) for t in (meta.opTypes or [])]
+    op_names = (meta.debug.opNames if meta.debug is not None else None) or []
+    if op_names and len(op_names) != len(meta.ops or []):
+        raise GraphError(f"malformed training metadata: {len(op_names)} debug op names for {len(meta.ops or [])} ops")
     ops = []
     for i, o in enumerate(meta.ops or []):
         op_type = op_types[_check_index(o.opcode, len(op_types), f"op {i} opcode")]
@@ -463,8 +585,14 @@ def _train_graph_and_plan(model, meta):
         ins = [names[_check_index(j, len(entries), f"op {i} input")] for j in (o.inputs if o.inputs is not None else [])]
         outs = [names[_check_index(j, len(entries), f"op {i} output")]
                 for j in (o.outputs if o.outputs is not None else [])]
-        attrs = dict(decode_attr(a) for a in (o.attrs or []))
-        ops.append(TrainOp(op_type, ins, outs, attrs, _s(o.name) or "", phases[o.phase]))
+        attrs = dict(decode_attr(a, tensors, names) for a in (o.attrs or []))
+        for key, value in attrs.items():
+            if isinstance(value, _ScalesOf) and value.tensor not in ins:
+                raise GraphError(f"malformed training metadata: op {i} attr {key!r} references the scales of "
+                                 f"{value.tensor!r}, which is not one of its inputs")
+        attrs = {k: (v.values if isinstance(v, _ScalesOf) else v) for k, v in attrs.items()}
+        ops.append(TrainOp(op_type, ins, outs, attrs, _s(op_names[i]) if op_names else f"{op_type}:{i}",
+                           phases[o.phase]))
     sig = meta.signature
     if sig is None or _s(sig.key) != "train":
         raise GraphError("malformed training metadata: no 'train' signature")
@@ -472,9 +600,10 @@ def _train_graph_and_plan(model, meta):
     sig_out = [names[_check_index(j, len(entries), "signature output")]
                for j in (sig.outputs if sig.outputs is not None else [])]
     try:
-        host = json.loads(_s(meta.hostInfo) or "{}")
-    except json.JSONDecodeError as e:
-        raise GraphError(f"malformed training metadata: host info is not JSON ({e})") from None
+        raw = b"" if meta.hostInfoZ is None else zlib.decompress(np.asarray(meta.hostInfoZ, np.uint8).tobytes())
+        host = json.loads(raw.decode("utf-8") or "{}")
+    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise GraphError(f"malformed training metadata: host info is not compressed JSON ({e})") from None
     opt = meta.optimizer
     tg = TrainGraph(tensors, ops, sig_in, sig_out, name=host.get("train_name", _s(meta.name) or "train"),
                     scheme=host.get("scheme", {}), lr=float(opt.learningRate) if opt else 0.0, seed=int(meta.seed),
@@ -517,7 +646,8 @@ def graph_of(model) -> QuantGraph:
 def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, head: str = "float",
            lr: Optional[float] = None, seed: int = 1, state=None, fuse: bool = True, inplace: bool = True,
            masks: bool = True, sparse_params: bool = True, ram_kb: int = DEFAULT_RAM_KB,
-           flash_kb: int = DEFAULT_FLASH_KB, budget_check: bool = True, force_scheme: bool = False) -> ExportResult:
+           flash_kb: int = DEFAULT_FLASH_KB, budget_check: bool = True, force_scheme: bool = False,
+           debug_names: bool = False) -> ExportResult:
     """Write the training .tflite of ``model`` under ``scheme`` to ``path`` (if given).
 
     ``model``: a QuantGraph, or a Keras model from ``tflm_train.keras`` (via
@@ -535,7 +665,8 @@ def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, 
     The planned peak and the file are checked against ``ram_kb`` / ``flash_kb``
     (``tflm_train.budget``): over budget raises ``BudgetError`` and writes nothing, unless
     ``budget_check=False``. ``result.budget`` holds the figures and the file's overhead over
-    its inference model.
+    its inference model. ``debug_names`` adds the metadata's Debug section (every tensor and
+    op name, for tools and messages; a few percent of the file).
     """
     from ..planner.plan import plan_train_graph
     from ..training.autodiff import build_train_graph
@@ -561,7 +692,7 @@ def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, 
             t.data = v.astype(t.dtype, copy=True)
     infer = apply_to_graph(graph, tg, state)
     plan = plan_train_graph(tg, reorder=True, fuse=fuse, inplace=inplace, masks=masks, sparse_params=sparse_params)
-    data = write_training_file(infer, tg, plan)
+    data = write_training_file(infer, tg, plan, debug_names)
     budget = BudgetReport(plan.peak_bytes, ram_kb, len(data), flash_kb, inference_bytes=len(infer.to_tflite()))
     if budget_check:
         budget.check(graph.name)

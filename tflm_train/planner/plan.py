@@ -534,9 +534,12 @@ def plan_from_file(tg, meta, names: Sequence[str], masks: Dict[str, Tuple[str, i
         e = entries.get(t)
         if e is None:
             raise GraphError(f"training metadata: tensor {t!r} of the plan is missing")
-        if storage_names.get(e.storage) != st or (st in ("arena", "persistent") and int(e.arenaBytes) != d.nbytes[t]):
+        # arena_bytes -1: the tensor's data bytes (a bitmask's data is its arena bytes)
+        stored = int(e.arenaBytes) if e.arenaBytes >= 0 else \
+            (tg.tensors[t].nbytes if t in tg.tensors else d.nbytes[t])
+        if storage_names.get(e.storage) != st or (st in ("arena", "persistent") and stored != d.nbytes[t]):
             raise GraphError(f"training metadata: tensor {t!r} is stored as {storage_names.get(e.storage)} "
-                             f"({e.arenaBytes} bytes), the plan's rules give {st} ({d.nbytes[t]} bytes)")
+                             f"({stored} bytes), the plan's rules give {st} ({d.nbytes[t]} bytes)")
         if st == "persistent":
             offsets[t] = int(e.arenaOffset)
         elif st == "arena":

@@ -55,6 +55,12 @@ channels keeps only those in SRAM (``split``); kernels read the others from flas
 
 Persistent tensors (parameters, RNG state) live in a region at the bottom of the arena
 kept across steps; constants stay in flash.
+
+Requantization tables: a forward int8 CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED
+needs one int32 multiplier and one int32 shift per filter scale; the file does not store
+them (they follow from the scales), the runtime computes them into the top of the step's
+scratch, so the scratch of such a step grows by 8 bytes per filter scale (a fused
+pointwise convolution's table is in the scratch of the depthwise step it runs in).
 """
 from __future__ import annotations
 
@@ -95,6 +101,21 @@ IN_PLACE = {
 
 def mask_name(tensor: str) -> str:
     return f"{tensor}/mask"
+
+
+#: Forward int8 ops whose requantization the runtime computes per step (filter = input 1).
+REQUANTIZED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def requantization_bytes(tg, op) -> int:
+    """Scratch bytes of the requantization table of ``op`` (int32 multiplier + int32 shift
+    per filter scale), 0 for an op that has none."""
+    if op.type not in REQUANTIZED_OPS or op.phase != "forward" or len(op.inputs) < 2:
+        return 0
+    x, w, y = tg.tensors[op.inputs[0]], tg.tensors[op.inputs[1]], tg.tensors[op.outputs[0]]
+    if y.dtype != "int8" or x.scale is None or w.scale is None or y.scale is None:
+        return 0
+    return 8 * int(np.size(w.scale))
 
 
 @dataclass
@@ -251,6 +272,19 @@ class _Decider:
             self.scratch[k2] += int(t.shape[1] * t.shape[2] * np.dtype(t.dtype).itemsize)
             self.reads[k2] = [x for x in self.reads[k2] if x != out] + self.reads[k]
             self.reads[k], self.writes[k] = [], []
+
+    def requantization_tables(self) -> None:
+        """Room for the requantization tables at the top of each step's scratch (4-aligned)."""
+        for k in range(self.n):
+            need = requantization_bytes(self.tg, self.op(k))
+            if not need or self.steps[k].part:
+                continue
+            k2 = k
+            if self.modes[k] == "fused":  # runs inside the next executed step
+                k2 = k + 1
+                while self.modes[k2] == "skip":
+                    k2 += 1
+            self.scratch[k2] = (self.scratch[k2] + 3) // 4 * 4 + need
 
     def bitmasks(self) -> None:
         for k in range(self.n):
@@ -476,4 +510,5 @@ def decide(tg, steps: Sequence[Step], extra: Dict[str, int], fuse: bool = True, 
     if masks:
         d.bitmasks()
     d.share(inplace)
+    d.requantization_tables()
     return d.result()

@@ -63,6 +63,7 @@ class AttrType(object):
     FLOATS = 6
     DOUBLE = 7
     DOUBLES = 8
+    SCALES = 9
 
 
 class Attr(object):
@@ -476,7 +477,7 @@ class Quantization(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
         if o != 0:
             return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
-        return 0
+        return -1
 
 def QuantizationStart(builder):
     builder.StartObject(3)
@@ -494,7 +495,7 @@ def QuantizationStartZeroPointVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
 
 def QuantizationAddQuantizedDim(builder, quantizedDim):
-    builder.PrependInt32Slot(2, quantizedDim, 0)
+    builder.PrependInt32Slot(2, quantizedDim, -1)
 
 def QuantizationEnd(builder):
     return builder.EndObject()
@@ -512,7 +513,7 @@ class QuantizationT(object):
         self,
         scale = None,
         zeroPoint = None,
-        quantizedDim = 0,
+        quantizedDim = -1,
     ):
         self.scale = scale  # type: Optional[List[float]]
         self.zeroPoint = zeroPoint  # type: Optional[List[int]]
@@ -688,15 +689,15 @@ class Tensor(object):
     def ArenaOffset(self):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
         if o != 0:
-            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
         return -1
 
     # Tensor
     def ArenaBytes(self):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(22))
         if o != 0:
-            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
-        return 0
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
+        return -1
 
     # Tensor
     def Source(self):
@@ -839,10 +840,10 @@ def TensorAddStorage(builder, storage):
     builder.PrependInt8Slot(7, storage, 0)
 
 def TensorAddArenaOffset(builder, arenaOffset):
-    builder.PrependInt64Slot(8, arenaOffset, -1)
+    builder.PrependInt32Slot(8, arenaOffset, -1)
 
 def TensorAddArenaBytes(builder, arenaBytes):
-    builder.PrependInt64Slot(9, arenaBytes, 0)
+    builder.PrependInt32Slot(9, arenaBytes, -1)
 
 def TensorAddSource(builder, source):
     builder.PrependInt32Slot(10, source, -1)
@@ -903,7 +904,7 @@ class TensorT(object):
         inferTensor = -1,
         storage = 0,
         arenaOffset = -1,
-        arenaBytes = 0,
+        arenaBytes = -1,
         source = -1,
         pad = None,
         splitAxis = -1,
@@ -1089,13 +1090,6 @@ class Op(object):
         return 0
 
     # Op
-    def Name(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
-        if o != 0:
-            return self._tab.String(o + self._tab.Pos)
-        return None
-
-    # Op
     def Phase(self):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
         if o != 0:
@@ -1180,68 +1174,11 @@ class Op(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
         return o == 0
 
-    # Op
-    def OutputMultiplier(self, j):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
-        if o != 0:
-            a = self._tab.Vector(o)
-            return self._tab.Get(flatbuffers.number_types.Int32Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4))
-        return 0
-
-    # Op
-    def OutputMultiplierAsNumpy(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
-        if o != 0:
-            return self._tab.GetVectorAsNumpy(flatbuffers.number_types.Int32Flags, o)
-        return 0
-
-    # Op
-    def OutputMultiplierLength(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
-        if o != 0:
-            return self._tab.VectorLen(o)
-        return 0
-
-    # Op
-    def OutputMultiplierIsNone(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
-        return o == 0
-
-    # Op
-    def OutputShift(self, j):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
-        if o != 0:
-            a = self._tab.Vector(o)
-            return self._tab.Get(flatbuffers.number_types.Int32Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4))
-        return 0
-
-    # Op
-    def OutputShiftAsNumpy(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
-        if o != 0:
-            return self._tab.GetVectorAsNumpy(flatbuffers.number_types.Int32Flags, o)
-        return 0
-
-    # Op
-    def OutputShiftLength(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
-        if o != 0:
-            return self._tab.VectorLen(o)
-        return 0
-
-    # Op
-    def OutputShiftIsNone(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
-        return o == 0
-
 def OpStart(builder):
     builder.StartObject(8)
 
 def OpAddOpcode(builder, opcode):
     builder.PrependInt32Slot(0, opcode, 0)
-
-def OpAddName(builder, name):
-    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
 
 def OpAddPhase(builder, phase):
     builder.PrependInt8Slot(2, phase, 0)
@@ -1264,18 +1201,6 @@ def OpAddAttrs(builder, attrs):
 def OpStartAttrsVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
 
-def OpAddOutputMultiplier(builder, outputMultiplier):
-    builder.PrependUOffsetTRelativeSlot(6, flatbuffers.number_types.UOffsetTFlags.py_type(outputMultiplier), 0)
-
-def OpStartOutputMultiplierVector(builder, numElems):
-    return builder.StartVector(4, numElems, 4)
-
-def OpAddOutputShift(builder, outputShift):
-    builder.PrependUOffsetTRelativeSlot(7, flatbuffers.number_types.UOffsetTFlags.py_type(outputShift), 0)
-
-def OpStartOutputShiftVector(builder, numElems):
-    return builder.StartVector(4, numElems, 4)
-
 def OpEnd(builder):
     return builder.EndObject()
 
@@ -1291,22 +1216,16 @@ class OpT(object):
     def __init__(
         self,
         opcode = 0,
-        name = None,
         phase = 0,
         inputs = None,
         outputs = None,
         attrs = None,
-        outputMultiplier = None,
-        outputShift = None,
     ):
         self.opcode = opcode  # type: int
-        self.name = name  # type: Optional[str]
         self.phase = phase  # type: int
         self.inputs = inputs  # type: Optional[List[int]]
         self.outputs = outputs  # type: Optional[List[int]]
         self.attrs = attrs  # type: Optional[List[AttrT]]
-        self.outputMultiplier = outputMultiplier  # type: Optional[List[int]]
-        self.outputShift = outputShift  # type: Optional[List[int]]
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -1330,9 +1249,6 @@ class OpT(object):
         if op is None:
             return
         self.opcode = op.Opcode()
-        self.name = op.Name()
-        if self.name is not None:
-            self.name = self.name.decode('utf-8')
         self.phase = op.Phase()
         if not op.InputsIsNone():
             if np is None:
@@ -1356,25 +1272,9 @@ class OpT(object):
                 else:
                     attr_ = AttrT.InitFromObj(op.Attrs(i))
                     self.attrs.append(attr_)
-        if not op.OutputMultiplierIsNone():
-            if np is None:
-                self.outputMultiplier = []
-                for i in range(op.OutputMultiplierLength()):
-                    self.outputMultiplier.append(op.OutputMultiplier(i))
-            else:
-                self.outputMultiplier = op.OutputMultiplierAsNumpy()
-        if not op.OutputShiftIsNone():
-            if np is None:
-                self.outputShift = []
-                for i in range(op.OutputShiftLength()):
-                    self.outputShift.append(op.OutputShift(i))
-            else:
-                self.outputShift = op.OutputShiftAsNumpy()
 
     # OpT
     def Pack(self, builder):
-        if self.name is not None:
-            name = builder.CreateString(self.name)
         if self.inputs is not None:
             if np is not None and type(self.inputs) is np.ndarray:
                 inputs = builder.CreateNumpyVector(self.inputs)
@@ -1399,26 +1299,8 @@ class OpT(object):
             for i in reversed(range(len(self.attrs))):
                 builder.PrependUOffsetTRelative(attrslist[i])
             attrs = builder.EndVector()
-        if self.outputMultiplier is not None:
-            if np is not None and type(self.outputMultiplier) is np.ndarray:
-                outputMultiplier = builder.CreateNumpyVector(self.outputMultiplier)
-            else:
-                OpStartOutputMultiplierVector(builder, len(self.outputMultiplier))
-                for i in reversed(range(len(self.outputMultiplier))):
-                    builder.PrependInt32(self.outputMultiplier[i])
-                outputMultiplier = builder.EndVector()
-        if self.outputShift is not None:
-            if np is not None and type(self.outputShift) is np.ndarray:
-                outputShift = builder.CreateNumpyVector(self.outputShift)
-            else:
-                OpStartOutputShiftVector(builder, len(self.outputShift))
-                for i in reversed(range(len(self.outputShift))):
-                    builder.PrependInt32(self.outputShift[i])
-                outputShift = builder.EndVector()
         OpStart(builder)
         OpAddOpcode(builder, self.opcode)
-        if self.name is not None:
-            OpAddName(builder, name)
         OpAddPhase(builder, self.phase)
         if self.inputs is not None:
             OpAddInputs(builder, inputs)
@@ -1426,10 +1308,6 @@ class OpT(object):
             OpAddOutputs(builder, outputs)
         if self.attrs is not None:
             OpAddAttrs(builder, attrs)
-        if self.outputMultiplier is not None:
-            OpAddOutputMultiplier(builder, outputMultiplier)
-        if self.outputShift is not None:
-            OpAddOutputShift(builder, outputShift)
         op = OpEnd(builder)
         return op
 
@@ -1488,14 +1366,14 @@ class Step(object):
     def ScratchOffset(self):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
         if o != 0:
-            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
         return -1
 
     # Step
     def ScratchBytes(self):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
         if o != 0:
-            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
         return 0
 
 def StepStart(builder):
@@ -1514,10 +1392,10 @@ def StepAddLayout(builder, layout):
     builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(layout), 0)
 
 def StepAddScratchOffset(builder, scratchOffset):
-    builder.PrependInt64Slot(4, scratchOffset, -1)
+    builder.PrependInt32Slot(4, scratchOffset, -1)
 
 def StepAddScratchBytes(builder, scratchBytes):
-    builder.PrependInt64Slot(5, scratchBytes, 0)
+    builder.PrependInt32Slot(5, scratchBytes, 0)
 
 def StepEnd(builder):
     return builder.EndObject()
@@ -2924,6 +2802,160 @@ class SignatureT(object):
         return signature
 
 
+class Debug(object):
+    __slots__ = ['_tab']
+
+    @classmethod
+    def GetRootAs(cls, buf, offset=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, offset)
+        x = Debug()
+        x.Init(buf, n + offset)
+        return x
+
+    @classmethod
+    def GetRootAsDebug(cls, buf, offset=0):
+        """This method is deprecated. Please switch to GetRootAs."""
+        return cls.GetRootAs(buf, offset)
+    @classmethod
+    def DebugBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
+        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x54\x46\x4D\x54", size_prefixed=size_prefixed)
+
+    # Debug
+    def Init(self, buf, pos):
+        self._tab = flatbuffers.table.Table(buf, pos)
+
+    # Debug
+    def TensorNames(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
+        if o != 0:
+            a = self._tab.Vector(o)
+            return self._tab.String(a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4))
+        return ""
+
+    # Debug
+    def TensorNamesLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # Debug
+    def TensorNamesIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
+        return o == 0
+
+    # Debug
+    def OpNames(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
+        if o != 0:
+            a = self._tab.Vector(o)
+            return self._tab.String(a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4))
+        return ""
+
+    # Debug
+    def OpNamesLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # Debug
+    def OpNamesIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
+        return o == 0
+
+def DebugStart(builder):
+    builder.StartObject(2)
+
+def DebugAddTensorNames(builder, tensorNames):
+    builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(tensorNames), 0)
+
+def DebugStartTensorNamesVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
+def DebugAddOpNames(builder, opNames):
+    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(opNames), 0)
+
+def DebugStartOpNamesVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
+def DebugEnd(builder):
+    return builder.EndObject()
+
+
+try:
+    from typing import List
+except:
+    pass
+
+class DebugT(object):
+
+    # DebugT
+    def __init__(
+        self,
+        tensorNames = None,
+        opNames = None,
+    ):
+        self.tensorNames = tensorNames  # type: Optional[List[Optional[str]]]
+        self.opNames = opNames  # type: Optional[List[Optional[str]]]
+
+    @classmethod
+    def InitFromBuf(cls, buf, pos):
+        debug = Debug()
+        debug.Init(buf, pos)
+        return cls.InitFromObj(debug)
+
+    @classmethod
+    def InitFromPackedBuf(cls, buf, pos=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
+        return cls.InitFromBuf(buf, pos+n)
+
+    @classmethod
+    def InitFromObj(cls, debug):
+        x = DebugT()
+        x._UnPack(debug)
+        return x
+
+    # DebugT
+    def _UnPack(self, debug):
+        if debug is None:
+            return
+        if not debug.TensorNamesIsNone():
+            self.tensorNames = []
+            for i in range(debug.TensorNamesLength()):
+                self.tensorNames.append(debug.TensorNames(i))
+        if not debug.OpNamesIsNone():
+            self.opNames = []
+            for i in range(debug.OpNamesLength()):
+                self.opNames.append(debug.OpNames(i))
+
+    # DebugT
+    def Pack(self, builder):
+        if self.tensorNames is not None:
+            tensorNameslist = []
+            for i in range(len(self.tensorNames)):
+                tensorNameslist.append(builder.CreateString(self.tensorNames[i]))
+            DebugStartTensorNamesVector(builder, len(self.tensorNames))
+            for i in reversed(range(len(self.tensorNames))):
+                builder.PrependUOffsetTRelative(tensorNameslist[i])
+            tensorNames = builder.EndVector()
+        if self.opNames is not None:
+            opNameslist = []
+            for i in range(len(self.opNames)):
+                opNameslist.append(builder.CreateString(self.opNames[i]))
+            DebugStartOpNamesVector(builder, len(self.opNames))
+            for i in reversed(range(len(self.opNames))):
+                builder.PrependUOffsetTRelative(opNameslist[i])
+            opNames = builder.EndVector()
+        DebugStart(builder)
+        if self.tensorNames is not None:
+            DebugAddTensorNames(builder, tensorNames)
+        if self.opNames is not None:
+            DebugAddOpNames(builder, opNames)
+        debug = DebugEnd(builder)
+        return debug
+
+
 class TrainModel(object):
     __slots__ = ['_tab']
 
@@ -3104,38 +3136,44 @@ class TrainModel(object):
         return None
 
     # TrainModel
-    def Layers(self, j):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(32))
+    def HostInfoZ(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(36))
         if o != 0:
-            x = self._tab.Vector(o)
-            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
-            x = self._tab.Indirect(x)
-            obj = TrainedLayer()
-            obj.Init(self._tab.Bytes, x)
-            return obj
-        return None
+            a = self._tab.Vector(o)
+            return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
+        return 0
 
     # TrainModel
-    def LayersLength(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(32))
+    def HostInfoZAsNumpy(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(36))
+        if o != 0:
+            return self._tab.GetVectorAsNumpy(flatbuffers.number_types.Uint8Flags, o)
+        return 0
+
+    # TrainModel
+    def HostInfoZLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(36))
         if o != 0:
             return self._tab.VectorLen(o)
         return 0
 
     # TrainModel
-    def LayersIsNone(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(32))
+    def HostInfoZIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(36))
         return o == 0
 
     # TrainModel
-    def HostInfo(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(34))
+    def Debug(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(38))
         if o != 0:
-            return self._tab.String(o + self._tab.Pos)
+            x = self._tab.Indirect(o + self._tab.Pos)
+            obj = Debug()
+            obj.Init(self._tab.Bytes, x)
+            return obj
         return None
 
 def TrainModelStart(builder):
-    builder.StartObject(16)
+    builder.StartObject(18)
 
 def TrainModelAddVersionMajor(builder, versionMajor):
     builder.PrependInt32Slot(0, versionMajor, 1)
@@ -3188,14 +3226,14 @@ def TrainModelStartOpsVector(builder, numElems):
 def TrainModelAddPlan(builder, plan):
     builder.PrependUOffsetTRelativeSlot(13, flatbuffers.number_types.UOffsetTFlags.py_type(plan), 0)
 
-def TrainModelAddLayers(builder, layers):
-    builder.PrependUOffsetTRelativeSlot(14, flatbuffers.number_types.UOffsetTFlags.py_type(layers), 0)
+def TrainModelAddHostInfoZ(builder, hostInfoZ):
+    builder.PrependUOffsetTRelativeSlot(16, flatbuffers.number_types.UOffsetTFlags.py_type(hostInfoZ), 0)
 
-def TrainModelStartLayersVector(builder, numElems):
-    return builder.StartVector(4, numElems, 4)
+def TrainModelStartHostInfoZVector(builder, numElems):
+    return builder.StartVector(1, numElems, 1)
 
-def TrainModelAddHostInfo(builder, hostInfo):
-    builder.PrependUOffsetTRelativeSlot(15, flatbuffers.number_types.UOffsetTFlags.py_type(hostInfo), 0)
+def TrainModelAddDebug(builder, debug):
+    builder.PrependUOffsetTRelativeSlot(17, flatbuffers.number_types.UOffsetTFlags.py_type(debug), 0)
 
 def TrainModelEnd(builder):
     return builder.EndObject()
@@ -3225,8 +3263,8 @@ class TrainModelT(object):
         tensors = None,
         ops = None,
         plan = None,
-        layers = None,
-        hostInfo = None,
+        hostInfoZ = None,
+        debug = None,
     ):
         self.versionMajor = versionMajor  # type: int
         self.versionMinor = versionMinor  # type: int
@@ -3242,8 +3280,8 @@ class TrainModelT(object):
         self.tensors = tensors  # type: Optional[List[TensorT]]
         self.ops = ops  # type: Optional[List[OpT]]
         self.plan = plan  # type: Optional[PlanT]
-        self.layers = layers  # type: Optional[List[TrainedLayerT]]
-        self.hostInfo = hostInfo  # type: Optional[str]
+        self.hostInfoZ = hostInfoZ  # type: Optional[List[int]]
+        self.debug = debug  # type: Optional[DebugT]
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -3305,17 +3343,15 @@ class TrainModelT(object):
                     self.ops.append(op_)
         if trainModel.Plan() is not None:
             self.plan = PlanT.InitFromObj(trainModel.Plan())
-        if not trainModel.LayersIsNone():
-            self.layers = []
-            for i in range(trainModel.LayersLength()):
-                if trainModel.Layers(i) is None:
-                    self.layers.append(None)
-                else:
-                    trainedLayer_ = TrainedLayerT.InitFromObj(trainModel.Layers(i))
-                    self.layers.append(trainedLayer_)
-        self.hostInfo = trainModel.HostInfo()
-        if self.hostInfo is not None:
-            self.hostInfo = self.hostInfo.decode('utf-8')
+        if not trainModel.HostInfoZIsNone():
+            if np is None:
+                self.hostInfoZ = []
+                for i in range(trainModel.HostInfoZLength()):
+                    self.hostInfoZ.append(trainModel.HostInfoZ(i))
+            else:
+                self.hostInfoZ = trainModel.HostInfoZAsNumpy()
+        if trainModel.Debug() is not None:
+            self.debug = DebugT.InitFromObj(trainModel.Debug())
 
     # TrainModelT
     def Pack(self, builder):
@@ -3355,16 +3391,16 @@ class TrainModelT(object):
             ops = builder.EndVector()
         if self.plan is not None:
             plan = self.plan.Pack(builder)
-        if self.layers is not None:
-            layerslist = []
-            for i in range(len(self.layers)):
-                layerslist.append(self.layers[i].Pack(builder))
-            TrainModelStartLayersVector(builder, len(self.layers))
-            for i in reversed(range(len(self.layers))):
-                builder.PrependUOffsetTRelative(layerslist[i])
-            layers = builder.EndVector()
-        if self.hostInfo is not None:
-            hostInfo = builder.CreateString(self.hostInfo)
+        if self.hostInfoZ is not None:
+            if np is not None and type(self.hostInfoZ) is np.ndarray:
+                hostInfoZ = builder.CreateNumpyVector(self.hostInfoZ)
+            else:
+                TrainModelStartHostInfoZVector(builder, len(self.hostInfoZ))
+                for i in reversed(range(len(self.hostInfoZ))):
+                    builder.PrependUint8(self.hostInfoZ[i])
+                hostInfoZ = builder.EndVector()
+        if self.debug is not None:
+            debug = self.debug.Pack(builder)
         TrainModelStart(builder)
         TrainModelAddVersionMajor(builder, self.versionMajor)
         TrainModelAddVersionMinor(builder, self.versionMinor)
@@ -3389,10 +3425,10 @@ class TrainModelT(object):
             TrainModelAddOps(builder, ops)
         if self.plan is not None:
             TrainModelAddPlan(builder, plan)
-        if self.layers is not None:
-            TrainModelAddLayers(builder, layers)
-        if self.hostInfo is not None:
-            TrainModelAddHostInfo(builder, hostInfo)
+        if self.hostInfoZ is not None:
+            TrainModelAddHostInfoZ(builder, hostInfoZ)
+        if self.debug is not None:
+            TrainModelAddDebug(builder, debug)
         trainModel = TrainModelEnd(builder)
         return trainModel
 

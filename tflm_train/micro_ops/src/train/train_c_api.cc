@@ -126,7 +126,7 @@ tt_status tt_parameter_info(tt_trainer* tr, size_t index, tt_parameter* info) {
   }
   const TensorDesc d = tt::train::decode_tensor(*rt, t);
   memset(info, 0, sizeof(*info));
-  const tt::Str name = tt::train::string_of(rt->meta, rt->meta.string_field(d.table, tt::tfmt::kTensorName));
+  const tt::Str name = tt::train::tensor_name_of(*rt, t);
   info->name = name.data;
   info->name_length = name.length;
   info->kind = d.kind == tt::tfmt::kState ? 1 : 0;

@@ -1,9 +1,13 @@
-// Reading the training metadata: locating the "tflm_train.train" entry in a
-// TFLite model and decoding / checking its tensors and ops. Every offset goes
-// through FlatReader (bounds-checked); every value a kernel later trusts is
-// checked here once.
+// Reading the training metadata (version 2): locating the "tflm_train.train"
+// entry in a TFLite model and decoding / checking its tensors and ops. A
+// training tensor that is also an inference tensor takes its shape and scales
+// from the inference subgraph; forward requantization is computed from the
+// scales. Every offset goes through FlatReader (bounds-checked); every value a
+// kernel later trusts is checked here once.
+#include <math.h>
 #include <string.h>
 
+#include "../quant.h"
 #include "train_runtime.h"
 
 namespace tt {
@@ -29,9 +33,6 @@ tt_status reader_failed(const FlatReader& r, const char* where, Message& msg) {
   return TT_MALFORMED_MODEL;
 }
 
-int64_t i64_field(FlatReader& r, const Table& t, int field, int64_t def) {
-  return static_cast<int64_t>(r.u64(t, field, static_cast<uint64_t>(def)));
-}
 
 }  // namespace
 
@@ -90,6 +91,48 @@ tt_status locate_metadata(FlatReader& model, const uint8_t** meta, uint32_t* met
   return TT_OK;
 }
 
+Str string_in(FlatReader& r, const Vector& strings, uint32_t i) {
+  Str s = {nullptr, 0};
+  if (i >= strings.length) return s;
+  // A vector of strings: element i is an offset to a string (length, bytes).
+  const uint32_t pos = strings.data + 4u * i;
+  const uint64_t target = static_cast<uint64_t>(pos) + load_u32(r.base() + pos);
+  if (target + 4 <= r.size()) {
+    const uint32_t len = load_u32(r.base() + target);
+    if (len <= r.size() - target - 4) {
+      s.data = reinterpret_cast<const char*>(r.base() + target + 4);
+      s.length = len;
+    }
+  }
+  return s;
+}
+
+namespace {
+
+// The inference tensor a training tensor refers to (absent if none or out of range).
+Table infer_tensor_of(TrainRuntime& rt, const Table& t) {
+  FlatReader& r = rt.meta;
+  const int32_t i = r.i32(t, tfmt::kTensorInferTensor, -1);
+  if (i < 0 || static_cast<uint32_t>(i) >= rt.infer_tensors.length) return Table();
+  return r.table_in(rt.infer_tensors, static_cast<uint32_t>(i));
+}
+
+}  // namespace
+
+Str tensor_name_of(TrainRuntime& rt, int32_t t) {
+  FlatReader& r = rt.meta;
+  Str s = {nullptr, 0};
+  if (t < 0 || static_cast<uint32_t>(t) >= rt.tensors.length) return s;
+  const Table table = r.table_in(rt.tensors, static_cast<uint32_t>(t));
+  s = string_of(r, r.string_field(table, tfmt::kTensorName));
+  if (!s.length) {
+    const Table it = infer_tensor_of(rt, table);
+    if (it.present()) s = string_of(r, r.string_field(it, tfmt::kTfliteTensorName));
+  }
+  if (!s.length) s = string_in(r, rt.debug_tensor_names, static_cast<uint32_t>(t));
+  return s;
+}
+
 const uint8_t* buffer_data(TrainRuntime& rt, int32_t index, uint32_t* len) {
   *len = 0;
   if (index <= 0 || static_cast<uint32_t>(index) >= rt.buffers.length) return nullptr;
@@ -113,7 +156,9 @@ TensorDesc decode_tensor(TrainRuntime& rt, int32_t t) {
   TensorDesc d;
   d.index = t;
   d.table = r.table_in(rt.tensors, static_cast<uint32_t>(t));
-  const Vector shape = r.vector_field(d.table, tfmt::kTensorShape, 4);
+  const Table infer = infer_tensor_of(rt, d.table);
+  Vector shape = r.vector_field(d.table, tfmt::kTensorShape, 4);
+  if (shape.data == 0 && infer.present()) shape = r.vector_field(infer, tfmt::kTfliteTensorShape, 4);
   d.rank = static_cast<int32_t>(shape.length < kMaxRank ? shape.length : kMaxRank);
   d.elements = 1;
   for (int32_t i = 0; i < d.rank; ++i) {
@@ -127,8 +172,9 @@ TensorDesc decode_tensor(TrainRuntime& rt, int32_t t) {
   d.storage = r.u8(d.table, tfmt::kTensorStorage, 0);
   d.bytes = d.elements * tfmt::dtype_size(d.dtype);
   d.buffer = r.i32(d.table, tfmt::kTensorBuffer, -1);
-  d.offset = i64_field(r, d.table, tfmt::kTensorArenaOffset, -1);
-  d.arena_bytes = i64_field(r, d.table, tfmt::kTensorArenaBytes, 0);
+  d.offset = r.i32(d.table, tfmt::kTensorArenaOffset, -1);
+  d.arena_bytes = r.i32(d.table, tfmt::kTensorArenaBytes, -1);
+  if (d.arena_bytes == -1) d.arena_bytes = d.bytes;  // absent: the data bytes
   d.source = r.i32(d.table, tfmt::kTensorSource, -1);
   const Vector pad = r.vector_field(d.table, tfmt::kTensorPad, 4);
   for (uint32_t i = 0; i < 4 && i < pad.length; ++i) d.pad[i] = r.i32_in(pad, i);
@@ -143,7 +189,13 @@ TensorDesc decode_tensor(TrainRuntime& rt, int32_t t) {
   const Table q = r.table_field(d.table, tfmt::kTensorQuantization);
   d.scales = r.vector_field(q, tfmt::kQuantScale, 4);
   d.zero_points = r.vector_field(q, tfmt::kQuantZeroPoint, 4);
-  d.quantized_dim = r.i32(q, tfmt::kQuantDim, 0);
+  d.quantized_dim = r.i32(q, tfmt::kQuantDim, -1);
+  if (q.present() && d.scales.data == 0 && infer.present()) {  // the inference tensor's scales
+    const Table iq = r.table_field(infer, tfmt::kTfliteTensorQuantization);
+    d.scales = r.vector_field(iq, tfmt::kTfliteQuantScale, 4);
+    if (d.quantized_dim < 0) d.quantized_dim = r.i32(iq, tfmt::kTfliteQuantizedDimension, 0);
+  }
+  if (d.quantized_dim < 0) d.quantized_dim = 0;
   if (d.storage == tfmt::kArena || d.storage == tfmt::kPersistent) {
     d.data = (rt.arena && d.offset >= 0 && d.offset < static_cast<int64_t>(rt.arena_bytes)) ? rt.arena + d.offset
                                                                                              : nullptr;
@@ -164,18 +216,7 @@ OpView decode_op(TrainRuntime& rt, int32_t op) {
   v.attrs = r.vector_field(v.table, tfmt::kOpAttrs, 4);
   v.phase = r.u8(v.table, tfmt::kOpPhase, 0);
   const int32_t opcode = r.i32(v.table, tfmt::kOpOpcode, 0);
-  if (opcode >= 0 && static_cast<uint32_t>(opcode) < rt.op_types.length) {
-    // op_types is a vector of strings: each element is an offset to a string.
-    uint32_t pos = rt.op_types.data + 4u * static_cast<uint32_t>(opcode);
-    const uint64_t target = static_cast<uint64_t>(pos) + load_u32(r.base() + pos);
-    if (target + 4 <= r.size()) {
-      const uint32_t len = load_u32(r.base() + target);
-      if (len <= r.size() - target - 4) {
-        v.type.data = reinterpret_cast<const char*>(r.base() + target + 4);
-        v.type.length = len;
-      }
-    }
-  }
+  if (opcode >= 0) v.type = string_in(r, rt.op_types, static_cast<uint32_t>(opcode));
   return v;
 }
 
@@ -191,10 +232,7 @@ namespace {
 template <typename... Parts>
 tt_status tensor_error(Message& msg, TrainRuntime& rt, int32_t t, const Parts&... parts) {
   msg.clear();
-  msg.add_all("malformed training metadata: tensor ", t, " (",
-              short_name(string_of(rt.meta, rt.meta.string_field(rt.meta.table_in(rt.tensors, static_cast<uint32_t>(t)),
-                                                                 tfmt::kTensorName))),
-              "): ");
+  msg.add_all("malformed training metadata: tensor ", t, " (", short_name(tensor_name_of(rt, t)), "): ");
   msg.add_all(parts...);
   return TT_MALFORMED_MODEL;
 }
@@ -206,13 +244,21 @@ bool spatial_4d(const TensorDesc& d) { return d.rank == 4 && d.dims[0] >= 1; }
 tt_status check_tensor(TrainRuntime& rt, int32_t t, Message& msg) {
   FlatReader& r = rt.meta;
   const TensorDesc d = decode_tensor(rt, t);
-  const Vector name = r.string_field(d.table, tfmt::kTensorName);
-  const Vector shape = r.vector_field(d.table, tfmt::kTensorShape, 4);
+  r.string_field(d.table, tfmt::kTensorName);
+  Vector shape = r.vector_field(d.table, tfmt::kTensorShape, 4);
+  const int32_t infer = r.i32(d.table, tfmt::kTensorInferTensor, -1);
+  const Table q = r.table_field(d.table, tfmt::kTensorQuantization);
+  const bool shared_scales = q.present() && r.vector_field(q, tfmt::kQuantScale, 4).data == 0;
   if (r.failed()) return reader_failed(r, "training metadata", msg);
-  if (name.length == 0) {
-    msg.add_all("malformed training metadata: tensor ", t, " has no name");
-    return TT_MALFORMED_MODEL;
-  }
+  if (infer < -1 || (infer >= 0 && static_cast<uint32_t>(infer) >= rt.infer_tensors.length))
+    return tensor_error(msg, rt, t, "inference tensor ", infer, " out of range (", rt.infer_tensors.length,
+                        " tensors)");
+  if (infer < 0 && (shape.data == 0 || shared_scales))
+    return tensor_error(msg, rt, t, "no shape or scales of its own and no inference tensor to take them from");
+  if (shape.data == 0) shape = r.vector_field(infer_tensor_of(rt, d.table), tfmt::kTfliteTensorShape, 4);
+  if (r.failed()) return reader_failed(r, "training metadata", msg);
+  if (shared_scales && d.scales.length == 0)
+    return tensor_error(msg, rt, t, "takes its scales from inference tensor ", infer, ", which has none");
   if (shape.length > static_cast<uint32_t>(kMaxRank)) return tensor_error(msg, rt, t, "rank ", shape.length, " > 6");
   int64_t elements = 1;
   for (int32_t i = 0; i < d.rank; ++i) {
@@ -353,10 +399,12 @@ tt_status TrainContext::begin_step(uint32_t k) {
   mode_ = r.u8(st, tfmt::kStepMode, 0);
   inplace_input_ = r.i32(st, tfmt::kStepInplaceInput, -1);
   layout_ = string_of(r, r.string_field(st, tfmt::kStepLayout));
-  const int64_t scratch_offset = static_cast<int64_t>(r.u64(st, tfmt::kStepScratchOffset, ~uint64_t{0}));
-  const int64_t scratch_bytes = static_cast<int64_t>(r.u64(st, tfmt::kStepScratchBytes, 0));
+  const int64_t scratch_offset = r.i32(st, tfmt::kStepScratchOffset, -1);
+  const int64_t scratch_bytes = r.i32(st, tfmt::kStepScratchBytes, 0);
   scratch_ = nullptr;
   scratch_bytes_ = 0;
+  table_op_[0] = table_op_[1] = -1;
+  reserved_ = 0;
   if (r.failed()) {
     msg_.clear();
     msg_.add_all("malformed training metadata (step ", k, "): ", r.error(), " (at byte ", r.error_pos(), ")");
@@ -413,14 +461,12 @@ tt_status TrainContext::check_live(const TensorDesc& t, bool write) {
       const bool ok = write ? d->first_step == k : (d->first_step <= k && k <= d->last_step);
       if (!ok)
         return fail(TT_MALFORMED_MODEL, write ? "writes" : "reads", " tensor ", d->index, " outside its planned life [",
-                    d->first_step, ", ", d->last_step, "] (",
-                    short_name(string_of(rt_.meta, rt_.meta.string_field(d->table, tfmt::kTensorName))), ")");
+                    d->first_step, ", ", d->last_step, "] (", short_name(tensor_name_of(rt_, d->index)), ")");
       return TT_OK;
     }
     default:
       return fail(TT_MALFORMED_MODEL, write ? "writes" : "reads", " tensor ", d->index,
-                  ", which has no storage in the plan (",
-                  short_name(string_of(rt_.meta, rt_.meta.string_field(d->table, tfmt::kTensorName))), ")");
+                  ", which has no storage in the plan (", short_name(tensor_name_of(rt_, d->index)), ")");
   }
 }
 
@@ -511,24 +557,73 @@ tt_status TrainContext::attr_floats(const char* name, Vector* values) {
     *values = r.vector_field(a, tfmt::kAttrFloatsF, 4);
     return TT_OK;
   }
+  if (a.present() && r.u8(a, tfmt::kAttrType, 0) == tfmt::kAttrScales) {
+    // The scales of one of the op's inputs (checked positive and finite with the tensor).
+    const Vector ints = r.vector_field(a, tfmt::kAttrIntsF, 4);
+    const int32_t t = ints.length == 1 ? r.i32_in(ints, 0) : -1;
+    for (int32_t i = 0; t >= 0 && i < input_count(); ++i) {
+      if (input(i) != t) continue;
+      *values = tensor(t).scales;
+      if (values->length) return TT_OK;
+    }
+    return fail(TT_MALFORMED_MODEL, "attr '", name, "' refers to the scales of tensor ", t,
+                ", which is not a quantized input of the op");
+  }
   return fail(TT_MALFORMED_MODEL, "attr '", name, "' is missing or not a list of float32");
 }
 
-tt_status TrainContext::requantization(int32_t channels, Vector* multipliers, Vector* shifts) {
+tt_status TrainContext::requantization(int32_t channels, const uint8_t** multipliers, const uint8_t** shifts,
+                                       uint32_t* count) {
   FlatReader& r = rt_.meta;
-  *multipliers = r.vector_field(op_.table, tfmt::kOpOutputMultiplier, 4);
-  *shifts = r.vector_field(op_.table, tfmt::kOpOutputShift, 4);
-  const uint32_t n = multipliers->length;
-  if ((n != 1 && n != static_cast<uint32_t>(channels)) || shifts->length != n)
-    return fail(TT_MALFORMED_MODEL, "output_multiplier/output_shift have ", n, "/", shifts->length,
-                " entries for ", channels, " output channels");
-  if (preparing_) {
-    for (uint32_t c = 0; c < n; ++c) {
-      const int32_t m = r.i32_in(*multipliers, c), s = r.i32_in(*shifts, c);
-      if (m < 0 || s < -31 || s > 31)
-        return fail(TT_MALFORMED_MODEL, "requantization of channel ", c, " out of range (", m, ", ", s, ")");
+  *multipliers = *shifts = nullptr;
+  *count = 0;
+  if (input_count() < 2 || output_count() < 1) return fail(TT_MALFORMED_MODEL, "requantization needs x, w and y");
+  const TensorDesc x = tensor(input(0)), w = tensor(input(1)), y = tensor(output(0));
+  const uint32_t n = w.scales.length;
+  if (x.scales.length != 1 || y.scales.length != 1 || (n != 1 && n != static_cast<uint32_t>(channels)))
+    return fail(TT_MALFORMED_MODEL, "requantization needs one input and output scale and 1 or ", channels,
+                " filter scales (has ", x.scales.length, ", ", y.scales.length, ", ", n, ")");
+  const int32_t step_op = r.i32(r.table_in(rt_.steps, step_), tfmt::kStepOp, -1);
+  const bool check_only = mode_ == tfmt::kFused && op_.index == step_op;  // runs inside the next step
+  uint8_t* table = nullptr;
+  if (!check_only) {
+    int slot = 0;
+    while (slot < 2 && table_op_[slot] != op_.index && table_op_[slot] >= 0) ++slot;
+    if (slot == 2) return fail(TT_MALFORMED_MODEL, "more than two requantization tables in one step");
+    if (table_op_[slot] != op_.index) {
+      const uint64_t need = uint64_t{8} * n;
+      const uint32_t top = (scratch_bytes_ - reserved_) & ~3u;
+      if (need > top)
+        return fail(TT_MALFORMED_MODEL, "needs ", static_cast<unsigned long long>(need),
+                    " bytes of scratch for the requantization of op ", op_.index, ", the plan leaves ", top);
+      table_op_[slot] = op_.index;
+      table_offset_[slot] = top - static_cast<uint32_t>(need);
+      reserved_ = scratch_bytes_ - table_offset_[slot];
+    }
+    // While validating before the arena exists (init sizes it first) only the room is checked.
+    if (rt_.arena) table = scratch_ + table_offset_[slot];
+  }
+  const double s_x = static_cast<double>(r.f32_in(x.scales, 0)), s_y = static_cast<double>(r.f32_in(y.scales, 0));
+  for (uint32_t c = 0; c < n; ++c) {
+    // TFLite Micro's conv Prepare: the product and quotient of the float32 scales in double.
+    const double real = s_x * static_cast<double>(r.f32_in(w.scales, c)) / s_y;
+    int32_t m;
+    int sh;
+    if (!(real > 0.0) || !isfinite(real))
+      return fail(TT_MALFORMED_MODEL, "rescale factor of channel ", c, " is not positive and finite");
+    quantize_multiplier(real, &m, &sh);
+    if (m < 0 || sh < -31 || sh > 31)
+      return fail(TT_UNSUPPORTED, "requantization of channel ", c, " out of range (", m, ", ", sh, ")");
+    if (table) {
+      const int32_t shift = sh;
+      memcpy(table + 4u * c, &m, 4);
+      memcpy(table + 4u * (n + c), &shift, 4);
     }
   }
+  if (r.failed()) return fail(TT_MALFORMED_MODEL, "reading the scales: ", r.error());
+  *multipliers = table;
+  *shifts = table ? table + 4u * n : nullptr;
+  *count = n;
   return TT_OK;
 }
 

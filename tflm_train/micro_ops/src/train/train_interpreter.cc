@@ -43,10 +43,7 @@ tt_status malformed(Message& msg, const Parts&... parts) {
   return TT_MALFORMED_MODEL;
 }
 
-Str tensor_name(TrainRuntime& rt, int32_t t) {
-  FlatReader& r = rt.meta;
-  return short_name(string_of(r, r.string_field(r.table_in(rt.tensors, static_cast<uint32_t>(t)), tfmt::kTensorName)));
-}
+Str tensor_name(TrainRuntime& rt, int32_t t) { return short_name(tensor_name_of(rt, t)); }
 
 // The model's TrainModel root and the vectors every later step reads.
 tt_status open_train(TrainRuntime& rt, const uint8_t* model, size_t model_len, Message& msg) {
@@ -65,16 +62,29 @@ tt_status open_train(TrainRuntime& rt, const uint8_t* model, size_t model_len, M
   if (st != TT_OK) return st;
   rt.buffers = rt.model.vector_field(rt.model.root(), tfmt::kModelBuffers, 4);
   if (rt.model.failed()) return reader_error(rt.model, "model", msg);
-  rt.meta = FlatReader(meta, meta_len);
+  // One reader over the whole file, rooted at the TrainModel: the metadata's vectors and the
+  // inference tensors' shapes and scales it refers to are then read the same way.
+  rt.meta = FlatReader(model, static_cast<uint32_t>(model_len));
   FlatReader& r = rt.meta;
-  rt.root = r.root();
+  const uint32_t meta_pos = static_cast<uint32_t>(meta - model);
+  const uint32_t root_offset = load_u32(meta);
+  if (root_offset > meta_len - 4) return malformed(msg, "root offset ", root_offset, " past the end (", meta_len, " bytes)");
+  rt.root = r.table_at_pos(meta_pos + root_offset);
   const int32_t major = r.i32(rt.root, tfmt::kTmVersionMajor, 1), minor = r.i32(rt.root, tfmt::kTmVersionMinor, 0);
   if (r.failed()) return reader_error(r, "training metadata", msg);
   if (major != tfmt::kVersionMajor) {
-    msg.add_all("unsupported: training metadata version ", major, ".", minor, " (this runtime reads ",
-                tfmt::kVersionMajor, ".x)");
+    msg.add_all("unsupported: training metadata version ", major, ".", minor, "; this runtime reads version ",
+                tfmt::kVersionMajor, ".x (export the model again)");
     return TT_UNSUPPORTED;
   }
+  const Vector subgraphs = rt.model.vector_field(rt.model.root(), tfmt::kModelSubgraphs, 4);
+  const int32_t infer_subgraph = r.i32(rt.root, tfmt::kTmInferSubgraph, 0);
+  if (rt.model.failed()) return reader_error(rt.model, "model", msg);
+  if (infer_subgraph < 0 || static_cast<uint32_t>(infer_subgraph) >= subgraphs.length)
+    return malformed(msg, "inference subgraph ", infer_subgraph, " does not exist (", subgraphs.length, ")");
+  rt.infer_tensors =
+      r.vector_field(r.table_in(subgraphs, static_cast<uint32_t>(infer_subgraph)), tfmt::kSubGraphTensors, 4);
+  rt.debug_tensor_names = r.vector_field(r.table_field(rt.root, tfmt::kTmDebug), tfmt::kDebugTensorNames, 4);
   rt.tensors = r.vector_field(rt.root, tfmt::kTmTensors, 4);
   rt.ops = r.vector_field(rt.root, tfmt::kTmOps, 4);
   rt.op_types = r.vector_field(rt.root, tfmt::kTmOpTypes, 4);
@@ -312,9 +322,9 @@ tt_status check_overlaps(TrainRuntime& rt, Message& msg, Span* temp) {
   }
   for (uint32_t k = 0; k < rt.step_count; ++k) {
     const Table st = r.table_in(rt.steps, k);
-    const int64_t bytes = static_cast<int64_t>(r.u64(st, tfmt::kStepScratchBytes, 0));
+    const int64_t bytes = r.i32(st, tfmt::kStepScratchBytes, 0);
     if (!bytes) continue;
-    const int64_t offset = static_cast<int64_t>(r.u64(st, tfmt::kStepScratchOffset, 0));
+    const int64_t offset = r.i32(st, tfmt::kStepScratchOffset, 0);
     const Span s = {offset, offset + bytes, static_cast<int32_t>(k), static_cast<int32_t>(k), -1};
     for (uint32_t t = 0; t < n; ++t) {
       const Span sp = span_of(t);
@@ -388,9 +398,10 @@ void poison_all_but_live(TrainRuntime& rt, uint32_t k, const TrainContext& ctx) 
     const Table table = r.table_in(rt.tensors, t);
     if (r.u8(table, tfmt::kTensorStorage, 0) != tfmt::kArena) continue;
     const int32_t first = r.i32(table, tfmt::kTensorFirstStep, -1), last = r.i32(table, tfmt::kTensorLastStep, -1);
-    if (first <= static_cast<int32_t>(k) && static_cast<int32_t>(k) <= last)
-      arena_unpoison(rt.arena + r.u64(table, tfmt::kTensorArenaOffset, 0),
-                     static_cast<size_t>(r.u64(table, tfmt::kTensorArenaBytes, 0)));
+    if (first <= static_cast<int32_t>(k) && static_cast<int32_t>(k) <= last) {
+      const TensorDesc d = decode_tensor(rt, static_cast<int32_t>(t));  // arena bytes may be implied
+      arena_unpoison(rt.arena + d.offset, static_cast<size_t>(d.arena_bytes));
+    }
   }
   arena_unpoison(ctx.scratch(), ctx.scratch_bytes());
 }

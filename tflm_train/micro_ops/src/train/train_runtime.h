@@ -53,10 +53,14 @@ constexpr uint8_t kStepWritesMask = 8;
 // Interpreter state: lives at the start of the caller's arena.
 struct TrainRuntime {
   FlatReader model;          // the whole .tflite (for TFLite buffers: constant data)
-  FlatReader meta;           // the TrainModel flatbuffer inside it
+  // The whole .tflite too, with the TrainModel (inside a metadata buffer) as its root: every
+  // Vector a kernel gets (from the metadata or an inference tensor it refers to) is read here.
+  FlatReader meta;
   Table root;                // TrainModel
   Vector buffers;            // TFLite Model.buffers
   Vector tensors, ops, op_types, steps;
+  Vector infer_tensors;      // TFLite tensors of the inference subgraph (shapes and scales referred to)
+  Vector debug_tensor_names; // Debug.tensor_names (export --debug-names), or empty
   StepRec* step_recs = nullptr;
   uint8_t* arena = nullptr;          // planned arena, offset 0
   uint32_t arena_bytes = 0;      // plan.arena_bytes
@@ -132,7 +136,9 @@ class TrainContext {
   uint8_t mode() const { return mode_; }
   int32_t inplace_input() const { return inplace_input_; }
   bool layout_is(const char* name) const;
-  uint32_t scratch_bytes() const { return scratch_bytes_; }
+  // The kernel's part of the step's scratch: the requantization tables of
+  // requantization() take the top of it.
+  uint32_t scratch_bytes() const { return scratch_bytes_ - reserved_; }
   uint8_t* scratch() const { return scratch_; }
   bool preparing() const { return preparing_; }
   // The step before this one that runs fused into it (mode FUSED), or -1.
@@ -165,8 +171,15 @@ class TrainContext {
   tt_status attr_ints(const char* name, Vector* values);    // INTS (int32)
   tt_status attr_floats(const char* name, Vector* values);  // FLOATS (float32)
   bool has_attr(const char* name);
-  // The op's precomputed requantization (forward int8 conv-like ops).
-  tt_status requantization(int32_t channels, Vector* multipliers, Vector* shifts);
+  // The requantization of a forward int8 conv-like op (this step's, or the fused
+  // producer's after switch_op): `count` (1 or `channels`) int32 multipliers and
+  // int32 shifts, computed from the float32 scales as TFLite Micro's Prepare does
+  // (multiplier and shift of f64(s_in) * f64(s_w[c]) / f64(s_out)) into the top
+  // of the step's scratch (the plan sizes it: 8 bytes per entry); the same op
+  // gets the same table within a step. For a FUSED step itself (which runs inside
+  // the next step) the values are only checked and the pointers are null.
+  tt_status requantization(int32_t channels, const uint8_t** multipliers, const uint8_t** shifts,
+                           uint32_t* count);
 
   FlatReader& meta() { return rt_.meta; }
   TrainRuntime& runtime() { return rt_; }
@@ -195,6 +208,10 @@ class TrainContext {
   uint8_t* scratch_ = nullptr;
   uint32_t scratch_bytes_ = 0;
   int32_t fused_op_ = -1;
+  // Requantization tables of this step (its op and a fused producer): op index and offset.
+  int32_t table_op_[2] = {-1, -1};
+  uint32_t table_offset_[2] = {0, 0};
+  uint32_t reserved_ = 0;
 };
 
 // --- file access (train_file.cc)
@@ -204,10 +221,15 @@ tt_status locate_metadata(FlatReader& model, const uint8_t** meta, uint32_t* met
 TensorDesc decode_tensor(TrainRuntime& rt, int32_t t);
 // Every field of tensor t consistent (shape, storage, offsets, buffers, virtual sources, masks, split).
 tt_status check_tensor(TrainRuntime& rt, int32_t t, Message& msg);
+// A tensor's name for messages and the API: the stored one, the inference tensor's, the
+// Debug section's, or empty (version 2 stores names only where the API needs them).
+Str tensor_name_of(TrainRuntime& rt, int32_t t);
 // The bitmask tensor kept for activation y (mask_of == y), or -1.
 int32_t find_mask(TrainRuntime& rt, int32_t y);
 bool str_equal(Str a, const char* b);
 Str string_of(FlatReader& r, const Vector& v);
+// Element i of a vector of strings (empty if out of range or malformed).
+Str string_in(FlatReader& r, const Vector& strings, uint32_t i);
 // A tensor name for a one-line message: its first 40 characters (TFLite names can be hundreds long).
 inline Str short_name(Str s) {
   if (s.length > 40) s.length = 40;

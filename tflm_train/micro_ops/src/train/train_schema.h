@@ -1,7 +1,8 @@
 // The parts of the training extension schema (tflm_train/schema/train.fbs,
-// file identifier "TFMT") the runtime reads: field ids (vtable slots, in
-// declaration order) and enum values, plus the TFLite Model fields that locate
-// the metadata entry. docs/training_file_format.md describes the format.
+// file identifier "TFMT", version 2) the runtime reads: field ids (vtable slots,
+// in declaration order) and enum values, plus the TFLite Model fields that locate
+// the metadata entry and the inference tensors a training tensor refers to
+// (shape, scales). docs/training_file_format.md describes the format.
 #ifndef TFLM_TRAIN_MICRO_TRAIN_TRAIN_SCHEMA_H_
 #define TFLM_TRAIN_MICRO_TRAIN_TRAIN_SCHEMA_H_
 
@@ -12,10 +13,13 @@ namespace tfmt {
 
 constexpr char kFileIdentifier[4] = {'T', 'F', 'M', 'T'};
 constexpr char kMetadataName[] = "tflm_train.train";
-constexpr int32_t kVersionMajor = 1;
+constexpr int32_t kVersionMajor = 2;
 
 // TFLite Model / Metadata / Buffer fields (the public TFLite schema).
-enum TfliteModelField { kModelBuffers = 4, kModelMetadata = 6 };
+enum TfliteModelField { kModelSubgraphs = 2, kModelBuffers = 4, kModelMetadata = 6 };
+enum TfliteSubGraphField { kSubGraphTensors = 0 };
+enum TfliteTensorField { kTfliteTensorShape = 0, kTfliteTensorName = 3, kTfliteTensorQuantization = 4 };
+enum TfliteQuantField { kTfliteQuantScale = 2, kTfliteQuantizedDimension = 6 };
 enum TfliteMetadataField { kMetadataNameField = 0, kMetadataBuffer = 1 };
 
 enum DType : uint8_t { kInt8 = 0, kUInt8 = 1, kInt16 = 2, kInt32 = 3, kInt64 = 4, kUInt32 = 5, kFloat32 = 6 };
@@ -50,7 +54,8 @@ enum AttrType : uint8_t {
   kAttrInts = 5,
   kAttrFloats = 6,
   kAttrDouble = 7,
-  kAttrDoubles = 8
+  kAttrDoubles = 8,
+  kAttrScales = 9  // the float32 scales of tensor ints[0]
 };
 
 enum AttrField { kAttrName = 0, kAttrType = 1, kAttrIntsF = 2, kAttrFloatsF = 3, kAttrDoublesF = 4, kAttrStr = 5,
@@ -78,16 +83,8 @@ enum TensorField {
   kTensorFirstStep = 18,
   kTensorLastStep = 19
 };
-enum OpField {
-  kOpOpcode = 0,
-  kOpName = 1,
-  kOpPhase = 2,
-  kOpInputs = 3,
-  kOpOutputs = 4,
-  kOpAttrs = 5,
-  kOpOutputMultiplier = 6,
-  kOpOutputShift = 7
-};
+// Slots 1 (name), 6 and 7 (output_multiplier / output_shift) are version 1 only.
+enum OpField { kOpOpcode = 0, kOpPhase = 2, kOpInputs = 3, kOpOutputs = 4, kOpAttrs = 5 };
 enum StepField { kStepOp = 0, kStepMode = 1, kStepInplaceInput = 2, kStepLayout = 3, kStepScratchOffset = 4,
                  kStepScratchBytes = 5 };
 enum PlanField {
@@ -114,9 +111,11 @@ enum TrainModelField {
   kTmTensors = 11,
   kTmOps = 12,
   kTmPlan = 13,
-  kTmLayers = 14,
-  kTmHostInfo = 15
+  // 14 (layers) and 15 (host_info) are version 1 only.
+  kTmHostInfoZ = 16,
+  kTmDebug = 17
 };
+enum DebugField { kDebugTensorNames = 0, kDebugOpNames = 1 };
 
 // Bytes of one element; 0 for an unknown dtype.
 inline uint32_t dtype_size(uint8_t d) {

@@ -51,11 +51,7 @@ tt_status parse_conv_forward(TrainContext& ctx, ConvForward* p) {
   p->in_offset = -zp_x;
   p->out_offset = zp_y;
   if ((st = activation_clamp(ctx, y, &p->act_min, &p->act_max)) != TT_OK) return st;
-  Vector m, sh;
-  if ((st = ctx.requantization(p->oc, &m, &sh)) != TT_OK) return st;
-  p->mult = ctx.meta().bytes(m);
-  p->shift = ctx.meta().bytes(sh);
-  p->nq = m.length;
+  if ((st = ctx.requantization(p->oc, &p->mult, &p->shift, &p->nq)) != TT_OK) return st;
   p->y = i8_data(y);
   p->y_tensor = y.index;
   p->y_storage = y.storage;

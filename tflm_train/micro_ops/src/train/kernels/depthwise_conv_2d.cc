@@ -70,11 +70,7 @@ tt_status parse(TrainContext& ctx, DwForward* p) {
   p->in_offset = -zp_x;
   p->out_offset = zp_y;
   if ((st = activation_clamp(ctx, y, &p->act_min, &p->act_max)) != TT_OK) return st;
-  Vector m, sh;
-  if ((st = ctx.requantization(p->oc, &m, &sh)) != TT_OK) return st;
-  p->mult = ctx.meta().bytes(m);
-  p->shift = ctx.meta().bytes(sh);
-  p->nq = m.length;
+  if ((st = ctx.requantization(p->oc, &p->mult, &p->shift, &p->nq)) != TT_OK) return st;
   p->y = i8_data(y);
   fill_window_core(*p, &p->core);
   return TT_OK;

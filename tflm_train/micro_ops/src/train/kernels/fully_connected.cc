@@ -61,11 +61,7 @@ tt_status parse(TrainContext& ctx, FcForward* p) {
   p->in_offset = -zp_x;
   p->out_offset = zp_y;
   if ((st = activation_clamp(ctx, y, &p->act_min, &p->act_max)) != TT_OK) return st;
-  Vector m, sh;
-  if ((st = ctx.requantization(p->units, &m, &sh)) != TT_OK) return st;
-  p->mult = ctx.meta().bytes(m);
-  p->shift = ctx.meta().bytes(sh);
-  p->nq = m.length;
+  if ((st = ctx.requantization(p->units, &p->mult, &p->shift, &p->nq)) != TT_OK) return st;
   p->x = reinterpret_cast<const int8_t*>(x.data);
   p->y = i8_data(y);
   return TT_OK;

@@ -6,7 +6,7 @@ namespace tt {
 namespace train {
 
 Str name_of(TrainContext& ctx, const TensorDesc& t) {
-  return short_name(string_of(ctx.meta(), ctx.meta().string_field(t.table, tfmt::kTensorName)));
+  return short_name(tensor_name_of(ctx.runtime(), t.index));
 }
 
 tt_status expect_arity(TrainContext& ctx, int32_t inputs, int32_t outputs) {
