@@ -108,8 +108,11 @@ def test_failed_steps_change_nothing(models):
     x = _images(it, 1)[0]
     it.train_step(x, 0)
     before, info = it.parameters(), it.train_info
-    for label in (-1, 3, 2**31 - 1):
+    for label in (-1, 3, 2**31 - 1, 2**31):
         with pytest.raises((MicroRuntimeError, ValueError), match="label"):
+            it.train_step(x, label)
+    for label in (1.5, np.float32(1.0), True, "1", np.array([0.5])):  # not an integer: refused, not converted
+        with pytest.raises(TypeError, match="label must be an integer"):
             it.train_step(x, label)
     with pytest.raises(ValueError):
         it.train_step(x[..., :2], 0)

@@ -93,10 +93,19 @@ struct Session {
   const tt_storage& s;
   Message msg;
   Layout layout;
-  uint32_t model_crc;
+  bool model_crc_known = false;
+  uint32_t model_crc_value = 0;
 
   Session(tt_trainer* t, TrainRuntime& r, const tt_storage& st)
-      : tr(t), rt(r), s(st), msg(t->message, sizeof(t->message)), model_crc(0) {}
+      : tr(t), rt(r), s(st), msg(t->message, sizeof(t->message)) {}
+
+  // The model's CRC32, computed on first use: a restore from empty or corrupted storage
+  // never reads the whole model (a CRC over 100+ KB of flash on an MCU).
+  uint32_t model_crc() {
+    if (!model_crc_known) model_crc_value = crc32_update(0, rt.model.base(), rt.model.size());
+    model_crc_known = true;
+    return model_crc_value;
+  }
 
   template <typename... Parts>
   tt_status fail(tt_status status, const Parts&... parts) {
@@ -120,7 +129,6 @@ struct Session {
       return fail(TT_INVALID_ARGUMENT, "storage: ", s.size, " bytes give two slots of ", layout.slot_bytes,
                   " bytes, a checkpoint of this model needs ", layout.used, " per slot (",
                   2 * round_up(layout.used, s.page_size), " bytes in all)");
-    model_crc = crc32_update(0, rt.model.base(), rt.model.size());
     return TT_OK;
   }
 
@@ -166,7 +174,7 @@ struct Session {
       *why = "another format version";
       return TT_NO_CHECKPOINT;
     }
-    if (h->model_crc != model_crc || h->model_len != rt.model.size()) {
+    if (h->model_len != rt.model.size() || h->model_crc != model_crc()) {
       *why = "a checkpoint of another model";
       return TT_NO_CHECKPOINT;
     }
@@ -219,7 +227,7 @@ tt_status save(Session& ss, tt_checkpoint_info* info) {
   const uint32_t base = ss.slot_base(slot);
   Header h;
   h.version = TT_CHECKPOINT_VERSION;
-  h.model_crc = ss.model_crc;
+  h.model_crc = ss.model_crc();
   h.model_len = rt.model.size();
   h.sequence = current < 0 ? 1 : prev.sequence + 1;
   h.payload_len = ss.layout.payload_len;
