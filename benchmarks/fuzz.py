@@ -7,7 +7,10 @@ the arena is caught too); each gives the runtime an arena of exactly the size it
 
 - ``inference``: the TFLite reader, tt_init (prepare) and tt_invoke;
 - ``train``: the training-metadata reader, tt_train_init (prepare), two steps, a prediction;
-- ``checkpoint``: tt_checkpoint_restore of a fuzzed storage image (then step, save, restore).
+- ``checkpoint``: tt_checkpoint_restore of a fuzzed storage image (after a successful
+  restore: save, then restore into a fresh trainer, parameter bytes compared).
+
+Build: -O2, ASan + UBSan; the kernels without comparison tracing (KERNEL_FLAGS).
 
 Seeds: tflm_train/micro_ops/fuzz/corpus/<target>/ (small real exported models and
 checkpoint images, ``--write-corpus`` regenerates them; crash inputs found and fixed
@@ -16,7 +19,7 @@ are kept there as regression cases, names starting with ``regression-``).
 Writes benchmarks/results/fuzz.json (per target: executions, crashes, seconds,
 coverage, command, machine, commit). Run:
     python benchmarks/fuzz.py --seconds 600            # every target
-    python benchmarks/fuzz.py --seconds 600 --targets train --merge
+    python benchmarks/fuzz.py --seconds 3600 --executions 1000000 --targets train --merge
 """
 from __future__ import annotations
 
@@ -43,8 +46,13 @@ CHECKPOINT_MODEL = os.path.join(CORPUS, "checkpoint_model.tflite")
 RESULTS = os.path.join(HERE, "results", "fuzz.json")
 TARGETS = ("inference", "train", "checkpoint")
 CXX = os.environ.get("CLANGXX", "clang++")
-FLAGS = ["-std=c++17", "-O1", "-g", "-fno-exceptions", "-fno-rtti", "-ffp-contract=off", "-DTT_POISON_ARENA",
-         "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", f"-I{os.path.join(MICRO_OPS, 'include')}"]
+FLAGS = ["-std=c++17", "-O2", "-gline-tables-only", "-fno-exceptions", "-fno-rtti", "-ffp-contract=off",
+         "-DTT_POISON_ARENA", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
+         f"-I{os.path.join(MICRO_OPS, 'include')}"]
+# Kernels get edge coverage but no comparison tracing: their loop bounds and data compares
+# carry no magic values for the mutator, and tracing them took a third of the train target's time
+# (readers, prepare and the C API keep it: that is where input values meet constants).
+KERNEL_FLAGS = ["-fno-sanitize-coverage=trace-cmp"]
 ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1:allocator_may_return_null=1",
        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
 
@@ -59,7 +67,8 @@ def _compile(args):
     headers = glob.glob(os.path.join(MICRO_OPS, "**", "*.h"), recursive=True)
     if os.path.exists(obj) and os.path.getmtime(obj) > max(os.path.getmtime(p) for p in [src, *headers]):
         return obj  # up to date (a build directory reused between runs)
-    proc = subprocess.run([CXX, *FLAGS, "-fsanitize=fuzzer-no-link,address,undefined", "-c", src, "-o", obj],
+    extra = KERNEL_FLAGS if f"{os.sep}kernels{os.sep}" in src else []
+    proc = subprocess.run([CXX, *FLAGS, *extra, "-fsanitize=fuzzer-no-link,address,undefined", "-c", src, "-o", obj],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"compiling {os.path.relpath(src, REPO)} failed:\n{proc.stderr[-3000:]}")
@@ -85,15 +94,18 @@ def build_targets(out_dir: str, jobs: int = 2) -> Dict[str, str]:
     return exes
 
 
-def run_target(exe: str, target: str, seconds: float, work_dir: str, extra: List[str] = ()) -> Dict:
-    """Fuzz one target for `seconds` from its seed corpus (new inputs go to a scratch corpus
+def run_target(exe: str, target: str, seconds: float, work_dir: str, extra: List[str] = (),
+               executions: int = 0) -> Dict:
+    """Fuzz one target for `seconds` (or until `executions` inputs ran, if given) from its
+    seed corpus (new inputs go to a scratch corpus
     in `work_dir`, crashes to `work_dir`/crash-*). Returns the run's figures."""
     corpus = os.path.join(work_dir, f"corpus_{target}")
     os.makedirs(corpus, exist_ok=True)
     artifacts = os.path.join(work_dir, f"artifacts_{target}") + os.sep
     os.makedirs(artifacts, exist_ok=True)
     cmd = [exe, f"-max_total_time={int(seconds)}", "-print_final_stats=1", "-timeout=20", "-rss_limit_mb=2560",
-           "-max_len=65536", f"-artifact_prefix={artifacts}", *extra, corpus, os.path.join(CORPUS, target)]
+           "-max_len=65536", f"-artifact_prefix={artifacts}", *([f"-runs={executions}"] if executions else []),
+           *extra, corpus, os.path.join(CORPUS, target)]
     env = dict(os.environ, **ENV, TT_FUZZ_MODEL=CHECKPOINT_MODEL)
     start = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 600)
@@ -185,6 +197,8 @@ def _git_commit() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60, help="fuzzing time per target")
+    parser.add_argument("--executions", type=int, default=0,
+                        help="stop a target after this many executions (--seconds stays the limit)")
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     parser.add_argument("--merge", action="store_true", help="keep other targets' entries in the results file")
     parser.add_argument("--write-corpus", action="store_true", help="regenerate the seed corpus and exit")
@@ -204,11 +218,12 @@ def main(argv=None) -> int:
         with open(args.output) as f:
             results = {r["target"]: r for r in json.load(f)["targets"]}
     for target in args.targets:
-        r = run_target(exes[target], target, args.seconds, work)
+        r = run_target(exes[target], target, args.seconds, work, executions=args.executions)
         r.update(command="python benchmarks/fuzz.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                  commit=commit, date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  machine=f"{platform.machine()}, {os.cpu_count()} CPUs (shared), {platform.platform()}",
-                 compiler=subprocess.run([CXX, "--version"], capture_output=True, text=True).stdout.split("\n")[0])
+                 compiler=subprocess.run([CXX, "--version"], capture_output=True, text=True).stdout.split("\n")[0],
+                 flags=" ".join([*FLAGS[:-1], "-fsanitize=fuzzer,address,undefined"]) + "; kernels: " + " ".join(KERNEL_FLAGS))
         results[target] = r
         print(f"{target}: {r['executions']} executions in {r['seconds']} s, {r['crashes']} crashes, "
               f"coverage {r['coverage']['edges']} edges", flush=True)
