@@ -167,6 +167,11 @@ bool conv_case(int32_t c) {
   tt::reference::conv_rows(p, 0, p.oh, g_ref);
   tt::optimized::conv_rows(p, 0, p.oh, g_opt);
   if (!same(g_ref, g_opt, n, "conv_rows", c)) return false;
+  {  // a run of pixels, as the in-place pixel layouts compute them
+    const int32_t total = p.oh * p.ow, i0 = uniform(0, total - 1), m = uniform(1, total - i0);
+    tt::optimized::conv_pixels(p, i0, m, g_opt);
+    if (!same(g_ref + static_cast<int64_t>(i0) * p.oc, g_opt, m * p.oc, "conv_pixels", c)) return false;
+  }
   {  // a band of rows, as the in-place row layouts compute them
     const int32_t oy0 = uniform(0, p.oh - 1), oy1 = uniform(oy0 + 1, p.oh);
     tt::optimized::conv_rows(p, oy0, oy1, g_opt);

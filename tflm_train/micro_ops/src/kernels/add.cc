@@ -106,7 +106,8 @@ tt_status eval(Context& ctx, const NodeRec& node) {
   const int8_t* x2 = as_i8(ctx.data(d.input2));
   int8_t* y = as_i8(ctx.data(d.output));
   if (!d.broadcast) {
-    for (int32_t i = 0; i < d.elements; ++i) y[i] = add_one(d, x1[i], x2[i]);
+    add_elementwise(d.rescale, d.input1_offset, d.input2_offset, d.output_offset, d.act_min, d.act_max, x1, x2, y,
+                    d.elements);
     return TT_OK;
   }
   int32_t index[TT_MAX_RANK] = {0, 0, 0, 0, 0, 0};

@@ -83,6 +83,8 @@ struct ConvCore : DwCore {
   void conv_pixel(const ConvCore& p, int32_t oy, int32_t ox, int8_t* out);                                      \
   /* Output rows [oy0, oy1) into out (row-major, oc per pixel). */                                              \
   void conv_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out);                                     \
+  /* Output pixels [i0, i0 + n) in row-major order (pixel i = (i / ow, i % ow)) into out (oc per pixel). */     \
+  void conv_pixels(const ConvCore& p, int32_t i0, int32_t n, int8_t* out);                                      \
   /* A 1x1 stride-1 unpadded convolution's output channel oc over every pixel into out[0..oh*ow). */             \
   void conv_pointwise_channel(const ConvCore& p, int32_t oc, int8_t* out);                                      \
   /* Depthwise output channel oc from its input plane in[(y * x_w + x) * in_stride], */                         \

@@ -36,6 +36,11 @@ inline uint32_t load_u32(const void* p) {
 inline uint32_t ror8(uint32_t v) { return (v >> 8) | (v << 24); }
 #ifdef TT_SMLAD
 // SXTAB16 of the odd bytes (ROR #8 folded into the instruction; the intrinsic alone does not fold it).
+inline int32_t sxtb16_ror8(uint32_t b) {
+  int32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(b));
+  return r;
+}
 inline int32_t sxtab16_ror8(int32_t a, uint32_t b) {
   int32_t r;
   __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(b));
@@ -372,39 +377,35 @@ inline void smlad_2x2(int32_t x0a, int32_t x0b, int32_t x1a, int32_t x1b, int32_
 }
 #endif
 
-// Sums of two pixels' int8 values (+ offset) times two int16 weight rows (SMLAD order):
-// a00 = x0.w0, a01 = x0.w1, a10 = x1.w0, a11 = x1.w1.
-inline void dot2x2_s8_s16(const int8_t* x0, const int8_t* x1, int32_t offset, const int16_t* w0, const int16_t* w1,
-                          int32_t n, int32_t* acc) {
-  int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0, i = 0;
+// Sums of two pixels' raw int8 values (no offset: it is folded into the channels'
+// constants) times two weight rows interleaved by groups of four input channels
+// (wq: w0 of the group, then w1, each in SMLAD order; `groups` groups), then the last
+// `tail` channels from wt0 / wt1 (natural order): acc = {x0.w0, x0.w1, x1.w0, x1.w1}.
+inline void dot2x2_folded(const int8_t* x0, const int8_t* x1, const int16_t* wq, int32_t groups,
+                          const int16_t* wt0, const int16_t* wt1, int32_t tail, int32_t* acc) {
+  int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0;
+  for (const int8_t* end = x0 + 4 * groups; x0 != end; x0 += 4, x1 += 4, wq += 8) {
 #ifdef TT_SMLAD
-  const int32_t off2 = static_cast<int32_t>((static_cast<uint32_t>(offset) & 0xFFFFu) | (static_cast<uint32_t>(offset) << 16));
-  for (; i + 4 <= n; i += 4) {
-    const uint32_t u0 = load_u32(x0 + i), u1 = load_u32(x1 + i);
-    const int32_t x0a = __sxtab16(off2, static_cast<int8x4_t>(u0)), x0b = sxtab16_ror8(off2, u0);
-    const int32_t x1a = __sxtab16(off2, static_cast<int8x4_t>(u1)), x1b = sxtab16_ror8(off2, u1);
-    const int32_t w0a = static_cast<int32_t>(load_u32(w0 + i)), w0b = static_cast<int32_t>(load_u32(w0 + i + 2));
-    const int32_t w1a = static_cast<int32_t>(load_u32(w1 + i)), w1b = static_cast<int32_t>(load_u32(w1 + i + 2));
-    smlad_2x2(x0a, x0b, x1a, x1b, w0a, w0b, w1a, w1b, &s00, &s01, &s10, &s11);
-  }
+    const uint32_t u0 = load_u32(x0), u1 = load_u32(x1);
+    const int32_t x0a = __sxtb16(static_cast<int8x4_t>(u0)), x0b = sxtb16_ror8(u0);
+    const int32_t x1a = __sxtb16(static_cast<int8x4_t>(u1)), x1b = sxtb16_ror8(u1);
+    smlad_2x2(x0a, x0b, x1a, x1b, static_cast<int32_t>(load_u32(wq)), static_cast<int32_t>(load_u32(wq + 2)),
+              static_cast<int32_t>(load_u32(wq + 4)), static_cast<int32_t>(load_u32(wq + 6)), &s00, &s01, &s10, &s11);
 #else
-  for (; i + 4 <= n; i += 4) {
     for (int32_t k = 0; k < 4; ++k) {
       const int32_t j = k == 1 ? 2 : (k == 2 ? 1 : k);  // SMLAD order of the weights
-      const int32_t a = x0[i + j] + offset, b = x1[i + j] + offset;
-      s00 += a * w0[i + k];
-      s01 += a * w1[i + k];
-      s10 += b * w0[i + k];
-      s11 += b * w1[i + k];
+      s00 += x0[j] * wq[k];
+      s01 += x0[j] * wq[4 + k];
+      s10 += x1[j] * wq[k];
+      s11 += x1[j] * wq[4 + k];
     }
-  }
 #endif
-  for (; i < n; ++i) {
-    const int32_t a = x0[i] + offset, b = x1[i] + offset;
-    s00 += a * w0[i];
-    s01 += a * w1[i];
-    s10 += b * w0[i];
-    s11 += b * w1[i];
+  }
+  for (int32_t t = 0; t < tail; ++t) {
+    s00 += x0[t] * wt0[t];
+    s01 += x0[t] * wt1[t];
+    s10 += x1[t] * wt0[t];
+    s11 += x1[t] * wt1[t];
   }
   acc[0] = s00;
   acc[1] = s01;
@@ -456,6 +457,35 @@ void pointwise_weight_row(const ConvCore& p, int32_t oc, int16_t* w) {
   to_smlad_order(w, p.ic);
 }
 
+// The weight rows of output channels oc and oc + 1 (trained channels merged in) for
+// dot2x2_folded: interleaved groups in wq[0 .. 8 * (ic / 4)), the last ic % 4 channels of
+// each row after them; sums[r] = the row's sum (for the folded input offset).
+void pointwise_weight_pair(const ConvCore& p, int32_t oc, int16_t* wq, int32_t* sums) {
+  const int32_t groups = p.ic / 4, tail = p.ic - 4 * groups;
+  for (int32_t r = 0; r < 2; ++r) {
+    const int8_t* row = p.w + static_cast<int64_t>(oc + r) * p.ic;
+    int16_t* wt = wq + 8 * groups + r * tail;
+    for (int32_t c = 0; c < p.ic; ++c) {
+      const int32_t q = c & 3;
+      int16_t* dst = c < 4 * groups ? wq + 8 * (c >> 2) + 4 * r + (q == 1 ? 2 : (q == 2 ? 1 : q)) : wt + (c - 4 * groups);
+      *dst = row[c];
+    }
+    if (p.sel) {
+      const int8_t* ram = p.w_ram + static_cast<int64_t>(oc + r) * p.nsel;
+      for (int32_t j = 0; j < p.nsel; ++j) {
+        const int32_t c = core_load_i32(p.sel + 4 * j), q = c & 3;
+        int16_t* dst = c < 4 * groups ? wq + 8 * (c >> 2) + 4 * r + (q == 1 ? 2 : (q == 2 ? 1 : q)) : wt + (c - 4 * groups);
+        *dst = ram[j];
+      }
+    }
+    int32_t sum = 0;
+    for (int32_t g = 0; g < groups; ++g)
+      for (int32_t k = 0; k < 4; ++k) sum += wq[8 * g + 4 * r + k];
+    for (int32_t t = 0; t < tail; ++t) sum += wt[t];
+    sums[r] = sum;
+  }
+}
+
 // A 1x1 convolution over `pixels` consecutive input pixels x[i * ic], output channels
 // [oc0, oc0 + noc) with noc 1 or 2, pixel i's channel oc at out[i * out_stride + oc - oc0]:
 // two pixels by two channels per pass, the requantization of each channel hoisted.
@@ -463,9 +493,13 @@ void pointwise_run(const ConvCore& p, int32_t oc0, int32_t noc, const int8_t* x,
                    int32_t out_stride) {
   int16_t w[kMaxTaps];
   int16_t* w0 = w;
-  int16_t* w1 = w + (noc == 2 ? p.ic : 0);
-  pointwise_weight_row(p, oc0, w0);
-  if (noc == 2) pointwise_weight_row(p, oc0 + 1, w1);
+  int32_t sums[2] = {0, 0};
+  const int32_t groups = p.ic / 4, tail = p.ic - 4 * groups;
+  const int16_t* wq = w;
+  const int16_t* wt0 = w + 8 * groups;
+  const int16_t* wt1 = wt0 + tail;
+  if (noc == 2) pointwise_weight_pair(p, oc0, w, sums);
+  else pointwise_weight_row(p, oc0, w0);
   const FastQuant q0 = fast_quant(p.tail, oc0), q1 = fast_quant(p.tail, oc0 + noc - 1);
   int32_t acc0[kPointwiseChunk], acc1[kPointwiseChunk];
   for (int32_t i0 = 0; i0 < pixels; i0 += kPointwiseChunk) {
@@ -488,17 +522,20 @@ void pointwise_run(const ConvCore& p, int32_t oc0, int32_t noc, const int8_t* x,
       requantize_run(p.tail, q0, acc0, n, out + static_cast<int64_t>(i0) * out_stride, out_stride);
       continue;
     }
+    // sum (x + offset) * w = sum x * w + offset * sum w: exact in int32 for any int8 window
+    // of up to kMaxTaps values, so the offset leaves the inner loop.
+    const int32_t f0 = p.in_offset * sums[0], f1 = p.in_offset * sums[1];
     for (; i + 2 <= n; i += 2, xi += 2 * p.ic) {
-      dot2x2_s8_s16(xi, xi + p.ic, p.in_offset, w0, w1, p.ic, a);
-      acc0[i] = a[0];
-      acc1[i] = a[1];
-      acc0[i + 1] = a[2];
-      acc1[i + 1] = a[3];
+      dot2x2_folded(xi, xi + p.ic, wq, groups, wt0, wt1, tail, a);
+      acc0[i] = a[0] + f0;
+      acc1[i] = a[1] + f1;
+      acc0[i + 1] = a[2] + f0;
+      acc1[i + 1] = a[3] + f1;
     }
     if (i < n) {
-      dot2x2_s8_s16(xi, xi, p.in_offset, w0, w1, p.ic, a);
-      acc0[i] = a[0];
-      acc1[i] = a[1];
+      dot2x2_folded(xi, xi, wq, groups, wt0, wt1, tail, a);
+      acc0[i] = a[0] + f0;
+      acc1[i] = a[1] + f1;
     }
     int8_t* o = out + static_cast<int64_t>(i0) * out_stride;
     requantize_run(p.tail, q0, acc0, n, o, out_stride);
@@ -516,8 +553,8 @@ inline void dot2x2_s16_s8(const int16_t* x0, const int16_t* x1, const int8_t* w0
     const int32_t x0a = static_cast<int32_t>(load_u32(x0 + i)), x0b = static_cast<int32_t>(load_u32(x0 + i + 2));
     const int32_t x1a = static_cast<int32_t>(load_u32(x1 + i)), x1b = static_cast<int32_t>(load_u32(x1 + i + 2));
     const uint32_t u0 = load_u32(w0 + i), u1 = load_u32(w1 + i);
-    const int32_t w0a = __sxtb16(static_cast<int8x4_t>(u0)), w0b = sxtab16_ror8(0, u0);
-    const int32_t w1a = __sxtb16(static_cast<int8x4_t>(u1)), w1b = sxtab16_ror8(0, u1);
+    const int32_t w0a = __sxtb16(static_cast<int8x4_t>(u0)), w0b = sxtb16_ror8(u0);
+    const int32_t w1a = __sxtb16(static_cast<int8x4_t>(u1)), w1b = sxtb16_ror8(u1);
     smlad_2x2(x0a, x0b, x1a, x1b, w0a, w0b, w1a, w1b, &s00, &s01, &s10, &s11);
   }
 #else
@@ -596,6 +633,15 @@ bool plain_pointwise(const ConvCore& p) {
 }
 
 }  // namespace
+
+void conv_pixels(const ConvCore& p, int32_t i0, int32_t n, int8_t* out) {
+  if (!plain_pointwise(p)) {
+    for (int32_t i = i0; i < i0 + n; ++i) conv_pixel(p, i / p.ow, i % p.ow, out + static_cast<int64_t>(i - i0) * p.oc);
+    return;
+  }
+  const int8_t* x = p.x + static_cast<int64_t>(i0) * p.ic;
+  for (int32_t oc = 0; oc < p.oc; oc += 2) pointwise_run(p, oc, p.oc - oc >= 2 ? 2 : 1, x, n, out + oc, p.oc);
+}
 
 void conv_pointwise_channel(const ConvCore& p, int32_t oc, int8_t* out) {
   if (p.ic > kMaxTaps || p.kh != 1 || p.kw != 1) {

@@ -48,6 +48,10 @@ void conv_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out) {
     for (int32_t ox = 0; ox < p.ow; ++ox) conv_pixel(p, oy, ox, out + (static_cast<int64_t>(oy - oy0) * p.ow + ox) * p.oc);
 }
 
+void conv_pixels(const ConvCore& p, int32_t i0, int32_t n, int8_t* out) {
+  for (int32_t i = i0; i < i0 + n; ++i) conv_pixel(p, i / p.ow, i % p.ow, out + static_cast<int64_t>(i - i0) * p.oc);
+}
+
 void conv_pointwise_channel(const ConvCore& p, int32_t oc, int8_t* out) {
   const ChannelQuant q = channel_quant(p.tail, oc);
   for (int32_t oy = 0; oy < p.oh; ++oy)

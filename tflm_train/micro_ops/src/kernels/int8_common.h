@@ -41,6 +41,30 @@ inline int32_t add_rescaled(const AddRescale& r, int32_t centered1, int32_t cent
   return multiply_by_quantized_multiplier(a + b, r.multiplier_out, r.shift_out);
 }
 
+// ADD over n elements without broadcasting: y[i] = clamp(add_rescaled(x1[i] + off1, x2[i] + off2) +
+// out_offset), the one compute core of the inference and training ADD. The rescaled value of
+// each of the 256 codes of an input is computed once into a table (the same integers), so an
+// element costs one multiplier instead of three. y may be x1 or x2 (element by element).
+inline void add_elementwise(const AddRescale& r, int32_t off1, int32_t off2, int32_t out_offset, int32_t act_min,
+                            int32_t act_max, const int8_t* x1, const int8_t* x2, int8_t* y, int32_t n) {
+  if (n < 256) {  // the tables would cost more than they save
+    for (int32_t i = 0; i < n; ++i)
+      y[i] = static_cast<int8_t>(clamp_i32(add_rescaled(r, x1[i] + off1, x2[i] + off2) + out_offset, act_min, act_max));
+    return;
+  }
+  int32_t t1[256], t2[256];
+  for (int32_t v = -128; v < 128; ++v) {
+    t1[v + 128] = multiply_by_quantized_multiplier((v + off1) * (1 << kAddLeftShift), r.multiplier1, r.shift1);
+    t2[v + 128] = multiply_by_quantized_multiplier((v + off2) * (1 << kAddLeftShift), r.multiplier2, r.shift2);
+  }
+  const int32_t* a = t1 + 128;
+  const int32_t* b = t2 + 128;
+  for (int32_t i = 0; i < n; ++i) {
+    const int32_t sum = multiply_by_quantized_multiplier(a[x1[i]] + b[x2[i]], r.multiplier_out, r.shift_out);
+    y[i] = static_cast<int8_t>(clamp_i32(sum + out_offset, act_min, act_max));
+  }
+}
+
 // MEAN: y = MBQM(sum - zp_in * n, M') + zp_out with M = s_in / s_out and the
 // division by the element count n folded in: k = min(floor(log2 n), 32, 31 + shift),
 // multiplier' = (multiplier << k) / n, shift' = shift - k.

@@ -57,10 +57,7 @@ tt_status eval(TrainContext& ctx) {
   AddForward p;
   const tt_status st = parse(ctx, &p);
   if (st != TT_OK) return st;
-  for (int64_t i = 0; i < p.n; ++i) {
-    const int32_t v = add_rescaled(p.r, p.x1[i] - p.zp1, p.x2[i] - p.zp2) + p.zp_out;
-    p.y[i] = static_cast<int8_t>(clamp_i32(v, p.act_min, p.act_max));
-  }
+  add_elementwise(p.r, -p.zp1, -p.zp2, p.zp_out, p.act_min, p.act_max, p.x1, p.x2, p.y, static_cast<int32_t>(p.n));
   return TT_OK;
 }
 

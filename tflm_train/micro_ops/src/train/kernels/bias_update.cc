@@ -51,9 +51,27 @@ tt_status eval(TrainContext& ctx) {
   BiasUpdate p;
   const tt_status st = parse(ctx, &p);
   if (st != TT_OK) return st;
-  for (int32_t c = 0; c < p.c; ++c) {
+  // Four channels' sums side by side, each over the positions in order.
+  const int32_t n = static_cast<int32_t>(p.positions);
+  int32_t c = 0;
+  for (; c + 4 <= p.c; c += 4) {
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    const float* g = p.g + c;
+    for (int32_t i = 0; i < n; ++i, g += p.c) {
+      a0 = a0 + g[0];
+      a1 = a1 + g[1];
+      a2 = a2 + g[2];
+      a3 = a3 + g[3];
+    }
+    p.b[c] = qas_update_bias(p.b[c], a0, p.lr, p.scale.at(c));
+    p.b[c + 1] = qas_update_bias(p.b[c + 1], a1, p.lr, p.scale.at(c + 1));
+    p.b[c + 2] = qas_update_bias(p.b[c + 2], a2, p.lr, p.scale.at(c + 2));
+    p.b[c + 3] = qas_update_bias(p.b[c + 3], a3, p.lr, p.scale.at(c + 3));
+  }
+  for (; c < p.c; ++c) {
     float grad = 0.0f;
-    for (int64_t i = 0; i < p.positions; ++i) grad = grad + p.g[i * p.c + c];
+    const float* g = p.g + c;
+    for (int32_t i = 0; i < n; ++i, g += p.c) grad = grad + *g;
     p.b[c] = qas_update_bias(p.b[c], grad, p.lr, p.scale.at(c));
   }
   return TT_OK;

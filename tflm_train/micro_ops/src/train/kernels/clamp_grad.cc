@@ -62,9 +62,23 @@ tt_status eval(TrainContext& ctx) {
   ClampGrad p;
   const tt_status st = parse(ctx, &p);
   if (st != TT_OK) return st;
-  for (int64_t i = 0; i < p.n; ++i) {
-    const bool keep = p.mask ? ((p.mask[i >> 3] >> (i & 7)) & 1u) != 0 : (p.lo < p.y[i] && p.y[i] < p.hi);
-    p.out[i] = keep ? p.g[i] : 0.0f;
+  // The gradient's bits or +0.0f, moved as integers (no float register on the way).
+  const uint32_t* g = reinterpret_cast<const uint32_t*>(p.g);
+  uint32_t* out = reinterpret_cast<uint32_t*>(p.out);
+  const int32_t n = static_cast<int32_t>(p.n);
+  if (p.mask) {
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const uint32_t m = p.mask[i >> 3];
+      for (int32_t k = 0; k < 8; ++k) out[i + k] = ((m >> k) & 1u) ? g[i + k] : 0u;
+    }
+    for (; i < n; ++i) out[i] = ((p.mask[i >> 3] >> (i & 7)) & 1u) ? g[i] : 0u;
+    return TT_OK;
+  }
+  const int32_t lo = p.lo, hi = p.hi;
+  for (int32_t i = 0; i < n; ++i) {
+    const int32_t y = p.y[i];
+    out[i] = (lo < y && y < hi) ? g[i] : 0u;
   }
   return TT_OK;
 }

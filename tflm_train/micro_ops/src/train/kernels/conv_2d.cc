@@ -102,6 +102,9 @@ tt_status prepare(TrainContext& ctx) {
   return TT_OK;
 }
 
+// Pixels of an in-place pixel layout computed together when their bytes allow.
+constexpr int32_t kPixelRun = 64;
+
 tt_status eval(TrainContext& ctx) {
   if (ctx.mode() == tfmt::kFused) return TT_OK;
   ConvForward p;
@@ -115,12 +118,27 @@ tt_status eval(TrainContext& ctx) {
   int8_t* scratch = reinterpret_cast<int8_t*>(ctx.scratch());
   if (ctx.layout_is("pixel_ascending") || ctx.layout_is("pixel_descending")) {
     // Output pixel p reads input pixel p only; the order keeps unread input pixels intact.
+    // One pixel through the scratch; a run of pixels straight into the output where its
+    // bytes miss every input pixel not yet read (the run's own included).
     const bool up = ctx.layout_is("pixel_ascending");
     const int32_t n = p.oh * p.ow;
-    for (int32_t k = 0; k < n; ++k) {
+    const uint8_t* x = p.x.data;
+    for (int32_t k = 0; k < n;) {
+      const int32_t run = n - k < kPixelRun ? n - k : kPixelRun;
+      const int32_t b = up ? k : n - run - k;  // the run's first pixel
+      const uint8_t* unread = up ? x + static_cast<int64_t>(b) * p.ic : x;
+      const int64_t unread_n = (up ? static_cast<int64_t>(n - b) : static_cast<int64_t>(b + run)) * p.ic;
+      int8_t* dst = p.y + static_cast<int64_t>(b) * pixel;
+      const uint8_t* d = reinterpret_cast<const uint8_t*>(dst);
+      if (run > 1 && (d + static_cast<int64_t>(run) * pixel <= unread || unread + unread_n <= d)) {
+        kernels::conv_pixels(p.core, b, run, dst);
+        k += run;
+        continue;
+      }
       const int32_t i = up ? k : n - 1 - k;
       kernels::conv_pixel(p.core, i / p.ow, i % p.ow, scratch);
       memcpy(p.y + static_cast<int64_t>(i) * pixel, scratch, static_cast<size_t>(pixel));
+      ++k;
     }
     return TT_OK;
   }

@@ -155,6 +155,63 @@ void channel_fast(const DwGradInput& p, const ColumnTaps& cols, int32_t ci, cons
   }
 }
 
+// channel() for stride 1, depth multiplier 1 and a K x K window: grad_y pixel (oy, ox) =
+// (ly + pad_top - ky, lx + pad_left - kx), so the valid kx of a column are one range and
+// whole in the interior, where the taps run unrolled with the weights (the same float32
+// products f32(w_q) * scale) in registers. Same order (ky, then kx ascending), same roundings.
+template <int K>
+void channel_s1(const DwGradInput& p, int32_t ci, const float* g, int32_t g_stride, float* out, int32_t out_stride) {
+  float wf[K * K];
+  for (int32_t t = 0; t < K * K; ++t) wf[t] = static_cast<float>(p.w.at(t, ci)) * p.scale.at(ci);
+  const int32_t dil = p.geo.dilation_w, dil_h = p.geo.dilation_h;
+  for (int32_t iy = 0; iy < p.out.h; ++iy) {
+    const int32_t ny0 = iy + p.out.top + p.geo.pad_top;
+    int32_t ky_list[K];
+    const float* rows[K];
+    int32_t nk = 0;
+    for (int32_t ky = 0; ky < K; ++ky) {
+      const int32_t oy = ny0 - ky * dil_h;
+      if (oy < 0 || oy >= p.oh) continue;
+      ky_list[nk] = ky;
+      rows[nk++] = g + static_cast<int64_t>(oy) * p.ow * g_stride;
+    }
+    float* orow = out + static_cast<int64_t>(iy) * p.out.w * out_stride;
+    for (int32_t ix = 0; ix < p.out.w; ++ix) {
+      const int32_t ox0 = ix + p.out.left + p.geo.pad_left;  // ox of kx = 0
+      float acc = 0.0f;
+      if (ox0 - (K - 1) * dil >= 0 && ox0 < p.ow) {
+        const int64_t step = static_cast<int64_t>(dil) * g_stride;
+        for (int32_t a = 0; a < nk; ++a) {
+          const float* gp = rows[a] + static_cast<int64_t>(ox0) * g_stride;
+          const float* w = wf + ky_list[a] * K;
+#pragma GCC unroll 7
+          for (int32_t kx = 0; kx < K; ++kx, gp -= step) acc = mul_add(acc, *gp, w[kx]);
+        }
+      } else {
+        for (int32_t a = 0; a < nk; ++a) {
+          const float* w = wf + ky_list[a] * K;
+          for (int32_t kx = 0; kx < K; ++kx) {
+            const int32_t ox = ox0 - kx * dil;
+            if (ox < 0 || ox >= p.ow) continue;
+            acc = mul_add(acc, rows[a][static_cast<int64_t>(ox) * g_stride], w[kx]);
+          }
+        }
+      }
+      orow[static_cast<int64_t>(ix) * out_stride] = acc;
+    }
+  }
+}
+
+// The stride-1 path's kernel for this op, or nullptr.
+using ChannelFn = void (*)(const DwGradInput&, int32_t, const float*, int32_t, float*, int32_t);
+ChannelFn stride1_kernel(const DwGradInput& p) {
+  if (p.geo.stride_h != 1 || p.geo.stride_w != 1 || p.m != 1 || p.kh != p.kw) return nullptr;
+  if (p.kh == 3) return channel_s1<3>;
+  if (p.kh == 5) return channel_s1<5>;
+  if (p.kh == 7) return channel_s1<7>;
+  return nullptr;
+}
+
 bool column_taps(const DwGradInput& p, ColumnTaps* cols) {
   if (p.out.w > kMaxColumns || p.out.w * p.kw > kMaxColumnTaps || p.kh * p.kw * p.m > kMaxWeights ||
       p.kh > kMaxRows || p.ow > 32767)
@@ -180,11 +237,13 @@ tt_status eval(TrainContext& ctx) {
   const tt_status st = parse(ctx, &p);
   if (st != TT_OK) return st;
   float* out = reinterpret_cast<float*>(p.out.data);
+  const ChannelFn s1 = stride1_kernel(p);
   ColumnTaps cols;
-  const bool fast = column_taps(p, &cols);
+  const bool fast = s1 == nullptr && column_taps(p, &cols);
   if (ctx.mode() == tfmt::kNormal) {
     for (int32_t ci = 0; ci < p.c; ++ci) {
-      if (fast) channel_fast(p, cols, ci, p.g, p.co, false, out + ci, p.c);
+      if (s1) s1(p, ci, p.g + ci, p.co, out + ci, p.c);
+      else if (fast) channel_fast(p, cols, ci, p.g, p.co, false, out + ci, p.c);
       else channel(p, ci, p.g, p.co, false, out + ci, p.c);
     }
     return TT_OK;
@@ -193,7 +252,8 @@ tt_status eval(TrainContext& ctx) {
   const int32_t plane = p.oh * p.ow;
   for (int32_t c = 0; c < p.c; ++c) {
     for (int32_t i = 0; i < plane; ++i) scratch[i] = p.g[static_cast<int64_t>(i) * p.c + c];
-    if (fast) channel_fast(p, cols, c, scratch, 1, true, out + c, p.c);
+    if (s1) s1(p, c, scratch, 1, out + c, p.c);
+    else if (fast) channel_fast(p, cols, c, scratch, 1, true, out + c, p.c);
     else channel(p, c, scratch, 1, true, out + c, p.c);
   }
   return TT_OK;
