@@ -415,7 +415,8 @@ tt_status TrainContext::begin_step(uint32_t k) {
         scratch_offset + scratch_bytes > static_cast<int64_t>(rt_.arena_bytes) || scratch_offset % 4 != 0)
       return fail(TT_MALFORMED_MODEL, "scratch [", static_cast<long long>(scratch_offset), ", +",
                   static_cast<long long>(scratch_bytes), ") is outside the step region of the arena");
-    scratch_ = rt_.arena + scratch_offset;
+    // Validation runs before the arena exists: no pointer then (null + offset is undefined).
+    scratch_ = rt_.arena ? rt_.arena + scratch_offset : nullptr;
     scratch_bytes_ = static_cast<uint32_t>(scratch_bytes);
   }
   return TT_OK;
