@@ -156,6 +156,31 @@ bool plain_1x1(const ConvGradInput& p) {
          p.g_.pad_left == 0 && p.out.top == 0 && p.out.left == 0 && p.out.h == p.oh && p.out.w == p.ow;
 }
 
+// Where trained split channel c's weight for output channel o lives: base[o * stride].
+inline void channel_weights(const ConvGradInput& p, int32_t c, const int8_t** base, int32_t* stride) {
+  const int32_t j = p.w.split() ? p.w.slot(c) : -1;
+  *base = j >= 0 ? p.w.ram + j : p.w.full + c;
+  *stride = j >= 0 ? p.w.nsel : p.c;
+}
+
+// Channels [c0, C) of four pixels of a plain 1x1 gradient, one channel at a time.
+void tail_channels_4px(const ConvGradInput& p, const float* g0, float* d0, int32_t c0) {
+  const uint32_t s_step = p.scale.length == 1 ? 0u : 4u;
+  for (int32_t c = c0; c < p.c; ++c) {
+    const int8_t* wc;
+    int32_t stride;
+    channel_weights(p, c, &wc, &stride);
+    for (int32_t k = 0; k < 4; ++k) {
+      const float* g = g0 + k * p.o;
+      const int8_t* w = wc;
+      float acc = 0.0f;
+      for (int32_t o = 0; o < p.o; ++o, w += stride)
+        acc = mul_add(acc, g[o], static_cast<float>(*w) * load_f32(p.scale.data + s_step * static_cast<uint32_t>(o)));
+      d0[k * p.c + c] = acc;
+    }
+  }
+}
+
 // Four pixels of a plain 1x1 gradient: grad_y pixel k at g + k * O into out + k * C
 // (k = 0..3). Four channels by four pixels in sixteen accumulators: each weight converted
 // and scaled once for the four pixels, each accumulator summing over o ascending from 0.0f
@@ -170,60 +195,60 @@ void four_pixels_1x1(const ConvGradInput& p, const float* g0, float* d0) {
   for (; c + 4 <= p.c; c += 4) {
     const int8_t* wp[4];
     int32_t ws[4];
-    for (int32_t k = 0; k < 4; ++k) {
-      const int32_t j = p.w.split() ? p.w.slot(c + k) : -1;
-      wp[k] = j >= 0 ? p.w.ram + j : p.w.full + c + k;
-      ws[k] = j >= 0 ? p.w.nsel : p.c;
-    }
+    for (int32_t k = 0; k < 4; ++k) channel_weights(p, c + k, &wp[k], &ws[k]);
     const int8_t *w0 = wp[0], *w1 = wp[1], *w2 = wp[2], *w3 = wp[3];
     const int32_t t0 = ws[0], t1 = ws[1], t2 = ws[2], t3 = ws[3];
-    float a00 = 0.0f, a01 = 0.0f, a02 = 0.0f, a03 = 0.0f, a10 = 0.0f, a11 = 0.0f, a12 = 0.0f, a13 = 0.0f;
-    float a20 = 0.0f, a21 = 0.0f, a22 = 0.0f, a23 = 0.0f, a30 = 0.0f, a31 = 0.0f, a32 = 0.0f, a33 = 0.0f;
+    Block4x4 b = {};
     const uint8_t* sp = p.scale.data;
     for (int32_t o = 0; o < p.o; ++o, w0 += t0, w1 += t1, w2 += t2, w3 += t3, sp += s_step) {
       const float s = load_f32(sp);
-      const float v0 = static_cast<float>(*w0) * s, v1 = static_cast<float>(*w1) * s;
-      const float v2 = static_cast<float>(*w2) * s, v3 = static_cast<float>(*w3) * s;
-      const float x0 = g0[o], x1 = g1[o], x2 = g2[o], x3 = g3[o];
-      a00 = mul_add(a00, x0, v0);
-      a01 = mul_add(a01, x0, v1);
-      a02 = mul_add(a02, x0, v2);
-      a03 = mul_add(a03, x0, v3);
-      a10 = mul_add(a10, x1, v0);
-      a11 = mul_add(a11, x1, v1);
-      a12 = mul_add(a12, x1, v2);
-      a13 = mul_add(a13, x1, v3);
-      a20 = mul_add(a20, x2, v0);
-      a21 = mul_add(a21, x2, v1);
-      a22 = mul_add(a22, x2, v2);
-      a23 = mul_add(a23, x2, v3);
-      a30 = mul_add(a30, x3, v0);
-      a31 = mul_add(a31, x3, v1);
-      a32 = mul_add(a32, x3, v2);
-      a33 = mul_add(a33, x3, v3);
+      b.mac(g0[o], g1[o], g2[o], g3[o], static_cast<float>(*w0) * s, static_cast<float>(*w1) * s,
+            static_cast<float>(*w2) * s, static_cast<float>(*w3) * s);
     }
-    float* d = d0 + c;
-    d[0] = a00, d[1] = a01, d[2] = a02, d[3] = a03;
-    d += p.c;
-    d[0] = a10, d[1] = a11, d[2] = a12, d[3] = a13;
-    d += p.c;
-    d[0] = a20, d[1] = a21, d[2] = a22, d[3] = a23;
-    d += p.c;
-    d[0] = a30, d[1] = a31, d[2] = a32, d[3] = a33;
+    b.store(d0 + c, p.c);
   }
-  for (; c < p.c; ++c) {
-    const int32_t j = p.w.split() ? p.w.slot(c) : -1;
-    const int8_t* wc = j >= 0 ? p.w.ram + j : p.w.full + c;
-    const int32_t stride = j >= 0 ? p.w.nsel : p.c;
-    for (int32_t k = 0; k < 4; ++k) {
-      const float* g = g0 + k * p.o;
-      const int8_t* w = wc;
-      float acc = 0.0f;
-      for (int32_t o = 0; o < p.o; ++o, w += stride)
-        acc = mul_add(acc, g[o], static_cast<float>(*w) * load_f32(p.scale.data + s_step * static_cast<uint32_t>(o)));
-      d0[k * p.c + c] = acc;
+  tail_channels_4px(p, g0, d0, c);
+}
+
+constexpr int32_t kCachedO = 128;  // output channels o per weight-table chunk (2 KB of floats)
+
+// A plain 1x1 gradient in normal mode: four channels at a time, their scaled float weights
+// for a chunk of o converted once into a table, then every four-pixel block runs the chunk
+// in sixteen accumulators. Between chunks the partial sums wait in the output (a float
+// stored and reloaded is the same float), so each output still sums over o ascending from
+// 0.0f with the specified roundings. The last C % 4 channels and N % 4 pixels as before.
+void plain_1x1_normal(const ConvGradInput& p, float* out) {
+  const int32_t n = p.out.h * p.out.w, nb = n - n % 4;
+  const uint32_t s_step = p.scale.length == 1 ? 0u : 4u;
+  float wc[4 * kCachedO];
+  int32_t c = 0;
+  for (; c + 4 <= p.c; c += 4) {
+    const int8_t* wp[4];
+    int32_t ws[4];
+    for (int32_t k = 0; k < 4; ++k) channel_weights(p, c + k, &wp[k], &ws[k]);
+    for (int32_t o0 = 0; o0 < p.o; o0 += kCachedO) {
+      const int32_t on = p.o - o0 < kCachedO ? p.o - o0 : kCachedO;
+      for (int32_t o = 0; o < on; ++o) {
+        const float sc = load_f32(p.scale.data + s_step * static_cast<uint32_t>(o0 + o));
+        for (int32_t k = 0; k < 4; ++k) wc[4 * o + k] = static_cast<float>(wp[k][(o0 + o) * ws[k]]) * sc;
+      }
+      for (int32_t i = 0; i < nb; i += 4) {
+        float* d = out + static_cast<int64_t>(i) * p.c + c;
+        Block4x4 b = {};
+        if (o0 > 0) b.load(d, p.c);
+        const float* g0 = p.g + static_cast<int64_t>(i) * p.o + o0;
+        const float* g1 = g0 + p.o;
+        const float* g2 = g1 + p.o;
+        const float* g3 = g2 + p.o;
+        const float* w = wc;
+        for (int32_t o = 0; o < on; ++o, w += 4) b.mac(g0[o], g1[o], g2[o], g3[o], w[0], w[1], w[2], w[3]);
+        b.store(d, p.c);
+      }
     }
   }
+  for (int32_t i = 0; i < nb; i += 4)
+    tail_channels_4px(p, p.g + static_cast<int64_t>(i) * p.o, out + static_cast<int64_t>(i) * p.c, c);
+  for (int32_t i = nb; i < n; ++i) pixel(p, i / p.out.w, i % p.out.w, out + static_cast<int64_t>(i) * p.c);
 }
 
 // Whether [a, a + an) and [b, b + bn) (floats) are disjoint.
@@ -256,10 +281,7 @@ tt_status eval(TrainContext& ctx) {
   float* out = reinterpret_cast<float*>(p.out.data);
   if (ctx.mode() == tfmt::kNormal) {
     if (plain_1x1(p)) {
-      const int32_t n = p.out.h * p.out.w;
-      int32_t i = 0;
-      for (; i + 4 <= n; i += 4) four_pixels_1x1(p, p.g + static_cast<int64_t>(i) * p.o, out + static_cast<int64_t>(i) * p.c);
-      for (; i < n; ++i) pixel(p, i / p.out.w, i % p.out.w, out + static_cast<int64_t>(i) * p.c);
+      plain_1x1_normal(p, out);
       return TT_OK;
     }
     for (int32_t iy = 0; iy < p.out.h; ++iy)

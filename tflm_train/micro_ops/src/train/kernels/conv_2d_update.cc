@@ -117,7 +117,30 @@ void element_grads(const ConvUpdate& p, const float* deq, int32_t o, bool pair, 
   grads[7] = b3;
 }
 
-// Gradients of output channel o + 1 kept while o's elements are updated (its row of
+// element_grads for four selected channels and four output channels o .. o + 3:
+// grads[4 * r + i] for output channel o + r and channel cs[i], sixteen sums side by side.
+void element_grads4(const ConvUpdate& p, const float* deq, int32_t o, int32_t ky, int32_t kx, const int32_t* cs,
+                    float* grads) {
+  const int8_t* x = reinterpret_cast<const int8_t*>(p.x.data);
+  const int32_t ix0 = -p.geo.pad_left + kx * p.geo.dilation_w - p.x.left;  // ix of ox = 0
+  int32_t ox_lo = 0, ox_hi = p.ow;
+  while (ox_lo < p.ow && ox_lo * p.geo.stride_w + ix0 < 0) ++ox_lo;
+  while (ox_hi > ox_lo && (ox_hi - 1) * p.geo.stride_w + ix0 >= p.x.w) --ox_hi;
+  const int64_t x_step = static_cast<int64_t>(p.geo.stride_w) * p.c;
+  const int32_t c0 = cs[0], c1 = cs[1], c2 = cs[2], c3 = cs[3];
+  Block4x4 b = {};
+  for (int32_t oy = 0; oy < p.oh && ox_lo < ox_hi; ++oy) {
+    const int32_t iy = oy * p.geo.stride_h - p.geo.pad_top + ky * p.geo.dilation_h - p.x.top;
+    if (iy < 0 || iy >= p.x.h) continue;
+    const float* g = p.u.g + (static_cast<int64_t>(oy) * p.ow + ox_lo) * p.o + o;
+    const int8_t* px = x + (static_cast<int64_t>(iy) * p.x.w + ox_lo * p.geo.stride_w + ix0) * p.c;
+    for (int32_t i = ox_lo; i < ox_hi; ++i, g += p.o, px += x_step)
+      b.mac(g[0], g[1], g[2], g[3], deq[px[c0]], deq[px[c1]], deq[px[c2]], deq[px[c3]]);
+  }
+  b.store(grads, 4);
+}
+
+// Gradients of output channels o + 1 .. o + 3 kept while o's elements are updated (rows of
 // kh * kw * nsel elements), when they fit.
 constexpr int32_t kMaxPairRow = 256;
 
@@ -130,11 +153,11 @@ tt_status eval(TrainContext& ctx) {
   const float* deq = table + 128;  // indexed by the int8 code
   const int32_t nsel = static_cast<int32_t>(p.u.channels.length);
   const int32_t row_elems = p.kh * p.kw * nsel;
-  float next[kMaxPairRow];  // o + 1's gradients, in its element order
+  float next[3][kMaxPairRow];  // o + 1 .. o + 3's gradients, each in its element order
   for (int32_t o = 0; o < p.o; ++o) {
-    // Two output channels per pass over the input; the updates still run element by element
-    // in order (o's row, then o + 1's from `next`), so the RNG draws stay in sequence.
-    const bool pair = o + 1 < p.o && row_elems <= kMaxPairRow;
+    // Up to four output channels per pass over the input; the updates still run element by
+    // element in order (o's row, then o + 1's, ... from `next`), so the RNG draws stay in sequence.
+    const int32_t nout = row_elems <= kMaxPairRow ? (p.o - o < 4 ? p.o - o : 4) : 1;
     const float ws = p.u.scale.at(o);
     for (int32_t ky = 0; ky < p.kh; ++ky)
       for (int32_t kx = 0; kx < p.kw; ++kx) {
@@ -142,27 +165,34 @@ tt_status eval(TrainContext& ctx) {
         for (int32_t j = 0; j < nsel; j += 4) {
           const int32_t k = nsel - j < 4 ? nsel - j : 4;
           int32_t cs[4];
-          float grads[8];
+          float grads[16];  // output channel o + r, channel cs[i] at 4 * r + i
           for (int32_t i = 0; i < k; ++i) cs[i] = p.u.channels.at(j + i);
-          element_grads(p, deq, o, pair, ky, kx, cs, k, grads);
+          if (nout == 4 && k == 4) {
+            element_grads4(p, deq, o, ky, kx, cs, grads);
+          } else {
+            element_grads(p, deq, o, nout >= 2, ky, kx, cs, k, grads);
+            if (nout >= 3) element_grads(p, deq, o + 2, nout == 4, ky, kx, cs, k, grads + 8);
+          }
           for (int32_t i = 0; i < k; ++i) {  // element order: the RNG draws stay in sequence
             int8_t* w = p.u.element(row, j + i);
             *w = qas_update_weight(*w, grads[i], p.u.lr, ws, p.u.rng);
           }
-          if (pair)
-            for (int32_t i = 0; i < k; ++i) next[(ky * p.kw + kx) * nsel + j + i] = grads[4 + i];
+          for (int32_t r = 1; r < nout; ++r)
+            for (int32_t i = 0; i < k; ++i) next[r - 1][(ky * p.kw + kx) * nsel + j + i] = grads[4 * r + i];
         }
       }
-    if (!pair) continue;
-    ++o;
-    const float ws1 = p.u.scale.at(o);
-    for (int32_t t = 0; t < p.kh * p.kw; ++t) {
-      const int32_t row = o * p.kh * p.kw + t;
-      for (int32_t j = 0; j < nsel; ++j) {
-        int8_t* w = p.u.element(row, j);
-        *w = qas_update_weight(*w, next[t * nsel + j], p.u.lr, ws1, p.u.rng);
+    for (int32_t r = 1; r < nout; ++r) {
+      const int32_t oc = o + r;
+      const float wsr = p.u.scale.at(oc);
+      for (int32_t t = 0; t < p.kh * p.kw; ++t) {
+        const int32_t row = oc * p.kh * p.kw + t;
+        for (int32_t j = 0; j < nsel; ++j) {
+          int8_t* w = p.u.element(row, j);
+          *w = qas_update_weight(*w, next[r - 1][t * nsel + j], p.u.lr, wsr, p.u.rng);
+        }
       }
     }
+    o += nout - 1;
   }
   return TT_OK;
 }

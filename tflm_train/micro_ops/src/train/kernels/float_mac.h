@@ -5,6 +5,8 @@
 #ifndef TFLM_TRAIN_MICRO_TRAIN_KERNELS_FLOAT_MAC_H_
 #define TFLM_TRAIN_MICRO_TRAIN_KERNELS_FLOAT_MAC_H_
 
+#include <stdint.h>
+
 namespace tt {
 namespace train {
 
@@ -16,6 +18,26 @@ inline float mul_add(float acc, float a, float b) {
   return acc + a * b;
 #endif
 }
+
+// Sixteen accumulators, four rows by four columns (e.g. pixels by channels), each updated
+// with the specified roundings: a[r][c] = a[r][c] + x[r] * v[c] (x the first operand).
+struct Block4x4 {
+  float a[16];
+  void mac(float x0, float x1, float x2, float x3, float v0, float v1, float v2, float v3) {
+    const float x[4] = {x0, x1, x2, x3}, v[4] = {v0, v1, v2, v3};
+#pragma GCC unroll 16
+    for (int32_t k = 0; k < 16; ++k) a[k] = mul_add(a[k], x[k >> 2], v[k & 3]);
+  }
+  // Row r's four columns at d + r * stride.
+  void store(float* d, int32_t stride) const {
+#pragma GCC unroll 16
+    for (int32_t k = 0; k < 16; ++k) d[(k >> 2) * stride + (k & 3)] = a[k];
+  }
+  void load(const float* d, int32_t stride) {
+#pragma GCC unroll 16
+    for (int32_t k = 0; k < 16; ++k) a[k] = d[(k >> 2) * stride + (k & 3)];
+  }
+};
 
 }  // namespace train
 }  // namespace tt
