@@ -76,6 +76,8 @@ def main(argv=None) -> int:
     p.add_argument("--devices-per-round", type=int, default=None, help="devices Flower samples per round (all)")
     p.add_argument("--server-lr", type=float, default=1.0, help="FedAvgM server learning rate (1: FedAvg)")
     p.add_argument("--server-momentum", type=float, default=0.0, help="FedAvgM server momentum (0: FedAvg)")
+    p.add_argument("--server-final-lr", type=float, default=None,
+                   help="decay the server learning rate to this over the rounds (cosine; default: constant)")
     p.add_argument("--eval-every", type=int, default=1, help="score both runs every this many rounds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None)
@@ -122,7 +124,7 @@ def main(argv=None) -> int:
     fleet = run_fleet(model, data, args.rounds, local_epochs=args.local_epochs, seed=args.seed, test=test,
                       workers=args.workers, on_round=on_round, server_lr=args.server_lr,
                       server_momentum=args.server_momentum, devices_per_round=args.devices_per_round,
-                      evaluate_every=args.eval_every)
+                      evaluate_every=args.eval_every, server_final_lr=args.server_final_lr)
     fleet_seconds = time.time() - t0
     thread.join()
     central_acc, central_seconds = central["acc"], central["seconds"]
@@ -144,7 +146,7 @@ def main(argv=None) -> int:
         "clients": args.clients, "devices_per_round": per_round, "rounds": args.rounds,
         "local_epochs": args.local_epochs, "lr": args.lr,
         "server": {"strategy": "FedAvgM (Flower), real units, device rounding", "server_lr": args.server_lr,
-                   "server_momentum": args.server_momentum},
+                   "server_momentum": args.server_momentum, "server_final_lr": args.server_final_lr},
         "train_images": len(x_tr), "test_images": len(test[0]),
         "fleet_sample_steps": int(sum(r.samples for r in fleet.rounds) * args.local_epochs),
         "centralized_sample_steps": args.rounds * steps_per_round,

@@ -125,6 +125,9 @@ def test_server_momentum_steps_like_flowers_fedavgm():
     assert ServerMomentum().step({"w": np.array([0.25])})["w"].tolist() == [0.25]  # lr 1, no momentum: FedAvg
     with pytest.raises(ValueError, match="momentum"):
         ServerMomentum(lr=1.0, momentum=1.0)
+    decaying = ServerMomentum(lr=1.0, final_lr=0.2, rounds=5)  # cosine from 1 to 0.2 over five rounds
+    assert [round(decaying.lr_at(r), 6) for r in (1, 3, 5)] == [1.0, 0.6, 0.2]
+    assert decaying.step({"w": np.array([1.0])}, server_round=5)["w"].tolist() == [0.2]
 
 
 def test_delta_encoding_is_lossless_and_narrow():

@@ -89,17 +89,28 @@ class ServerMomentum:
     A round's averaged delta moves the model about as far as one device's local steps do; the
     server's rate and momentum carry it further along the directions the rounds agree on. The
     momentum buffer stays on the server in float64; only the requantized parameters are sent, so
-    devices still hold exactly the server's bytes. ``lr=1, momentum=0`` is plain FedAvg."""
+    devices still hold exactly the server's bytes. ``lr=1, momentum=0`` is plain FedAvg.
+    ``final_lr``: the rate decays from ``lr`` to ``final_lr`` over ``rounds`` rounds (cosine), which
+    lets the late rounds average out the noise of the sampled devices."""
 
-    def __init__(self, lr: float = 1.0, momentum: float = 0.0):
+    def __init__(self, lr: float = 1.0, momentum: float = 0.0, final_lr: Optional[float] = None, rounds: int = 1):
         if not (np.isfinite(lr) and lr > 0) or not (0.0 <= momentum < 1.0):
             raise ValueError(f"server lr must be > 0 and momentum in [0, 1), got {lr} and {momentum}")
-        self.lr, self.momentum = float(lr), float(momentum)
+        if final_lr is not None and not (np.isfinite(final_lr) and final_lr > 0):
+            raise ValueError(f"the final server lr must be > 0, got {final_lr}")
+        self.lr, self.momentum, self.final_lr, self.rounds = float(lr), float(momentum), final_lr, max(1, int(rounds))
         self.buffer: Optional[Dict[str, np.ndarray]] = None
 
-    def step(self, mean: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def lr_at(self, server_round: int) -> float:
+        if self.final_lr is None or self.rounds == 1:
+            return self.lr
+        t = min(1.0, max(0.0, (server_round - 1) / (self.rounds - 1)))
+        return float(self.final_lr + (self.lr - self.final_lr) * 0.5 * (1.0 + np.cos(np.pi * t)))
+
+    def step(self, mean: Dict[str, np.ndarray], server_round: int = 1) -> Dict[str, np.ndarray]:
         if self.buffer is None or self.momentum == 0.0:
             self.buffer = {n: np.array(v, dtype=np.float64) for n, v in mean.items()}
         else:
             self.buffer = {n: self.momentum * self.buffer[n] + mean[n] for n in mean}
-        return {n: self.lr * v for n, v in self.buffer.items()}
+        lr = self.lr_at(server_round)
+        return {n: lr * v for n, v in self.buffer.items()}

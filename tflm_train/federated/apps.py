@@ -163,11 +163,12 @@ def _strategy_class():
         in float64 and requantized with the device's rounding; clients answer with deltas."""
 
         def __init__(self, trained: TrainedSet, seed: int, on_round: Optional[Callable] = None,
-                     server_learning_rate: float = 1.0, server_momentum: float = 0.0, **kwargs):
+                     server_learning_rate: float = 1.0, server_momentum: float = 0.0,
+                     server_final_lr: Optional[float] = None, num_rounds: int = 1, **kwargs):
             super().__init__(fraction_evaluate=0.0, server_learning_rate=server_learning_rate,
                              server_momentum=server_momentum, **kwargs)
             self.trained, self.seed, self.on_round = trained, int(seed), on_round
-            self.server_step = ServerMomentum(server_learning_rate, server_momentum)
+            self.server_step = ServerMomentum(server_learning_rate, server_momentum, server_final_lr, num_rounds)
             self.rounds: List[RoundRecord] = []
             self._current: Dict[str, np.ndarray] = {}
             self._t0 = time.time()
@@ -186,7 +187,7 @@ def _strategy_class():
                 return None, None
             deltas = [from_arrays(m.content["arrays"]) for m in valid]
             weights = [float(m.content["metrics"]["num-examples"]) for m in valid]
-            step = self.server_step.step(mean_delta(self.trained, deltas, weights))
+            step = self.server_step.step(mean_delta(self.trained, deltas, weights), server_round)
             new = requantize(self.trained, self._current, step, round_seed(self.seed, server_round))
             up = float(np.mean([self.trained.nbytes(d) for d in deltas]))
             loss = float(np.average([float(m.content["metrics"]["train-loss"]) for m in valid], weights=weights))
@@ -217,9 +218,11 @@ class FleetResult:
 def make_server_app(trained: TrainedSet, initial: Dict[str, np.ndarray], num_rounds: int, num_devices: int,
                     seed: int, result: FleetResult, evaluate: Optional[Callable[[Dict[str, np.ndarray]], float]] = None,
                     on_round: Optional[Callable[[RoundRecord], None]] = None, server_lr: float = 1.0,
-                    server_momentum: float = 0.0, devices_per_round: Optional[int] = None, evaluate_every: int = 1):
+                    server_momentum: float = 0.0, devices_per_round: Optional[int] = None, evaluate_every: int = 1,
+                    server_final_lr: Optional[float] = None):
     """A ServerApp running ``num_rounds`` rounds over ``num_devices`` devices; fills ``result``.
-    ``server_lr`` / ``server_momentum``: the server's step on the averaged delta (FedAvgM);
+    ``server_lr`` / ``server_momentum``: the server's step on the averaged delta (FedAvgM; decaying to
+    ``server_final_lr`` over the rounds when given);
     ``devices_per_round``: devices Flower samples each round (None: all); ``evaluate``: scores the
     global parts before round 1, every ``evaluate_every`` rounds and after the last."""
     per_round = num_devices if devices_per_round is None else int(devices_per_round)
@@ -255,7 +258,7 @@ def make_server_app(trained: TrainedSet, initial: Dict[str, np.ndarray], num_rou
 
     strategy = strategy_cls(trained, seed, on_round=None if evaluate else on_round, fraction_train=per_round / num_devices,
                             min_train_nodes=per_round, min_available_nodes=num_devices, server_learning_rate=server_lr,
-                            server_momentum=server_momentum)
+                            server_momentum=server_momentum, server_final_lr=server_final_lr, num_rounds=num_rounds)
 
     @app.main()
     def main(grid, context):

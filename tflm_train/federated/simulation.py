@@ -78,10 +78,12 @@ def run_fleet(model: bytes, data: FleetData, rounds: int, *, local_epochs: int =
               test: Optional[Tuple[np.ndarray, np.ndarray]] = None, workers: Optional[int] = None,
               on_round: Optional[Callable[[RoundRecord], None]] = None, workdir: Optional[str] = None,
               verbose: bool = False, server_lr: float = 1.0, server_momentum: float = 0.0,
-              devices_per_round: Optional[int] = None, evaluate_every: int = 1) -> FleetResult:
+              devices_per_round: Optional[int] = None, evaluate_every: int = 1,
+              server_final_lr: Optional[float] = None) -> FleetResult:
     """Train a fleet of ``data.num_devices`` devices for ``rounds`` Flower rounds, ``devices_per_round``
     of them (Flower's sampling; None: all) each round; the server steps ``server_lr`` times its
-    momentum-averaged (``server_momentum``) mean delta (FedAvgM). ``test`` is scored before round 1,
+    momentum-averaged (``server_momentum``) mean delta (FedAvgM; the rate decays to ``server_final_lr``
+    over the rounds when given). ``test`` is scored before round 1,
     every ``evaluate_every`` rounds and after the last."""
     from flwr.simulation import run_simulation
 
@@ -101,7 +103,8 @@ def run_fleet(model: bytes, data: FleetData, rounds: int, *, local_epochs: int =
         evaluate = None if test is None else (lambda parts: accuracy(model, trained, parts, *test))
         server_app = make_server_app(trained, initial, rounds, data.num_devices, seed, result, evaluate, on_round,
                                      server_lr=server_lr, server_momentum=server_momentum,
-                                     devices_per_round=devices_per_round, evaluate_every=evaluate_every)
+                                     devices_per_round=devices_per_round, evaluate_every=evaluate_every,
+                                     server_final_lr=server_final_lr)
         workers = workers or max(1, min(os.cpu_count() or 1, 4))
         backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                    "init_args": {"num_cpus": workers, "num_gpus": 0, "include_dashboard": False,
