@@ -176,6 +176,26 @@ def markdown(result) -> str:
     return "\n".join(lines)
 
 
+def summary_markdown(result) -> str:
+    """One row per (model, task, budget): the mean accuracy of each compared scheme, and whether
+    the searched one is at least the published one and above bias-only and last-k."""
+    lines = ["| model | task | budget (KB) | searched | published | bias-only | last-k | searched >= published | "
+             "searched > bias-only, last-k |", "|---|---|---:|---:|---:|---:|---:|---|---|"]
+    for case in result["cases"]:
+        rows = case["schemes"]
+        if not case.get("complete"):
+            continue
+        mean = {name.split(" ")[0]: 100 * float(np.mean(r["accuracy"])) for name, r in rows.items() if r["accuracy"]}
+        peak = {name.split(" ")[0]: r["planned_peak_bytes"] / 1024 for name, r in rows.items()}
+        cell = {k: f"{mean[k]:.1f} ({peak[k]:.1f} KB)" for k in mean}
+        lines.append(f"| {case['model']} | {case['task']} | {case['budget_bytes'] / 1024:.1f} ({case['budget']}) | "
+                     f"{cell['searched']} | {cell['published']} | {cell['bias-only']} | {cell['last-k']} | "
+                     f"{'yes' if mean['searched'] >= mean['published'] else 'no'} "
+                     f"({mean['searched'] - mean['published']:+.1f}) | "
+                     f"{'yes' if mean['searched'] > max(mean['bias-only'], mean['last-k']) else 'no'} |")
+    return "\n".join(lines)
+
+
 def single_threaded() -> None:
     """One thread for TensorFlow (this benchmark shares a 2-core machine; the runs are sequential)."""
     import tensorflow as tf
@@ -213,6 +233,7 @@ def main(argv=None):
     p.add_argument("--qemu", action="store_true", help="confirm the first searched scheme in the QEMU firmware")
     p.add_argument("--qemu-only", action="store_true",
                    help="only the QEMU check of the first searched scheme of an earlier run's results")
+    p.add_argument("--tables", action="store_true", help="only print the tables of --out's results")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--resume", action="store_true",
                    help="keep the runs of --out made with the same settings; run only what is missing")
@@ -223,6 +244,10 @@ def main(argv=None):
         args.analysis_steps, args.max_layers, args.bias_points, args.budgets = 3, 1, 1, args.budgets[:1]
         args.verify_top = 1
     out = Path(args.out) if args.out else RESULT
+    if args.tables:
+        saved = json.loads(out.read_text())
+        print(summary_markdown(saved) + "\n\n" + markdown(saved))
+        return
 
     import keras
     import tensorflow as tf
@@ -243,7 +268,7 @@ def main(argv=None):
         return qemu_only(args, log)
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    settings_record = {k: v for k, v in vars(args).items() if k not in ("out", "resume", "qemu_only")}
+    settings_record = {k: v for k, v in vars(args).items() if k not in ("out", "resume", "qemu_only", "tables")}
     result = {"command": "python benchmarks/scheme_search.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "commit": commit,
               # files that differed from that commit when the run started (others work in the same tree)
@@ -267,6 +292,7 @@ def main(argv=None):
     def save():
         result["total_seconds"] = time.time() - t0
         result["markdown"] = markdown(result)
+        result["summary_markdown"] = summary_markdown(result)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(result, indent=1) + "\n")
