@@ -34,6 +34,10 @@ inline uint32_t load_u32(const void* p) {
   return v;
 }
 inline uint32_t ror8(uint32_t v) { return (v >> 8) | (v << 24); }
+// The input offset in both halfwords (for SXTAB16).
+inline int32_t pack_offset2(int32_t offset) {
+  return static_cast<int32_t>((static_cast<uint32_t>(offset) & 0xFFFFu) | (static_cast<uint32_t>(offset) << 16));
+}
 #ifdef TT_SMLAD
 // SXTAB16 of the odd bytes (ROR #8 folded into the instruction; the intrinsic alone does not fold it).
 inline int32_t sxtb16_ror8(uint32_t b) {
@@ -136,7 +140,8 @@ void requantize_run(const RequantTail& t, const FastQuant& f, const int32_t* acc
       requantize_run_fast<true, true>(acc, n, out, out_stride, f.bias, f.mult, f.left, f.right, t.out_offset, t.act_min,
                                       t.act_max);
     else
-      requantize_run_fast<true, false>(acc, n, out, out_stride, f.bias, f.mult, f.left, f.right, t.out_offset, -128, 127);
+      requantize_run_fast<true, false>(acc, n, out, out_stride, f.bias, f.mult, f.left, f.right, t.out_offset, -128,
+                                       127);
   } else if (clamp) {
     requantize_run_fast<false, true>(acc, n, out, out_stride, f.bias, f.mult, 0, f.right, t.out_offset, t.act_min,
                                      t.act_max);
@@ -158,7 +163,7 @@ inline void to_smlad_order(int16_t* v, int32_t n) {
 inline void expand_s8(const int8_t* x, int32_t n, int32_t offset, int16_t* out) {
   int32_t i = 0;
 #ifdef TT_SMLAD
-  const int32_t off2 = static_cast<int32_t>((static_cast<uint32_t>(offset) & 0xFFFFu) | (static_cast<uint32_t>(offset) << 16));
+  const int32_t off2 = pack_offset2(offset);
   for (; i + 4 <= n; i += 4) {
     const uint32_t u = load_u32(x + i);
     const int32_t a = __sxtab16(off2, static_cast<int8x4_t>(u));
@@ -223,7 +228,7 @@ inline void dot2_s8_s16(const int8_t* x0, const int8_t* x1, int32_t offset, cons
                         int32_t* a1) {
   int32_t s0 = 0, s1 = 0, i = 0;
 #ifdef TT_SMLAD
-  const int32_t off2 = static_cast<int32_t>((static_cast<uint32_t>(offset) & 0xFFFFu) | (static_cast<uint32_t>(offset) << 16));
+  const int32_t off2 = pack_offset2(offset);
   for (; i + 4 <= n; i += 4) {
     const int32_t wa = static_cast<int32_t>(load_u32(w + i)), wb = static_cast<int32_t>(load_u32(w + i + 2));
     const uint32_t u0 = load_u32(x0 + i), u1 = load_u32(x1 + i);
@@ -421,7 +426,7 @@ int32_t dot_pairs_fixed(const int8_t* x, int32_t n, int32_t offset, const int16_
   for (; i + 2 <= n; i += 2, x += 2 * N) {
     int32_t s0 = 0, s1 = 0;
 #ifdef TT_SMLAD
-    const int32_t off2 = static_cast<int32_t>((static_cast<uint32_t>(offset) & 0xFFFFu) | (static_cast<uint32_t>(offset) << 16));
+    const int32_t off2 = pack_offset2(offset);
 #pragma GCC unroll 16
     for (int32_t k = 0; k < N; k += 4) {
       const int32_t wa = static_cast<int32_t>(load_u32(w + k)), wb = static_cast<int32_t>(load_u32(w + k + 2));
@@ -457,6 +462,9 @@ void pointwise_weight_row(const ConvCore& p, int32_t oc, int16_t* w) {
   to_smlad_order(w, p.ic);
 }
 
+// Where element q (0..3) of a group of four goes in SMLAD order.
+inline int32_t smlad_lane(int32_t q) { return q == 1 ? 2 : (q == 2 ? 1 : q); }
+
 // The weight rows of output channels oc and oc + 1 (trained channels merged in) for
 // dot2x2_folded: interleaved groups in wq[0 .. 8 * (ic / 4)), the last ic % 4 channels of
 // each row after them; sums[r] = the row's sum (for the folded input offset).
@@ -467,15 +475,13 @@ void pointwise_weight_pair(const ConvCore& p, int32_t oc, int16_t* wq, int32_t* 
     int16_t* wt = wq + 8 * groups + r * tail;
     for (int32_t c = 0; c < p.ic; ++c) {
       const int32_t q = c & 3;
-      int16_t* dst = c < 4 * groups ? wq + 8 * (c >> 2) + 4 * r + (q == 1 ? 2 : (q == 2 ? 1 : q)) : wt + (c - 4 * groups);
-      *dst = row[c];
+      *(c < 4 * groups ? wq + 8 * (c >> 2) + 4 * r + smlad_lane(q) : wt + (c - 4 * groups)) = row[c];
     }
     if (p.sel) {
       const int8_t* ram = p.w_ram + static_cast<int64_t>(oc + r) * p.nsel;
       for (int32_t j = 0; j < p.nsel; ++j) {
         const int32_t c = core_load_i32(p.sel + 4 * j), q = c & 3;
-        int16_t* dst = c < 4 * groups ? wq + 8 * (c >> 2) + 4 * r + (q == 1 ? 2 : (q == 2 ? 1 : q)) : wt + (c - 4 * groups);
-        *dst = ram[j];
+        *(c < 4 * groups ? wq + 8 * (c >> 2) + 4 * r + smlad_lane(q) : wt + (c - 4 * groups)) = ram[j];
       }
     }
     int32_t sum = 0;
@@ -517,7 +523,8 @@ void pointwise_run(const ConvCore& p, int32_t oc0, int32_t noc, const int8_t* x,
         default: break;
       }
       xi += static_cast<int64_t>(i) * p.ic;
-      for (; i + 2 <= n; i += 2, xi += 2 * p.ic) dot2_s8_s16(xi, xi + p.ic, p.in_offset, w0, p.ic, &acc0[i], &acc0[i + 1]);
+      for (; i + 2 <= n; i += 2, xi += 2 * p.ic)
+        dot2_s8_s16(xi, xi + p.ic, p.in_offset, w0, p.ic, &acc0[i], &acc0[i + 1]);
       if (i < n) dot2_s8_s16(xi, xi, p.in_offset, w0, p.ic, &acc0[i], &a[0]);
       requantize_run(p.tail, q0, acc0, n, out + static_cast<int64_t>(i0) * out_stride, out_stride);
       continue;

@@ -45,6 +45,17 @@ tt_status prepare(TrainContext& ctx) {
   return parse(ctx, &p);
 }
 
+// The output columns [ox_lo, ox_hi) whose tap kx lies inside the input (one range), and
+// ix0, the input column of ox = 0.
+void valid_columns(const ConvUpdate& p, int32_t kx, int32_t* ix0, int32_t* ox_lo, int32_t* ox_hi) {
+  *ix0 = -p.geo.pad_left + kx * p.geo.dilation_w - p.x.left;
+  int32_t lo = 0, hi = p.ow;
+  while (lo < p.ow && lo * p.geo.stride_w + *ix0 < 0) ++lo;
+  while (hi > lo && (hi - 1) * p.geo.stride_w + *ix0 >= p.x.w) --hi;
+  *ox_lo = lo;
+  *ox_hi = hi;
+}
+
 // G of elements (row = (o, ky, kx), selected channels cs[0..k)), k = 1..4, for output
 // channels o and, when `pair`, o + 1 as well, side by side: independent sums, each over
 // the valid pixels in the specified order (oy, then ox ascending), each input value
@@ -54,10 +65,8 @@ tt_status prepare(TrainContext& ctx) {
 void element_grads(const ConvUpdate& p, const float* deq, int32_t o, bool pair, int32_t ky, int32_t kx,
                    const int32_t* cs, int32_t k, float* grads) {
   const int8_t* x = reinterpret_cast<const int8_t*>(p.x.data);
-  const int32_t ix0 = -p.geo.pad_left + kx * p.geo.dilation_w - p.x.left;  // ix of ox = 0
-  int32_t ox_lo = 0, ox_hi = p.ow;
-  while (ox_lo < p.ow && ox_lo * p.geo.stride_w + ix0 < 0) ++ox_lo;
-  while (ox_hi > ox_lo && (ox_hi - 1) * p.geo.stride_w + ix0 >= p.x.w) --ox_hi;
+  int32_t ix0, ox_lo, ox_hi;
+  valid_columns(p, kx, &ix0, &ox_lo, &ox_hi);
   const int64_t x_step = static_cast<int64_t>(p.geo.stride_w) * p.c;
   float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0 = 0.0f, b1 = 0.0f, b2 = 0.0f, b3 = 0.0f;
   const int32_t c0 = cs[0], c1 = k > 1 ? cs[1] : 0, c2 = k > 2 ? cs[2] : 0, c3 = k > 3 ? cs[3] : 0;
@@ -122,10 +131,8 @@ void element_grads(const ConvUpdate& p, const float* deq, int32_t o, bool pair, 
 void element_grads4(const ConvUpdate& p, const float* deq, int32_t o, int32_t ky, int32_t kx, const int32_t* cs,
                     float* grads) {
   const int8_t* x = reinterpret_cast<const int8_t*>(p.x.data);
-  const int32_t ix0 = -p.geo.pad_left + kx * p.geo.dilation_w - p.x.left;  // ix of ox = 0
-  int32_t ox_lo = 0, ox_hi = p.ow;
-  while (ox_lo < p.ow && ox_lo * p.geo.stride_w + ix0 < 0) ++ox_lo;
-  while (ox_hi > ox_lo && (ox_hi - 1) * p.geo.stride_w + ix0 >= p.x.w) --ox_hi;
+  int32_t ix0, ox_lo, ox_hi;
+  valid_columns(p, kx, &ix0, &ox_lo, &ox_hi);
   const int64_t x_step = static_cast<int64_t>(p.geo.stride_w) * p.c;
   const int32_t c0 = cs[0], c1 = cs[1], c2 = cs[2], c3 = cs[3];
   Block4x4 b = {};
@@ -141,8 +148,8 @@ void element_grads4(const ConvUpdate& p, const float* deq, int32_t o, int32_t ky
 }
 
 // Gradients of output channels o + 1 .. o + 3 kept while o's elements are updated (rows of
-// kh * kw * nsel elements), when they fit.
-constexpr int32_t kMaxPairRow = 256;
+// kh * kw * nsel elements): as many channels per pass as their rows fit (1.5 KB of stack).
+constexpr int32_t kNextFloats = 384;
 
 tt_status eval(TrainContext& ctx) {
   ConvUpdate p;
@@ -153,11 +160,13 @@ tt_status eval(TrainContext& ctx) {
   const float* deq = table + 128;  // indexed by the int8 code
   const int32_t nsel = static_cast<int32_t>(p.u.channels.length);
   const int32_t row_elems = p.kh * p.kw * nsel;
-  float next[3][kMaxPairRow];  // o + 1 .. o + 3's gradients, each in its element order
+  float next[kNextFloats];  // o + r's gradients at next + (r - 1) * row_elems, in its element order
+  const int32_t extra = row_elems > 0 ? kNextFloats / row_elems : 0;  // rows kept besides o's
   for (int32_t o = 0; o < p.o; ++o) {
     // Up to four output channels per pass over the input; the updates still run element by
     // element in order (o's row, then o + 1's, ... from `next`), so the RNG draws stay in sequence.
-    const int32_t nout = row_elems <= kMaxPairRow ? (p.o - o < 4 ? p.o - o : 4) : 1;
+    int32_t nout = 1 + (extra < 3 ? extra : 3);
+    if (nout > p.o - o) nout = p.o - o;
     const float ws = p.u.scale.at(o);
     for (int32_t ky = 0; ky < p.kh; ++ky)
       for (int32_t kx = 0; kx < p.kw; ++kx) {
@@ -177,8 +186,9 @@ tt_status eval(TrainContext& ctx) {
             int8_t* w = p.u.element(row, j + i);
             *w = qas_update_weight(*w, grads[i], p.u.lr, ws, p.u.rng);
           }
+          float* kept = next + (ky * p.kw + kx) * nsel + j;
           for (int32_t r = 1; r < nout; ++r)
-            for (int32_t i = 0; i < k; ++i) next[r - 1][(ky * p.kw + kx) * nsel + j + i] = grads[4 * r + i];
+            for (int32_t i = 0; i < k; ++i) kept[(r - 1) * row_elems + i] = grads[4 * r + i];
         }
       }
     for (int32_t r = 1; r < nout; ++r) {
@@ -188,7 +198,7 @@ tt_status eval(TrainContext& ctx) {
         const int32_t row = oc * p.kh * p.kw + t;
         for (int32_t j = 0; j < nsel; ++j) {
           int8_t* w = p.u.element(row, j);
-          *w = qas_update_weight(*w, next[r - 1][t * nsel + j], p.u.lr, wsr, p.u.rng);
+          *w = qas_update_weight(*w, next[(r - 1) * row_elems + t * nsel + j], p.u.lr, wsr, p.u.rng);
         }
       }
     }
