@@ -11,8 +11,8 @@ Memory model (everything that must be in SRAM during a training step):
   out of flash, RNG state), then the step's buffers at planned offsets (image, label,
   activations, saved activations, gradients, loss, kernel scratch);
 - runtime state outside the arena: ``RUNTIME_FIXED_BYTES`` for the interpreter and
-  ``OP_DATA_BYTES`` per executed step (per-op data; requantization multipliers and all
-  other op parameters are read from flash).
+  ``OP_DATA_BYTES`` per executed step (per-op data; op parameters are read from flash, and
+  forward requantization tables are computed into the step's scratch, which is in the arena).
 Constants (frozen weights) stay in flash.
 """
 from __future__ import annotations
