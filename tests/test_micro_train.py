@@ -400,6 +400,14 @@ def test_inconsistent_plans_are_rejected(small_file):
     with pytest.raises(MicroRuntimeError, match="outside its planned life"):
         Interpreter(rewrite_metadata(small_file, life))
 
+    def no_table_room(m):  # a forward convolution whose scratch has no room for its requantization table
+        s = next(s for s in m.plan.steps if _s(m.opTypes[m.ops[s.op].opcode]) == "CONV_2D" and s.mode == 0
+                 and m.ops[s.op].phase == 0)
+        s.scratchBytes = 4
+
+    with pytest.raises(MicroRuntimeError, match="TT_MALFORMED_MODEL: .*bytes of scratch for the requantization"):
+        Interpreter(rewrite_metadata(small_file, no_table_room))
+
     for major in (1, 3):  # version 1 (the uncompact format) and a future one: refused in one line
         def version(m):
             m.versionMajor = major
