@@ -68,7 +68,8 @@ tt_status open_train(TrainRuntime& rt, const uint8_t* model, size_t model_len, M
   FlatReader& r = rt.meta;
   const uint32_t meta_pos = static_cast<uint32_t>(meta - model);
   const uint32_t root_offset = load_u32(meta);
-  if (root_offset > meta_len - 4) return malformed(msg, "root offset ", root_offset, " past the end (", meta_len, " bytes)");
+  if (root_offset > meta_len - 4)
+    return malformed(msg, "root offset ", root_offset, " past the end (", meta_len, " bytes)");
   rt.root = r.table_at_pos(meta_pos + root_offset);
   const int32_t major = r.i32(rt.root, tfmt::kTmVersionMajor, 1), minor = r.i32(rt.root, tfmt::kTmVersionMinor, 0);
   if (r.failed()) return reader_error(r, "training metadata", msg);
