@@ -316,6 +316,16 @@ def test_cli_export(tmp_path, capsys):
     with open(out, "rb") as f:
         infer, tg, p = read_training_file(f.read())
     assert tg.num_classes == 10 and p.peak_bytes > 0
+    assert any(n.startswith("gradient:") for n in tg.tensors)  # gradients have no name without --debug-names
+    named = str(tmp_path / "named.tflite")
+    assert main(["export", seed_model("mcunet-5fps"), "--scheme", spec, "-o", named, "--input-size", "64",
+                 "--debug-names"]) == 0
+    with open(named, "rb") as f:
+        _, tg_named, _ = read_training_file(f.read())
+    assert os.path.getsize(named) > os.path.getsize(out)
+    assert not any(n.startswith("gradient:") for n in tg_named.tensors)
+    assert all(o.name != f"{o.type}:{i}" for i, o in enumerate(tg_named.ops))
+    assert all(o.name == f"{o.type}:{i}" for i, o in enumerate(tg.ops))
     assert main(["export", seed_model("mcunet-5fps"), "--scheme", spec + "x", "-o", out]) == 2
     assert main(["export", seed_model("mcunet-5fps"), "--scheme", "last-3", "-o", out, "--input-size", "48"]) == 0
 
