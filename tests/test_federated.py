@@ -205,3 +205,6 @@ def test_fleet_cli_refuses_bad_arguments(capsys):
     assert main(["fleet", BACKBONE, "--scheme", "bias-only", "--clients", "5", "--devices-per-round", "6"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--devices-per-round" in err[0]
+    assert main(["fleet", BACKBONE, "--scheme", "bias-only", "--server-final-lr", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--server-final-lr" in err[0]

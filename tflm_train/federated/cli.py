@@ -42,6 +42,8 @@ def add_parser(sub) -> None:
     s.add_argument("--server-lr", type=float, default=1.0, help="FedAvgM server learning rate (default 1: FedAvg)")
     s.add_argument("--server-momentum", type=float, default=0.0,
                    help="FedAvgM server momentum in [0, 1) (default 0: FedAvg)")
+    s.add_argument("--server-final-lr", type=float, default=None,
+                   help="decay the server learning rate to this over the rounds (cosine; default: constant)")
     s.add_argument("--classes-per-client", type=int, default=2,
                    help="non-IID split: each device holds mostly this many classes (default 2)")
     s.add_argument("--test-fraction", type=float, default=0.2, help="held-out share of the data (default 0.2)")
@@ -71,6 +73,8 @@ def _check_args(args) -> None:
     if not (np.isfinite(args.server_lr) and args.server_lr > 0) or not 0.0 <= args.server_momentum < 1.0:
         raise GraphError(f"--server-lr must be > 0 and --server-momentum in [0, 1), got {args.server_lr} "
                          f"and {args.server_momentum}")
+    if args.server_final_lr is not None and not (np.isfinite(args.server_final_lr) and args.server_final_lr > 0):
+        raise GraphError(f"--server-final-lr must be > 0, got {args.server_final_lr}")
 
 
 def cmd_fleet(args) -> int:
@@ -110,7 +114,7 @@ def cmd_fleet(args) -> int:
     fleet = run_fleet(model, data, args.rounds, local_epochs=args.local_epochs, seed=args.seed,
                       test=(x[test], y[test]), workers=args.workers, on_round=on_round, verbose=args.verbose,
                       server_lr=args.server_lr, server_momentum=args.server_momentum,
-                      devices_per_round=args.devices_per_round)
+                      devices_per_round=args.devices_per_round, server_final_lr=args.server_final_lr)
     device_rt = device_with(model, TrainedSet.of_training_file(model), fleet.final)
     with open(args.output, "wb") as f:
         f.write(device_rt.to_tflite(calibration=x[train][:64]))
