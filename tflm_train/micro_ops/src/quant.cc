@@ -49,6 +49,72 @@ void quantize_multiplier(double real, int32_t* multiplier, int* shift) {
   *shift = exponent;
 }
 
+namespace {
+
+// A positive finite float as m * 2^e with m in [2^23, 2^24) (subnormals normalized).
+void float_parts(float a, uint64_t* m, int* e) {
+  uint32_t bits;
+  memcpy(&bits, &a, sizeof bits);
+  const int biased = static_cast<int>((bits >> 23) & 0xFF);
+  uint32_t frac = bits & 0x7FFFFFu;
+  if (biased == 0) {
+    int ex = -149;
+    while (!(frac & 0x800000u)) {
+      frac <<= 1;
+      --ex;
+    }
+    *m = frac;
+    *e = ex;
+  } else {
+    *m = frac | 0x800000u;
+    *e = biased - 150;
+  }
+}
+
+bool positive_finite(float a) { return a > 0.0f && a <= 3.4028234663852886e38f; }
+
+}  // namespace
+
+// The double product of two floats is exact (48-bit significand product); the quotient is
+// p * 2^32 / mc in 64-bit integers (55 to 57 bits) plus a sticky bit, rounded half to even to
+// 53 bits as the double division rounds; then quantize_multiplier's rounding to 31 bits.
+// Equal to the double form on 3 * 10^7 triples (subnormal and extreme exponents included).
+bool quantize_scale_ratio(float a, float b, float c, int32_t* multiplier, int* shift) {
+  if (!positive_finite(a) || !positive_finite(b) || !positive_finite(c)) return false;
+  uint64_t ma, mb, mc;
+  int ea, eb, ec;
+  float_parts(a, &ma, &ea);
+  float_parts(b, &mb, &eb);
+  float_parts(c, &mc, &ec);
+  const uint64_t p = ma * mb;
+  const uint64_t q1 = p / mc, r1 = p % mc;
+  const uint64_t q2 = (r1 << 32) / mc, r2 = (r1 << 32) % mc;
+  const uint64_t q = (q1 << 32) | q2;  // floor(p * 2^32 / mc), in [2^54, 2^57)
+  int d = 0;
+  while ((q >> d) >> 53) ++d;  // bits below the double's 53
+  uint64_t s = q >> d;
+  const uint64_t rem = q & ((uint64_t{1} << d) - 1), half = uint64_t{1} << (d - 1);
+  if (rem > half || (rem == half && (r2 != 0 || (s & 1)))) ++s;
+  if (s >> 53) {
+    s >>= 1;
+    ++d;
+  }
+  // real = s * 2^(d - 32 + ea + eb - ec) with s in [2^52, 2^53): frexp's exponent is that + 53.
+  int exponent = d - 32 + ea + eb - ec + 53;
+  int64_t m = static_cast<int64_t>((s + (uint64_t{1} << 21)) >> 22);
+  if (m == (int64_t{1} << 31)) {
+    m /= 2;
+    ++exponent;
+  }
+  if (exponent < -31) {
+    exponent = 0;
+    m = 0;
+  }
+  *multiplier = static_cast<int32_t>(m);
+  *shift = exponent;
+  return true;
+}
+
 int32_t round_to_int32(double x) {
   const double r = round(x);
   if (!(r > -2147483648.0)) return kInt32Min;  // also NaN

@@ -54,6 +54,11 @@ inline int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo
 // exponent incremented; |real| below ~2^-31 flushes to (0, 0).
 void quantize_multiplier(double real, int32_t* multiplier, int* shift);
 
+// quantize_multiplier(double(a) * double(b) / double(c)) (TFLite Micro's conv rescale of
+// float32 scales, product and quotient in double) in integer arithmetic, for a, b, c positive
+// and finite; false otherwise (nothing written). The Cortex-M4 has no double-precision FPU.
+bool quantize_scale_ratio(float a, float b, float c, int32_t* multiplier, int* shift);
+
 // Output clamp [lo, hi] of a fused activation on a quantized output
 // (TFLite's CalculateActivationRangeQuantized): the bounds 0, 6, -1, 1 are
 // quantized with float division and round half away from zero. Returns false

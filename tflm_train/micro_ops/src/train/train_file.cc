@@ -604,15 +604,20 @@ tt_status TrainContext::requantization(int32_t channels, const uint8_t** multipl
     // While validating before the arena exists (init sizes it first) only the room is checked.
     if (rt_.arena) table = scratch_ + table_offset_[slot];
   }
-  const double s_x = static_cast<double>(r.f32_in(x.scales, 0)), s_y = static_cast<double>(r.f32_in(y.scales, 0));
+  const float f_x = r.f32_in(x.scales, 0), f_y = r.f32_in(y.scales, 0);
+  const double s_x = static_cast<double>(f_x), s_y = static_cast<double>(f_y);
   for (uint32_t c = 0; c < n; ++c) {
-    // TFLite Micro's conv Prepare: the product and quotient of the float32 scales in double.
-    const double real = s_x * static_cast<double>(r.f32_in(w.scales, c)) / s_y;
+    // TFLite Micro's conv Prepare: the product and quotient of the float32 scales in double
+    // (quantize_scale_ratio: the same integers without double arithmetic, every step cheap).
+    const float f_w = r.f32_in(w.scales, c);
     int32_t m;
     int sh;
-    if (!(real > 0.0) || !isfinite(real))
-      return fail(TT_MALFORMED_MODEL, "rescale factor of channel ", c, " is not positive and finite");
-    quantize_multiplier(real, &m, &sh);
+    if (!quantize_scale_ratio(f_x, f_w, f_y, &m, &sh)) {
+      const double real = s_x * static_cast<double>(f_w) / s_y;
+      if (!(real > 0.0) || !isfinite(real))
+        return fail(TT_MALFORMED_MODEL, "rescale factor of channel ", c, " is not positive and finite");
+      quantize_multiplier(real, &m, &sh);
+    }
     if (m < 0 || sh < -31 || sh > 31)
       return fail(TT_UNSUPPORTED, "requantization of channel ", c, " out of range (", m, ", ", sh, ")");
     if (table) {
