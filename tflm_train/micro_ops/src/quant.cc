@@ -7,6 +7,29 @@
 
 namespace tt {
 
+namespace {
+
+// The multiplier and shift of a real = (significand / 2^53) * 2^exponent, the significand's
+// bit 52 set (frexp's form): round(mantissa * 2^31) half away from zero is the significand
+// rounded to its top 31 bits; a mantissa rounding up to 2^31 becomes 2^30 with the exponent
+// incremented; below 2^-31 flushes to (0, 0).
+void round_to_multiplier(uint64_t significand, bool negative, int exponent, int32_t* multiplier, int* shift) {
+  int64_t q = static_cast<int64_t>((significand + (uint64_t{1} << 21)) >> 22);
+  if (negative) q = -q;
+  if (q == (int64_t{1} << 31)) {
+    q /= 2;
+    ++exponent;
+  }
+  if (exponent < -31) {
+    exponent = 0;
+    q = 0;
+  }
+  *multiplier = static_cast<int32_t>(q);
+  *shift = exponent;
+}
+
+}  // namespace
+
 // frexp and round read off the double's bits: no double arithmetic, which the Cortex-M4's
 // single-precision FPU leaves to library routines (the runtime computes requantization
 // tables every training step). The same integers as
@@ -34,19 +57,7 @@ void quantize_multiplier(double real, int32_t* multiplier, int* shift) {
     significand |= uint64_t{1} << 52;
     exponent = biased - 1022;
   }
-  // round(mantissa * 2^31), half away from zero: the significand rounded to its top 31 bits.
-  int64_t q = static_cast<int64_t>((significand + (uint64_t{1} << 21)) >> 22);
-  if (bits >> 63) q = -q;
-  if (q == (int64_t{1} << 31)) {
-    q /= 2;
-    ++exponent;
-  }
-  if (exponent < -31) {
-    exponent = 0;
-    q = 0;
-  }
-  *multiplier = static_cast<int32_t>(q);
-  *shift = exponent;
+  round_to_multiplier(significand, (bits >> 63) != 0, exponent, multiplier, shift);
 }
 
 namespace {
@@ -101,17 +112,7 @@ bool quantize_scale_ratio(float a, float b, float c, int32_t* multiplier, int* s
   }
   // real = s * 2^(d - 32 + ea + eb - ec) with s in [2^52, 2^53): frexp's exponent is that + 53.
   int exponent = d - 32 + ea + eb - ec + 53;
-  int64_t m = static_cast<int64_t>((s + (uint64_t{1} << 21)) >> 22);
-  if (m == (int64_t{1} << 31)) {
-    m /= 2;
-    ++exponent;
-  }
-  if (exponent < -31) {
-    exponent = 0;
-    m = 0;
-  }
-  *multiplier = static_cast<int32_t>(m);
-  *shift = exponent;
+  round_to_multiplier(s, false, exponent, multiplier, shift);
   return true;
 }
 
