@@ -16,14 +16,7 @@
 
 #include "../src/kernels/conv_core.h"
 
-#ifdef __arm__
-#include "semihosting.h"
-#define TT_PRINT(s) sh_puts(s)
-#else
-#include <stdio.h>
-#include <stdlib.h>
-#define TT_PRINT(s) fputs(s, stdout)
-#endif
+#include "driver_util.h"
 
 #ifndef TT_CASES
 #define TT_CASES 300
@@ -31,13 +24,8 @@
 
 namespace {
 
-uint32_t g_state = 0x2545F491u;
-uint32_t next_u32() {
-  g_state ^= g_state << 13;
-  g_state ^= g_state >> 17;
-  g_state ^= g_state << 5;
-  return g_state;
-}
+using tt_test::next_u32;
+using tt_test::put_count;
 int32_t uniform(int32_t lo, int32_t hi) { return lo + static_cast<int32_t>(next_u32() % static_cast<uint32_t>(hi - lo + 1)); }
 template <typename T, int N>
 T pick(const T (&v)[N]) { return v[next_u32() % N]; }
@@ -248,15 +236,6 @@ bool depthwise_case(int32_t c) {
   return same(g_ref, g_opt, p.oh * p.ow * p.oc, "dw_channel", c);
 }
 
-void put_count(const char* name, int32_t v) {
-  char d[16], buf[32];
-  int32_t k = 0, j = 0;
-  do { d[k++] = static_cast<char>('0' + v % 10); v /= 10; } while (v && k < 15);
-  while (*name) buf[j++] = *name++;
-  while (k) buf[j++] = d[--k];
-  buf[j] = 0;
-  TT_PRINT(buf);
-}
 
 }  // namespace
 
@@ -270,7 +249,7 @@ int main() {
 int main(int argc, char** argv) {
   int32_t cases = TT_CASES;
   if (argc > 1) cases = atoi(argv[1]);
-  if (argc > 2) g_state = static_cast<uint32_t>(strtoul(argv[2], nullptr, 0)) | 1u;
+  if (argc > 2) tt_test::rng_state() = static_cast<uint32_t>(strtoul(argv[2], nullptr, 0)) | 1u;
 #endif
   int32_t conv = 0, pw = 0, dw = 0;
   for (int32_t c = 0; c < cases; ++c) {
