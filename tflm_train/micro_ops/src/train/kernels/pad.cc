@@ -30,7 +30,7 @@ tt_status parse(TrainContext& ctx, PadForward* p) {
   for (int32_t k = 0; k < x.rank; ++k) {
     const int64_t lo = pads.dtype == tfmt::kInt32 ? load_i32(pads.data + 8 * k) : load_i64(pads.data + 16 * k);
     const int64_t hi = pads.dtype == tfmt::kInt32 ? load_i32(pads.data + 8 * k + 4) : load_i64(pads.data + 16 * k + 8);
-    if (lo < 0 || hi < 0 || x.dims[k] + lo + hi != y.dims[k])
+    if (lo < 0 || hi < 0 || int64_t{x.dims[k]} + lo + hi != y.dims[k])  // int64: no overflow
       return ctx.fail(TT_SHAPE_MISMATCH, "paddings of dimension ", k, " do not give the output shape");
     p->in[lead + k] = x.dims[k];
     p->out[lead + k] = y.dims[k];

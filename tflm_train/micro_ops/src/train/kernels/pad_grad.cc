@@ -27,7 +27,7 @@ tt_status parse(TrainContext& ctx, PadGrad* p) {
   const int32_t lead = 4 - g.rank;
   for (int32_t k = 0; k < g.rank; ++k) {
     const int32_t lo = pads.at(2 * k), hi = pads.at(2 * k + 1);
-    if (lo < 0 || hi < 0 || out.dims[k] + lo + hi != g.dims[k])
+    if (lo < 0 || hi < 0 || int64_t{out.dims[k]} + lo + hi != g.dims[k])  // int64: no overflow
       return ctx.fail(TT_SHAPE_MISMATCH, "paddings of dimension ", k, " do not fit the shapes");
     p->in[lead + k] = g.dims[k];
     p->out_dims[lead + k] = out.dims[k];
