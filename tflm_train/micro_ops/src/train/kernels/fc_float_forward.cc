@@ -32,7 +32,7 @@ tt_status parse(TrainContext& ctx, FloatHead* p) {
   p->n = w.dims[0];
   p->c = w.dims[1];
   if ((st = ctx.attr_float("in_scale", &p->scale)) != TT_OK) return st;
-  if ((st = ctx.attr_int("in_zero_point", &p->zp)) != TT_OK) return st;
+  if ((st = int8_zero_point_attr(ctx, "in_zero_point", &p->zp)) != TT_OK) return st;
   p->f = reinterpret_cast<const int8_t*>(f.data);
   p->w = f32_data(w);
   p->b = f32_data(b);

@@ -38,7 +38,7 @@ tt_status parse(TrainContext& ctx, FloatHeadUpdate* p) {
   p->n = w.dims[0];
   p->c = w.dims[1];
   if ((st = ctx.attr_float("in_scale", &p->scale)) != TT_OK) return st;
-  if ((st = ctx.attr_int("in_zero_point", &p->zp)) != TT_OK) return st;
+  if ((st = int8_zero_point_attr(ctx, "in_zero_point", &p->zp)) != TT_OK) return st;
   if ((st = ctx.attr_float("lr", &p->lr)) != TT_OK) return st;
   p->g = f32_data(g);
   p->f = reinterpret_cast<const int8_t*>(f.data);

@@ -29,7 +29,7 @@ tt_status parse(TrainContext& ctx, LeakyReluGrad* p) {
   for (const TensorDesc* t : {&g, &x, &out})
     if ((st = expect_addressable(ctx, *t, "operand")) != TT_OK) return st;
   if ((st = ctx.attr_float("alpha", &p->alpha)) != TT_OK) return st;
-  if ((st = ctx.attr_int("input_zero_point", &p->zp_in)) != TT_OK) return st;
+  if ((st = int8_zero_point_attr(ctx, "input_zero_point", &p->zp_in)) != TT_OK) return st;
   if (!isfinite(p->alpha)) return ctx.fail(TT_MALFORMED_MODEL, "alpha is not finite");
   p->g = f32_data(g);
   p->x = reinterpret_cast<const int8_t*>(x.data);

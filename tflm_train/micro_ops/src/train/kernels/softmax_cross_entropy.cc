@@ -40,7 +40,7 @@ tt_status parse(TrainContext& ctx, Loss* p) {
   bool none;
   if ((st = ctx.attr_float_or_none("logits_scale", &p->scale, &none)) != TT_OK) return st;
   if (none == p->quantized) return ctx.fail(TT_MALFORMED_MODEL, "logits_scale must be given exactly for int8 logits");
-  if (p->quantized && (st = ctx.attr_int("logits_zero_point", &p->zp)) != TT_OK) return st;
+  if (p->quantized && (st = int8_zero_point_attr(ctx, "logits_zero_point", &p->zp)) != TT_OK) return st;
   p->n = classes;
   p->logits = z.data;
   p->label = reinterpret_cast<const int32_t*>(label.data);

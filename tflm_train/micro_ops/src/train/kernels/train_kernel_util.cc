@@ -209,6 +209,13 @@ tt_status i32_list(TrainContext& ctx, const char* attr, int32_t n, I32List* list
   return TT_OK;
 }
 
+tt_status int8_zero_point_attr(TrainContext& ctx, const char* attr, int32_t* zp) {
+  tt_status st = ctx.attr_int(attr, zp);
+  if (st == TT_OK && (*zp < -128 || *zp > 127))
+    return ctx.fail(TT_MALFORMED_MODEL, "attr '", attr, "' is ", *zp, ", an int8 zero point is in [-128, 127]");
+  return st;
+}
+
 namespace {
 
 tt_status int_in_range(TrainContext& ctx, const char* name, int32_t lo, int32_t hi, int32_t* v) {

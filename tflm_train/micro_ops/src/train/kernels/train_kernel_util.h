@@ -100,6 +100,8 @@ struct I32List {
   int32_t at(int32_t i) const { return load_i32(data + 4u * static_cast<uint32_t>(i)); }
 };
 tt_status i32_list(TrainContext& ctx, const char* attr, int32_t n, I32List* list);
+// An int8 zero point attr: in [-128, 127] (kernels subtract it from int8 values in int32).
+tt_status int8_zero_point_attr(TrainContext& ctx, const char* attr, int32_t* zp);
 // A constant int32 bias (flash or SRAM, maybe unaligned) of `n` entries; absent input: empty.
 struct I32Values {
   const uint8_t* data = nullptr;

@@ -35,7 +35,7 @@ tt_status parse_weight_update(TrainContext& ctx, int32_t scale_entries, WeightUp
   if ((st = f32_table(ctx, "weight_scale", scale_entries, &p->scale)) != TT_OK) return st;
   if ((st = ctx.attr_float("lr", &p->lr)) != TT_OK) return st;
   if ((st = ctx.attr_float("in_scale", &p->in_scale)) != TT_OK) return st;
-  if ((st = ctx.attr_int("in_zero_point", &p->in_zp)) != TT_OK) return st;
+  if ((st = int8_zero_point_attr(ctx, "in_zero_point", &p->in_zp)) != TT_OK) return st;
   if (ctx.preparing()) {
     for (int32_t i = 0; i < 4 && st == TT_OK; ++i) st = ctx.reads(ctx.tensor(ctx.input(i)));
     if (st == TT_OK) st = ctx.writes(w);
