@@ -63,9 +63,10 @@ def task_data(name: str, graph, n_train: int, n_test: int, seed: int):
         x, y = datasets.fashion_mnist("train")
         xt, yt = datasets.fashion_mnist("test")
     elif name == "mnist":
-        x, y = datasets.mnist_5k()
-        xt, yt = x[4000:], y[4000:]
-        x, y = x[:4000], y[:4000]
+        x, y = datasets.mnist_5k()  # sorted by label: split at random (a fixed seed), 4000 / 1000
+        split = np.random.default_rng(1234).permutation(len(y))
+        xt, yt = x[split[4000:]], y[split[4000:]]
+        x, y = x[split[:4000]], y[split[:4000]]
     elif name == "digits":
         x, y = datasets.sklearn_digits()
         xt, yt = x[1300:], y[1300:]
