@@ -140,11 +140,33 @@ def _snapshot(model):
     return {v.path: v.numpy().copy() for v in model.weights}
 
 
+def _assert_only_the_scheme_moved(model, graph, scheme, before, after, trained_channels_move=False):
+    """What the scheme freezes (biases, weight channels) is byte-identical; returns how many
+    layers' biases moved."""
+    from tflm_train.keras.layers import QuantConv
+
+    updates = {u.op_index: u for u in scheme.resolve(graph)}
+    bias_moved = 0
+    for layer in model.layers:
+        if not isinstance(layer, QuantConv) or layer.is_new_head:
+            continue
+        u = updates.get(layer.op_index)
+        k, b = layer.kernel.path, layer.bias.path
+        if u is None or not u.update_bias:
+            assert after[b].tobytes() == before[b].tobytes(), b
+        bias_moved += not np.array_equal(before[b], after[b])
+        channels = list(u.weight_channels) if u is not None else []
+        frozen = [c for c in range(layer.kernel_shape[3]) if c not in channels]
+        assert np.take(after[k], frozen, axis=3).tobytes() == np.take(before[k], frozen, axis=3).tobytes(), k
+        if trained_channels_move and channels:
+            assert not np.array_equal(np.take(after[k], channels, axis=3), np.take(before[k], channels, axis=3))
+    return bias_moved
+
+
 @pytest.mark.parametrize("which", ["backbone", "mcunet32"])
 def test_sparse_update_without_a_scheme_trains_within_the_default_budget(which, backbone, capsys):
     import keras
     from tflm_train.keras import QAS, SparseUpdate, from_graph
-    from tflm_train.keras.layers import QuantConv
 
     graph = backbone if which == "backbone" else load_npz(seed_model("mcunet-5fps"), input_size=32)
     model = from_graph(graph, 10, head="int8")
@@ -160,20 +182,7 @@ def test_sparse_update_without_a_scheme_trains_within_the_default_budget(which, 
     scheme = callback.scheme
     assert scheme.n_bias_update > 1
     assert tflm_train.plan(graph, scheme, head="int8").peak_bytes <= DEFAULT_BUDGET_KB * 1024
-    updates = {u.op_index: u for u in scheme.resolve(graph)}
-    trained = 0
-    for layer in model.layers:
-        if not isinstance(layer, QuantConv) or layer.is_new_head:
-            continue
-        u = updates.get(layer.op_index)
-        k, b = layer.kernel.path, layer.bias.path
-        if u is None or not u.update_bias:
-            assert after[b].tobytes() == before[b].tobytes(), b
-        channels = list(u.weight_channels) if u is not None else []
-        frozen = [c for c in range(layer.kernel_shape[3]) if c not in channels]
-        assert np.take(after[k], frozen, axis=3).tobytes() == np.take(before[k], frozen, axis=3).tobytes(), k
-        trained += not np.array_equal(before[b], after[b])
-    assert trained > 1  # biases beyond the head moved
+    assert _assert_only_the_scheme_moved(model, graph, scheme, before, after) > 1  # biases beyond the head moved
     with pytest.raises(GraphError, match="below the smallest feasible scheme"):
         model.fit(xs, np.arange(8) % 10, batch_size=4, epochs=1, verbose=0, callbacks=[SparseUpdate(budget_kb=1)])
 
@@ -217,8 +226,6 @@ def test_a_budget_only_the_exact_plan_of_the_classifier_fits(backbone):
 def test_contribution_run_trains_exactly_the_scheme_with_one_traced_step(backbone, digits_npz):
     """The analysis' masked step: what the scheme freezes stays byte-identical (partial channels
     included), what it trains moves, and a second run starts from the same state (same result)."""
-    from tflm_train.keras.layers import QuantConv
-
     z = np.load(digits_npz)
     x, y = prepare_inputs(backbone, z["x"], z["y"], 10)
     analysis = ContributionAnalysis(backbone, x, y, 10, AnalysisSettings(steps=4, batch_size=8, lr=0.05), cache=False)
@@ -229,23 +236,7 @@ def test_contribution_run_trains_exactly_the_scheme_with_one_traced_step(backbon
     model = analysis.trainer.model
     before = dict(zip([v.path for v in model.weights], analysis.trainer.initial))
     after = _snapshot(model)
-    updates = {u.op_index: u for u in scheme.resolve(backbone)}
-    moved = 0
-    for layer in model.layers:
-        if not isinstance(layer, QuantConv) or layer.is_new_head:
-            continue
-        u = updates.get(layer.op_index)
-        k, b = layer.kernel.path, layer.bias.path
-        if u is None or not u.update_bias:
-            assert after[b].tobytes() == before[b].tobytes(), b
-        else:
-            moved += not np.array_equal(after[b], before[b])
-        channels = list(u.weight_channels) if u is not None else []
-        frozen = [c for c in range(layer.kernel_shape[3]) if c not in channels]
-        assert np.take(after[k], frozen, axis=3).tobytes() == np.take(before[k], frozen, axis=3).tobytes(), k
-        if channels:
-            assert not np.array_equal(np.take(after[k], channels, axis=3), np.take(before[k], channels, axis=3))
-    assert moved >= 1
+    assert _assert_only_the_scheme_moved(model, backbone, scheme, before, after, trained_channels_move=True) >= 1
     traced = analysis.trainer._step.experimental_get_tracing_count()
     analysis.results.clear()
     assert analysis.measure(scheme) == first  # reset weights, optimizer and rounding stream
