@@ -382,6 +382,18 @@ inline void smlad_2x2(int32_t x0a, int32_t x0b, int32_t x1a, int32_t x1b, int32_
 }
 #endif
 
+// The scalar end of a 2x2 block: n more products of two pixels by two weight rows.
+template <typename X, typename W>
+inline void mac2x2_scalar(const X* x0, const X* x1, const W* w0, const W* w1, int32_t n, int32_t& s00,
+                          int32_t& s01, int32_t& s10, int32_t& s11) {
+  for (int32_t t = 0; t < n; ++t) {
+    s00 += x0[t] * w0[t];
+    s01 += x0[t] * w1[t];
+    s10 += x1[t] * w0[t];
+    s11 += x1[t] * w1[t];
+  }
+}
+
 // Sums of two pixels' raw int8 values (no offset: it is folded into the channels'
 // constants) times two weight rows interleaved by groups of four input channels
 // (wq: w0 of the group, then w1, each in SMLAD order; `groups` groups), then the last
@@ -406,12 +418,7 @@ inline void dot2x2_folded(const int8_t* x0, const int8_t* x1, const int16_t* wq,
     }
 #endif
   }
-  for (int32_t t = 0; t < tail; ++t) {
-    s00 += x0[t] * wt0[t];
-    s01 += x0[t] * wt1[t];
-    s10 += x1[t] * wt0[t];
-    s11 += x1[t] * wt1[t];
-  }
+  mac2x2_scalar(x0, x1, wt0, wt1, tail, s00, s01, s10, s11);
   acc[0] = s00;
   acc[1] = s01;
   acc[2] = s10;
@@ -575,12 +582,7 @@ inline void dot2x2_s16_s8(const int16_t* x0, const int16_t* x1, const int8_t* w0
     }
   }
 #endif
-  for (; i < n; ++i) {
-    s00 += x0[i] * w0[i];
-    s01 += x0[i] * w1[i];
-    s10 += x1[i] * w0[i];
-    s11 += x1[i] * w1[i];
-  }
+  mac2x2_scalar(x0 + i, x1 + i, w0 + i, w1 + i, n - i, s00, s01, s10, s11);
   acc[0] = s00;
   acc[1] = s01;
   acc[2] = s10;
