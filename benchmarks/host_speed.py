@@ -183,6 +183,10 @@ def run_one(model: str, key: str, work: str, warmup: int, repeat: int, flex_pyth
     row = dict(model=model, scheme=key, input_size=INPUT_SIZE, num_classes=NUM_CLASSES)
     row["ours_train_step_s"] = timed(lambda: ours.train_step(x, label), warmup, repeat)
     row["ours_predict_s"] = timed(lambda: ours.predict(x), warmup, repeat)
+    by_type = {}
+    for r in ours.profile(x, label):  # where our step's time goes (Interpreter.profile, one step)
+        by_type[r["type"]] = by_type.get(r["type"], 0.0) + r["share"]
+    row["ours_train_step_share_by_type"] = {t: round(v, 4) for t, v in sorted(by_type.items(), key=lambda kv: -kv[1])}
 
     # int8 inference .tflite of the same graph (the seed model's own classifier)
     infer_bytes = write_tflite(graph)
@@ -255,7 +259,14 @@ def markdown(result) -> str:
               "(the ratios within one run are the comparison). TFLite + Flex: `flex_peer.py` in a tensorflow-cpu "
               "2.16.2 environment (`--make-flex-venv DIR`): the same network in float32 (dequantized weights, int8 "
               "ranges as clamps) and the same trained elements (masked SGD), a `.tflite` `train` signature run by "
-              "TFLite's interpreter with the Flex delegate.", END]
+              "TFLite's interpreter with the Flex delegate."]
+    profiled = [r for r in result["runs"] if "ours_train_step_share_by_type" in r]
+    if profiled:
+        lines += ["", "Where our training step's host time goes (`Interpreter.profile`, one step; top op types): "
+                  + "; ".join(f"{r['label']}: " + ", ".join(f"{t} {100 * v:.0f}%" for t, v in
+                                                            list(r["ours_train_step_share_by_type"].items())[:4])
+                              for r in profiled) + "."]
+    lines.append(END)
     return "\n".join(lines) + "\n"
 
 

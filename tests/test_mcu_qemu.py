@@ -87,6 +87,26 @@ def test_mcunet_training_on_cortex_m4_matches_host():
     assert max(steps) - min(steps) < 0.01 * max(steps)
 
 
+def test_full_size_seed_model_trains_on_cortex_m4():
+    """A seed model at its full size (MobileNetV2-w0.35, 128x128, published "99kb" scheme) trains
+    in the firmware: the shapes and the memory the kernels are trusted on, not only 48x48. Its
+    losses and logits equal the host runtime's (which equal the NumPy reference trainer's at
+    128x128: tests/test_seed_models_train.py), inside 256 KB of RAM and 1 MB of flash."""
+    _tools_or_skip()
+    import tflm_train
+    from tests.paths import SCHEMES, seed_model
+    from tflm_train.io.train_export import export
+
+    g = tflm_train.load(seed_model("mbv2-w0.35"), input_size=128)
+    r = export(g, os.path.join(SCHEMES, "mbv2-w0.35.json") + ":99kb", num_classes=10, lr=1e-3, seed=1)
+    x = np.random.default_rng(2).integers(-128, 128, (1, 128, 128, 3)).astype(np.int8)
+    report = mcu.run_training(r.data, [x], [6], steps=1)
+    print(report.summary())
+    assert report.matches_host, (report.losses, report.host_losses)
+    assert report.ram["used"] <= 256 * 1024 and report.flash["total"] <= 1024 * 1024
+    assert report.plan["arena_bytes"] < report.arena_used < report.plan["arena_bytes"] + 1024
+
+
 def test_mcu_run_command(tmp_path):
     """`tflm-train mcu-run` on the default model's training file, with --json and images
     generated on the device."""
@@ -103,7 +123,8 @@ def test_mcu_run_command(tmp_path):
     export(tflm_train.load(os.path.join(REPO, "tflm_train", "data", "fmnist_backbone.tflite")), "last-2", str(path),
            lr=1e-3)
     proc = subprocess.run([sys.executable, "-m", "tflm_train.cli", "mcu-run", str(path), "--steps", "2",
-                           "--data", "synthetic", "--json"], capture_output=True, text=True, cwd=REPO, timeout=300)
+                           "--data", "synthetic", "--json", "--profile"], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     # images generated on the device (zero-copy into the trainer's input) match the host's copies
@@ -111,3 +132,14 @@ def test_mcu_run_command(tmp_path):
     assert len(out["losses"]) == 2 and len(out["instructions_per_step"]) == 2
     assert out["ram"]["used"] < 256 * 1024 and out["flash"]["total"] < 1024 * 1024
     assert out["instructions_per_inference"] > 0
+    # --profile: one row per executed op of the plan, in order, adding up to the step (less the
+    # runtime's own work after the last op)
+    from tflm_train.io.train_export import read_training_file
+
+    steps = read_training_file(path.read_bytes())[2].steps
+    rows = out["profile"]["train_step"]
+    assert [(r["step"], r["name"], r["type"]) for r in rows] == [(k, s.name, s.type) for k, s in enumerate(steps)]
+    total = sum(r["instructions"] for r in rows)
+    assert 0.95 * out["instructions_per_step"][-1] <= total <= out["instructions_per_step"][-1]
+    assert all(r["instructions"] > 0 for r in rows)
+    assert 0 < len(out["profile"]["inference"]) < len(steps)

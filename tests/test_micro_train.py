@@ -423,3 +423,30 @@ def test_inconsistent_plans_are_rejected(small_file):
 
     with pytest.raises(MicroRuntimeError, match="TT_MALFORMED_MODEL"):
         Interpreter(rewrite_metadata(small_file, mode))
+
+
+def test_host_profile_times_every_executed_op_and_changes_nothing(small_file):
+    """Interpreter.profile: one row per executed op in order (the hook both interpreters call),
+    CPU times that add up to the run, and the same result as the unprofiled call."""
+    from tflm_train.micro import profile_table
+
+    steps = read_training_file(small_file)[2].steps
+    a, b = Interpreter(small_file), Interpreter(small_file)
+    (x, label), = samples(a.train_info["image_shape"], 1, seed=4)
+    rows = a.profile(x, label)
+    assert [r["step"] for r in rows] == list(range(len(steps)))
+    assert [(r["name"], r["type"], r["mode"]) for r in rows] == [(s.name, s.type, s.mode) for s in steps]
+    assert all(r["seconds"] >= 0 for r in rows) and abs(sum(r["share"] for r in rows) - 1) < 1e-3
+    b.train_step(x, label)  # profiling changes no byte of the step
+    assert all(a.parameters()[k].tobytes() == v.tobytes() for k, v in b.parameters().items())
+    forward = a.profile(x, run="predict")
+    assert 0 < len(forward) < len(steps) and all(s.phase == "forward" for s in steps[:len(forward)])
+    infer = a.profile(x, run="infer")  # the inference interpreter (subgraph 0)
+    assert [r["name"] for r in infer] == a.ops
+    table = profile_table({"train_step": rows, "infer": infer})
+    assert table.startswith("train_step: ") and "\ninfer: " in table and "by type: " in table
+    with pytest.raises(ValueError, match="run must be one of"):
+        a.profile(x, run="fit")
+    with pytest.raises(ValueError, match="needs a label"):
+        a.profile(x)
+    assert a.profile(x, run="predict") and a._lib.tt_host_profile_stop() == 0  # recording ended with the call

@@ -188,6 +188,8 @@ def _lib():
         "tt_parameter_data": ([tr, sz, vp, sz], ctypes.c_int),
         "tt_parameter_set_data": ([tr, sz, vp, sz], ctypes.c_int),
         "tt_train_input_buffer": ([tr], vp),
+        "tt_host_profile_start": ([P(ctypes.c_uint64), ctypes.c_uint32], None),
+        "tt_host_profile_stop": ([], ctypes.c_uint32),
         "tt_train_arena_used": ([tr], sz),
         "tt_train_arena_needed": ([tr], sz),
         "tt_train_error_message": ([tr], ctypes.c_char_p),
@@ -203,6 +205,27 @@ def _lib():
         fn.restype = res
     _LIB = lib
     return lib
+
+
+def profile_table(sections: Dict[str, List[Dict]], cost: str = "seconds") -> str:
+    """Per-op profile rows (``Interpreter.profile`` with ``cost="seconds"``, ``mcu-run --profile``
+    with ``"instructions"``) by section as a text table, like TFLite Micro's MicroProfiler log."""
+    unit, fmt = ("us", lambda v: f"{1e6 * v:>13,.1f}") if cost == "seconds" else ("", lambda v: f"{v:>13,}")
+    lines = []
+    for what, rows in sections.items():
+        total = sum(r[cost] for r in rows)
+        lines.append(f"{what}: {fmt(total).strip()} {unit or cost} in {len(rows)} ops")
+        lines.append(f"{'#':>4}  {'op':<34} {'type':<28} {'mode':<8} {(cost + (' (' + unit + ')' if unit else '')):>13} "
+                     f"{'share':>6}")
+        for r in rows:
+            lines.append(f"{r['step']:>4}  {r['name'][:34]:<34} {r['type'][:28]:<28} {r.get('mode', '')[:8]:<8} "
+                         f"{fmt(r[cost])} {100 * r['share']:>5.1f}%")
+        by_type: Dict[str, float] = {}
+        for r in rows:
+            by_type[r["type"]] = by_type.get(r["type"], 0) + r[cost]
+        lines.append("by type: " + ", ".join(f"{t} {100 * n / (total or 1):.1f}%"
+                                             for t, n in sorted(by_type.items(), key=lambda kv: -kv[1])))
+    return "\n".join(lines)
 
 
 def _model_data(model) -> bytes:
@@ -451,6 +474,45 @@ class Interpreter:
         self._check_train(self._lib.tt_train_predict(ctypes.byref(tr), x.ctypes.data_as(ctypes.c_void_p), x.nbytes,
                                                      out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), n))
         return out
+
+    def profile(self, x, label: Optional[int] = None, run: str = "train_step") -> List[Dict]:
+        """Runs one ``train_step(x, label)`` (it trains), ``predict(x)`` or ``infer(x)`` (``run``) with
+        the host profile on, like ``mcu-run --profile`` on the device: per executed op, in order, a
+        row with ``step``, ``name``, ``type`` (training files also ``phase`` and ``mode``), ``seconds``
+        (the thread's CPU time from the end of the previous op, so a row includes the runtime's own
+        work between ops) and ``share`` of the run. ``profile_table`` prints them."""
+        calls = {"train_step": lambda: self.train_step(x, label), "predict": lambda: self.predict(x),
+                 "infer": lambda: self.infer(x)}
+        if run not in calls:
+            raise ValueError(f"run must be one of {', '.join(calls)}, not {run!r}")
+        if run == "train_step" and label is None:
+            raise ValueError("profile(run='train_step') needs a label")
+        if run == "infer":
+            names = self.ops
+            describe = lambda k: dict(name=names[k], type=names[k])  # noqa: E731
+        else:
+            self._require_trainer()
+            from ..io.train_export import read_training_file
+
+            steps = read_training_file(self._model)[2].steps
+            describe = lambda k: dict(name=steps[k].name, type=steps[k].type, phase=steps[k].phase,  # noqa: E731
+                                      mode=steps[k].mode)
+            names = steps
+        capacity = len(names) + 1
+        readings = np.zeros(2 * capacity, np.uint64)
+        self._lib.tt_host_profile_start(readings.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)), capacity)
+        try:
+            calls[run]()
+        finally:
+            n = int(self._lib.tt_host_profile_stop())
+        pairs = readings[:2 * n].reshape(n, 2)
+        rows = []
+        for (k, t), (_, t0) in zip(pairs[1:], pairs[:-1]):
+            rows.append(dict(step=int(k), **describe(int(k)), seconds=float(int(t) - int(t0)) * 1e-9))
+        total = sum(r["seconds"] for r in rows) or 1.0
+        for r in rows:
+            r["share"] = round(r["seconds"] / total, 6)
+        return rows
 
     def parameters(self) -> Dict[str, np.ndarray]:
         """The trainable parameters (and the RNG state ``rng/state``) as they are now, name -> array."""

@@ -531,22 +531,9 @@ class McuTrainReport:
 
     def profile_table(self) -> str:
         """The per-op profile as a text table (like TFLite Micro's MicroProfiler log)."""
-        if self.profile is None:
-            return ""
-        lines = []
-        for what, rows in self.profile.items():
-            total = sum(r["instructions"] for r in rows)
-            lines.append(f"{what}: {total:,} instructions in {len(rows)} ops")
-            lines.append(f"{'#':>4}  {'op':<34} {'type':<28} {'mode':<8} {'instructions':>13} {'share':>6}")
-            for r in rows:
-                lines.append(f"{r['step']:>4}  {r['name'][:34]:<34} {r['type'][:28]:<28} {r['mode'][:8]:<8} "
-                             f"{r['instructions']:>13,} {100 * r['share']:>5.1f}%")
-            by_type: Dict[str, int] = {}
-            for r in rows:
-                by_type[r["type"]] = by_type.get(r["type"], 0) + r["instructions"]
-            lines.append("by type: " + ", ".join(f"{t} {100 * n / max(total, 1):.1f}%"
-                                                 for t, n in sorted(by_type.items(), key=lambda kv: -kv[1])))
-        return "\n".join(lines)
+        from . import profile_table
+
+        return "" if self.profile is None else profile_table(self.profile, "instructions")
 
     def summary(self) -> str:
         return (

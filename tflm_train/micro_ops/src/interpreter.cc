@@ -4,6 +4,7 @@
 
 #include "arena_poison.h"
 #include "planner.h"
+#include "profile_hook.h"
 
 namespace tt {
 
@@ -462,6 +463,7 @@ tt_status invoke(Runtime& rt, Message& msg) {
     ctx.set_op(static_cast<int32_t>(op), node.kernel->name);
     if (kArenaPoisoning) poison_all_but_live(rt, op);
     st = node.kernel->eval(ctx, node);
+    if (st == TT_OK && tt_profile_step_end) tt_profile_step_end(op);
   }
   if (kArenaPoisoning) arena_unpoison(rt.planned, rt.planned_bytes);
   return st;

@@ -14,13 +14,8 @@
 #include <string.h>
 
 #include "../arena_poison.h"
+#include "../profile_hook.h"
 
-// Profiling hook (like TFLite Micro's MicroProfiler, without a heap or a clock):
-// when a port defines it, it is called after every executed step with the
-// step's index. The Cortex-M4 profile firmware turns it into an instruction-count
-// marker; the host binding into a clock reading. Weak and undefined elsewhere
-// (the address is then null and the call is skipped).
-extern "C" __attribute__((weak)) void tt_profile_step_end(uint32_t step);
 
 namespace tt {
 namespace train {
