@@ -1,4 +1,5 @@
-// MAX_POOL_2D, int8: the maximum over the in-image taps of the window, clamped.
+// MAX_POOL_2D, int8: the maximum over the in-image taps of the window, clamped
+// (pool_core.h, shared with training).
 #include "pool_common.h"
 
 namespace tt {
@@ -14,30 +15,7 @@ tt_status prepare(Context& ctx, NodeRec& node) { return parse_pool(ctx, node, st
 
 tt_status eval(Context& ctx, const NodeRec& node) {
   const PoolData& d = *static_cast<const PoolData*>(node.op_data);
-  const int8_t* x = as_i8(ctx.data(d.input));
-  int8_t* y = as_i8(ctx.data(d.output));
-  for (int32_t b = 0; b < d.batches; ++b) {
-    for (int32_t oy = 0; oy < d.out_h; ++oy) {
-      const int32_t y0 = oy * d.stride_h - d.pad_h;
-      const int32_t fy0 = y0 < 0 ? -y0 : 0;
-      const int32_t fy1 = d.in_h - y0 < d.filter_h ? d.in_h - y0 : d.filter_h;
-      for (int32_t ox = 0; ox < d.out_w; ++ox) {
-        const int32_t x0 = ox * d.stride_w - d.pad_w;
-        const int32_t fx0 = x0 < 0 ? -x0 : 0;
-        const int32_t fx1 = d.in_w - x0 < d.filter_w ? d.in_w - x0 : d.filter_w;
-        for (int32_t c = 0; c < d.channels; ++c) {
-          int32_t best = -128;
-          for (int32_t fy = fy0; fy < fy1; ++fy)
-            for (int32_t fx = fx0; fx < fx1; ++fx) {
-              const int32_t v = x[((b * d.in_h + y0 + fy) * d.in_w + x0 + fx) * d.channels + c];
-              if (v > best) best = v;
-            }
-          y[((b * d.out_h + oy) * d.out_w + ox) * d.channels + c] =
-              static_cast<int8_t>(clamp_i32(best, d.act_min, d.act_max));
-        }
-      }
-    }
-  }
+  for (int32_t b = 0; b < d.batches; ++b) max_pool(pool_core(ctx, d, b));
   return TT_OK;
 }
 

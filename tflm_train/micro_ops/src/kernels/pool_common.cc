@@ -37,4 +37,24 @@ tt_status parse_pool(Context& ctx, const NodeRec& node, PoolData* d) {
   return fused_activation_range(ctx, activation, d->output, &d->act_min, &d->act_max);
 }
 
+PoolCore pool_core(Context& ctx, const PoolData& d, int32_t b) {
+  PoolCore p;
+  p.x = as_i8(ctx.data(d.input)) + static_cast<int64_t>(b) * d.in_h * d.in_w * d.channels;
+  p.y = as_i8(ctx.data(d.output)) + static_cast<int64_t>(b) * d.out_h * d.out_w * d.channels;
+  p.h = d.in_h;
+  p.w = d.in_w;
+  p.c = d.channels;
+  p.oh = d.out_h;
+  p.ow = d.out_w;
+  p.filter_h = d.filter_h;
+  p.filter_w = d.filter_w;
+  p.stride_h = d.stride_h;
+  p.stride_w = d.stride_w;
+  p.pad_top = d.pad_h;
+  p.pad_left = d.pad_w;
+  p.act_min = d.act_min;
+  p.act_max = d.act_max;
+  return p;
+}
+
 }  // namespace tt

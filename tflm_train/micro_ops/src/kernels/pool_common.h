@@ -3,6 +3,7 @@
 #define TFLM_TRAIN_MICRO_KERNELS_POOL_COMMON_H_
 
 #include "kernel_util.h"
+#include "pool_core.h"
 
 namespace tt {
 
@@ -15,6 +16,9 @@ struct PoolData {
 
 // Validates an int8 NHWC pool node and fills the geometry and output clamp.
 tt_status parse_pool(Context& ctx, const NodeRec& node, PoolData* d);
+
+// Batch b of the node's input and output as the shared compute core sees it (pool_core.h).
+PoolCore pool_core(Context& ctx, const PoolData& d, int32_t b);
 
 }  // namespace tt
 

@@ -1,24 +1,14 @@
 // MEAN (forward, int8) over constant axes, of the training graph: TFLite's
-// integer mean (src/kernels/int8_common.h, as the inference kernel), one output
-// element at a time (the int32 sum is exact in any order, so no scratch).
+// integer mean (the compute core of the inference kernel, src/kernels/pool_core.h).
 #include "../../kernels/int8_common.h"
+#include "../../kernels/pool_core.h"
 #include "train_kernel_util.h"
 
 namespace tt {
 namespace train {
 namespace {
 
-struct MeanForward {
-  const int8_t* x = nullptr;
-  int8_t* y = nullptr;
-  int32_t rank = 0;
-  int32_t dims[kMaxRank] = {1, 1, 1, 1, 1, 1};
-  bool reduced[kMaxRank] = {false, false, false, false, false, false};
-  int64_t count = 1, out_elements = 0;
-  int32_t zp_in = 0, zp_out = 0, multiplier = 0, shift = 0;
-};
-
-tt_status parse(TrainContext& ctx, MeanForward* p) {
+tt_status parse(TrainContext& ctx, MeanCore* p) {
   tt_status st = expect_arity(ctx, 2, 1);
   if (st != TT_OK) return st;
   const TensorDesc x = ctx.tensor(ctx.input(0)), axes = ctx.tensor(ctx.input(1)), y = ctx.tensor(ctx.output(0));
@@ -35,8 +25,6 @@ tt_status parse(TrainContext& ctx, MeanForward* p) {
     if (a < -x.rank || a >= x.rank) return ctx.fail(TT_MALFORMED_MODEL, "axis ", a, " out of range");
     p->reduced[a < 0 ? a + x.rank : a] = true;
   }
-  p->count = 1;
-  p->out_elements = 1;
   for (int32_t k = 0; k < x.rank; ++k) (p->reduced[k] ? p->count : p->out_elements) *= x.dims[k];
   if (p->count > 65000) return ctx.fail(TT_UNSUPPORTED, "mean over more than 65000 elements");
   if (y.elements != p->out_elements)
@@ -55,7 +43,7 @@ tt_status parse(TrainContext& ctx, MeanForward* p) {
 }
 
 tt_status prepare(TrainContext& ctx) {
-  MeanForward p;
+  MeanCore p;
   tt_status st = expect_mode(ctx, kAllowNormal);
   if (st == TT_OK) st = parse(ctx, &p);
   if (st == TT_OK) st = ctx.reads(ctx.tensor(ctx.input(0)));
@@ -64,40 +52,10 @@ tt_status prepare(TrainContext& ctx) {
 }
 
 tt_status eval(TrainContext& ctx) {
-  MeanForward p;
+  MeanCore p;
   const tt_status st = parse(ctx, &p);
   if (st != TT_OK) return st;
-  int64_t stride[kMaxRank];
-  int64_t s = 1;
-  for (int32_t k = p.rank - 1; k >= 0; --k) {
-    stride[k] = s;
-    s *= p.dims[k];
-  }
-  int32_t kept[kMaxRank] = {0, 0, 0, 0, 0, 0};  // odometer over the kept dims (output order)
-  for (int64_t o = 0; o < p.out_elements; ++o) {
-    int64_t base = 0;
-    for (int32_t k = 0; k < p.rank; ++k) base += p.reduced[k] ? 0 : kept[k] * stride[k];
-    int32_t red[kMaxRank] = {0, 0, 0, 0, 0, 0};  // odometer over the reduced dims
-    int32_t sum = 0;
-    for (int64_t i = 0; i < p.count; ++i) {
-      int64_t offset = base;
-      for (int32_t k = 0; k < p.rank; ++k) offset += p.reduced[k] ? red[k] * stride[k] : 0;
-      sum += p.x[offset];
-      for (int32_t k = p.rank - 1; k >= 0; --k) {
-        if (!p.reduced[k]) continue;
-        if (++red[k] < p.dims[k]) break;
-        red[k] = 0;
-      }
-    }
-    const int32_t centered = static_cast<int32_t>(sum - static_cast<int64_t>(p.zp_in) * p.count);
-    const int32_t v = multiply_by_quantized_multiplier(centered, p.multiplier, p.shift) + p.zp_out;
-    p.y[o] = static_cast<int8_t>(clamp_i32(v, -128, 127));
-    for (int32_t k = p.rank - 1; k >= 0; --k) {
-      if (p.reduced[k]) continue;
-      if (++kept[k] < p.dims[k]) break;
-      kept[k] = 0;
-    }
-  }
+  mean(p);
   return TT_OK;
 }
 

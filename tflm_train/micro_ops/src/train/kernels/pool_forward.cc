@@ -3,7 +3,7 @@
 namespace tt {
 namespace train {
 
-tt_status parse_pool_forward(TrainContext& ctx, PoolForward* p) {
+tt_status parse_pool_forward(TrainContext& ctx, PoolCore* p) {
   tt_status st = expect_mode(ctx, kAllowNormal);
   if (st == TT_OK) st = expect_arity(ctx, 1, 1);
   if (st != TT_OK) return st;
@@ -19,8 +19,14 @@ tt_status parse_pool_forward(TrainContext& ctx, PoolForward* p) {
   p->c = xs.c;
   p->oh = ys.h;
   p->ow = ys.w;
-  if ((st = ctx.attr_int("filter_h", &p->fh)) != TT_OK || (st = ctx.attr_int("filter_w", &p->fw)) != TT_OK) return st;
-  if ((st = forward_window(ctx, p->h, p->w, p->fh, p->fw, p->oh, p->ow, &p->g)) != TT_OK) return st;
+  if ((st = ctx.attr_int("filter_h", &p->filter_h)) != TT_OK || (st = ctx.attr_int("filter_w", &p->filter_w)) != TT_OK)
+    return st;
+  ConvGeometry g;
+  if ((st = forward_window(ctx, p->h, p->w, p->filter_h, p->filter_w, p->oh, p->ow, &g)) != TT_OK) return st;
+  p->stride_h = g.stride_h;
+  p->stride_w = g.stride_w;
+  p->pad_top = g.pad_top;
+  p->pad_left = g.pad_left;
   if ((st = activation_clamp(ctx, y, &p->act_min, &p->act_max)) != TT_OK) return st;
   float sx, sy;
   int32_t zx, zy;
