@@ -200,11 +200,11 @@ tt_status prepare_band_chain(TrainContext& ctx) {
     if (i == 0 && x.storage == tfmt::kBand)
       return ctx.fail(TT_MALFORMED_MODEL, "a band chain's input is a window of another chain");
     if (y.storage != (i < ch.n - 1 ? tfmt::kBand : tfmt::kArena))
-      return ctx.fail(TT_MALFORMED_MODEL, "band step ", ch.steps[i], "'s output is not ",
-                      i < ch.n - 1 ? "a band window" : "an arena tensor");
+      return ctx.fail(TT_MALFORMED_MODEL, "band step ", ch.steps[i], "'s output (tensor ", o.y_tensor, ", storage ",
+                      y.storage, ") is not ", i < ch.n - 1 ? "a band window" : "an arena tensor");
     // Every access happens at this step: the plan must have the tensors alive here.
     const OpView self = ctx.switch_op(static_cast<int32_t>(
-        ctx.runtime().meta.i32(ctx.runtime().meta.table_in(ctx.runtime().steps, ch.steps[i]), tfmt::kStepOp, -1)));
+        ctx.runtime().meta.i32(ctx.runtime().meta.table_in(ctx.runtime().steps, ch.steps[i]), tfmt::kStepOp, 0)));
     for (int32_t k = 0; k < ctx.input_count() && st == TT_OK; ++k)
       if (ctx.input(k) >= 0) st = ctx.reads(ctx.tensor(ctx.input(k)));
     if (st == TT_OK) st = ctx.writes(y);
