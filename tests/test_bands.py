@@ -126,3 +126,21 @@ def test_runtime_refuses_a_wrong_band_plan(user_export):
             Interpreter(bad)
         with pytest.raises(GraphError):
             read_training_file(bad)
+
+
+def test_band_chain_on_cortex_m4_matches_host(user_export):
+    """The user-style chain runs in bands in the Cortex-M4 firmware (QEMU): losses equal the
+    host runtime's (which equal the reference's, above); RAM used = data + bss (arena) + stack."""
+    from tflm_train.micro import mcu
+
+    try:
+        mcu.check_tools()
+    except mcu.McuError as e:
+        pytest.skip(str(e))
+    rng = np.random.default_rng(3)
+    xs = [rng.integers(-128, 128, (1, 40, 40, 3)).astype(np.int8) for _ in range(2)]
+    report = mcu.run_training(user_export.data, xs, [1, 3], steps=2)
+    print(report.summary())
+    assert report.matches_host, (report.losses, report.host_losses)
+    assert report.plan["arena_bytes"] < report.arena_used < report.plan["arena_bytes"] + 1024
+    assert report.ram["used"] <= report.ram["region"]
