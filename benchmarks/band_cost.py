@@ -41,34 +41,36 @@ def run(model: str, key: str, bands: bool) -> dict:
     r = export(graph, os.path.join(SHARED, "schemes", f"{model}.json") + f":{key}", lr=LR, seed=SEED, bands=bands)
     rep = mcu.mcu_run(r.data, steps=STEPS, samples=SAMPLES, data="fmnist", profile=True)
     assert rep.matches_host, (rep.losses, rep.host_losses)
-    chains = [[r.plan.steps[k].name for k in range(f, last + 1) if r.plan.steps[k].mode == "band"]
+    chains = [[r.plan.steps[k].op for k in range(f, last + 1) if r.plan.steps[k].mode == "band"]
               for f, last, _ in r.plan.bands]
+    # instructions per op of the graph (profile rows are per executed step of the last training step)
+    per_op = {r.plan.steps[row["step"]].op: row["instructions"] for row in rep.profile["train_step"]}
     return dict(model=model, scheme=key, bands=bands, chains=r.plan.bands, chain_ops=chains,
                 plan_peak_bytes=r.plan.peak_bytes, plan_arena_bytes=r.plan.arena_bytes, file_bytes=len(r.data),
                 ram_used=rep.ram["used"], arena_used=rep.arena_used, stack_high_water=rep.stack_high_water,
                 instructions_per_step=rep.instructions_per_step,
                 instructions_per_inference=rep.instructions_per_inference, losses=rep.losses,
-                host_losses=rep.host_losses, profile=rep.profile)
+                host_losses=rep.host_losses, per_op=per_op)
 
 
-def op_instructions(row: dict, names) -> int:
-    return sum(p["instructions"] for p in row["profile"]["train_step"] if p["name"] in names)
+def op_instructions(row: dict, ops) -> int:
+    return sum(n for op, n in row["per_op"].items() if op in ops)
 
 
 def main() -> int:
     rows = []
     for model, key in CASES:
         on, off = run(model, key, True), run(model, key, False)
-        names = {n for chain in on["chain_ops"] for n in chain}
+        ops = {op for chain in on["chain_ops"] for op in chain}
         for row in (on, off):
-            row["chain_op_instructions"] = op_instructions(row, names)
+            row["chain_op_instructions"] = op_instructions(row, ops)
         on["band_cost_instructions"] = on["chain_op_instructions"] - off["chain_op_instructions"]
         rows += [on, off]
         print(f"{model} {key}: planned {on['plan_peak_bytes']} vs {off['plan_peak_bytes']}, RAM used "
               f"{on['ram_used']} vs {off['ram_used']}, chain ops {on['chain_op_instructions']} vs "
               f"{off['chain_op_instructions']}", file=sys.stderr)
     for r in rows:
-        r.pop("profile")
+        r.pop("per_op")
     doc = dict(command="python benchmarks/band_cost.py", host=platform.platform(),
                commit=subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                                      text=True).stdout.strip(),

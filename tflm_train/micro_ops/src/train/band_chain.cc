@@ -91,9 +91,9 @@ bool run_bands(Chain& ch, bool execute, int32_t* most) {
     ch.ops[j].lo = ch.ops[j].hi = 0;
     most[j] = 0;
   }
-  for (int32_t o0 = 0; o0 < h; o0 += ch.rows) {
+  for (int32_t o0 = 0; o0 < h; o0 = ch.rows < h - o0 ? o0 + ch.rows : h) {
     need_lo[n - 1] = o0;
-    need_hi[n - 1] = o0 + ch.rows < h ? o0 + ch.rows : h;
+    need_hi[n - 1] = ch.rows < h - o0 ? o0 + ch.rows : h;
     for (int32_t j = n - 1; j > 0; --j) rows_read(ch.ops[j].core, need_lo[j], need_hi[j], &need_lo[j - 1], &need_hi[j - 1]);
     for (int32_t j = 0; j < n; ++j) {
       const int32_t a = need_lo[j], b = need_hi[j];
