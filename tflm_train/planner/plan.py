@@ -413,17 +413,21 @@ def choose_bands(tg, steps, extra, d: StorageDecisions, **flags) -> Tuple[Storag
     Greedy in step order over the candidate runs (``storage.band_candidates``): each run is
     planned (greedy by size) with every band height of ``bands.BAND_ROWS`` and kept with the
     height giving the smallest arena (ties: the taller band, fewer kernel calls) if that
-    arena is smaller than without it."""
+    arena is smaller than without it. The smallest band (the smallest windows) is tried
+    first: when it does not pay, no taller one is tried (a scheme search plans often)."""
     best = _quick_arena(tg, steps, d)
     chosen: List[Tuple[int, int, int]] = []
     for first, last in band_candidates(tg, steps, extra, fuse=flags.get("fuse", True),
                                        sparse_params=flags.get("sparse_params", True)):
-        pick = None
-        for rows in sorted(BAND_ROWS, reverse=True):
+        pick, sizes = None, {}
+        for rows in sorted(BAND_ROWS):
             trial = decide(tg, steps, extra, bands=chosen + [(first, last, rows)], **flags)
-            size = _quick_arena(tg, steps, trial)
-            if size < best:
-                best, pick, d = size, rows, trial
+            sizes[rows] = (_quick_arena(tg, steps, trial), trial)
+            if sizes[rows][0] >= best:
+                break
+        for rows in sorted(sizes, reverse=True):
+            if sizes[rows][0] < best:
+                best, pick, d = sizes[rows][0], rows, sizes[rows][1]
         if pick is not None:
             chosen.append((first, last, pick))
     return d, chosen
