@@ -168,6 +168,7 @@ tt_status parse_chain(TrainContext& ctx, Chain* ch) {
     o.row_out = static_cast<int64_t>(o.core.ow) * o.core.oc;
     o.x_tensor = x.tensor;
     o.y_tensor = ctx.output(0);
+    if (o.row_out < 1 || o.row_in < 1) return ctx.fail(TT_UNSUPPORTED, "a band chain op with empty rows");
     if (i < n - 1) o.cap = static_cast<int32_t>(ctx.tensor(o.y_tensor).arena_bytes / o.row_out);
   }
   return TT_OK;
