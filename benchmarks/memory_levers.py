@@ -12,9 +12,12 @@ reordered), then again with only tensor sizes changed, the way each lever would 
 - ``stage bands``: every forward-only activation of 32 rows or more, the input image
   included, held as 8 rows (the whole high-resolution forward in bands; the image then has
   to arrive in rows from the caller);
-and the combinations. The planner's placement, in-place and fusion rules run unchanged, so
-the figures are what the planner would give if the kernels existed; none of these modes is
-implemented (docs/training_file_format.md has the numeric rules they must keep).
+and the combinations, all planned without the planner's band chains (``bands=False``). The
+planner's placement, in-place and fusion rules run unchanged, so these figures are what the
+planner would give if the kernels existed (docs/training_file_format.md has the numeric rules
+they must keep). Two rows are real: ``band chains`` is the plan as exported (the planner's
+band chains, tflm_train/planner/bands.py, implemented in the runtime), and ``band chains +
+fp16`` the same planner on the fp16-narrowed graph.
 
 Writes benchmarks/results/memory_levers.json and prints a Markdown table (KB = 1024 bytes).
 Run: python benchmarks/memory_levers.py   (about 10 minutes on 2 shared cores)
@@ -79,10 +82,12 @@ def banded(tg, rows: int, whole_stage: bool):
 
 def variants(tg):
     dw, stage = banded(tg, 4, False), banded(tg, 8, True)
-    return (("now", tg), ("fp16 gradients", narrowed(tg, "float16")), ("int8 gradients", narrowed(tg, "int8")),
-            ("dw-output bands", dw), ("dw-output bands + fp16", narrowed(dw, "float16")),
-            ("stage bands", stage), ("stage bands + fp16", narrowed(stage, "float16")),
-            ("stage bands + int8", narrowed(stage, "int8")))
+    fp16 = narrowed(tg, "float16")
+    return (("no bands", tg, False), ("band chains", tg, True), ("fp16 gradients", fp16, False),
+            ("band chains + fp16", fp16, True), ("int8 gradients", narrowed(tg, "int8"), False),
+            ("dw-output bands", dw, False), ("dw-output bands + fp16", narrowed(dw, "float16"), False),
+            ("stage bands", stage, False), ("stage bands + fp16", narrowed(stage, "float16"), False),
+            ("stage bands + int8", narrowed(stage, "int8"), False))
 
 
 def main() -> int:
@@ -91,11 +96,11 @@ def main() -> int:
         graph = tflm_train.load(os.path.join(SHARED, "models", model + ".npz"), input_size=128)
         scheme = SparseScheme.from_json(os.path.join(SHARED, "schemes", model + ".json"), key)
         tg = build_train_graph(graph, scheme, num_classes=10, head="float")
-        for label, variant in variants(tg):
-            p = plan_train_graph(variant, reorder=True)
+        for label, variant, bands in variants(tg):
+            p = plan_train_graph(variant, reorder=True, bands=bands)
             s = p.summary()
             rows.append(dict(model=model, scheme=key, lever=label, peak_bytes=p.peak_bytes, peak_op=s["peak_op"],
-                             breakdown=s["breakdown"], target_kb=target_kb))
+                             breakdown=s["breakdown"], target_kb=target_kb, band_chains=p.bands))
             print(f"{model:15s} {key:5s} {label:24s} {p.peak_bytes / 1024:7.1f} KB at {s['peak_op']}", file=sys.stderr)
     doc = dict(command="python benchmarks/memory_levers.py", host=platform.platform(),
                commit=subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,

@@ -121,7 +121,8 @@ def markdown(rows, inference) -> str:
             f"| {p['full']} / {p['sparse']} / {p['sparse_reorder']} | {meets} | {r['peak_op']} |"
         )
     lines.append("")
-    lines.append("Inference only (same execution rules, no training): " + ", ".join(
+    lines.append("Inference only (the training planner's forward-only plan, band chains included; the C++ inference "
+                 "interpreter plans without band chains): " + ", ".join(
         f"{MODELS[m]['label']} {kb(b)} KB" for m, b in inference.items()))
     return "\n".join(lines)
 

@@ -110,6 +110,7 @@ def _fnv1a(data: bytes) -> int:
 
 
 def _training_files():
+    from tests.test_bands import user_graph
     from tests.test_micro_train import DEFAULT_MODEL, ZOO_SCHEME, scheme_file, zoo_graph
     from tflm_train.io.train_export import export
 
@@ -118,6 +119,7 @@ def _training_files():
         "mcunet48_99kb": export(mcunet, scheme_file("mcunet-5fps") + ":99kb", lr=1e-3).data,
         "zoo_int8_head": export(zoo_graph(), ZOO_SCHEME, head="int8", num_classes=5, lr=0.01).data,
         "default_last2": export(tflm_train.load(DEFAULT_MODEL), "last-2", lr=1e-3).data,
+        "user_bands": export(user_graph(), "last-1", num_classes=4, lr=1e-2).data,  # a band chain
     }
 
 
@@ -177,7 +179,7 @@ def test_sanitized_training_corruption_fuzz(checker, tmp_path, training_files):
     from tflm_train.io.train_export import read_training_file
 
     for seed, (name, iterations) in enumerate([("default_last2", 500), ("zoo_int8_head", 500),
-                                               ("mcunet48_99kb", 120)], start=1):
+                                               ("mcunet48_99kb", 120), ("user_bands", 300)], start=1):
         data = training_files[name]
         _, tg, _ = read_training_file(data)
         s, images, _ = _write_samples(tmp_path, name, tg, 1)

@@ -410,7 +410,7 @@ def test_inconsistent_plans_are_rejected(small_file):
 
     for major in (1, 3):  # version 1 (the uncompact format) and a future one: refused in one line
         def version(m):
-            m.versionMajor = major
+            m.versionMajor, m.versionMinor = major, 0
 
         expected = f"TT_UNSUPPORTED: unsupported: training metadata version {major}.0; this runtime reads version 2.x"
         with pytest.raises(MicroRuntimeError, match=expected + r" \(export the model again\)"):

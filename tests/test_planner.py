@@ -73,8 +73,28 @@ def validate_plan(p):
     masks = {y: m for y, (m, _, _) in p.bitmasks.items()}
     expected_reads, expected_writes = [], []
     carried = []
+    chain = []  # ops of the band chain being collected: it runs (reads and writes) at its last step
+    scratch_at = list(range(n))  # the step at which each step's scratch is in use
     for k, s in enumerate(steps):
         op = tg.ops[s.op]
+        if s.mode == "band":
+            assert op.type in ("CONV_2D", "DEPTHWISE_CONV_2D") and op.phase == "forward" and not carried
+            assert not chain or resolve(op.inputs[0]) == tg.ops[chain[-1][1]].outputs[0], "a band op reads its predecessor"
+            chain.append((k, s.op))
+            expected_reads.append(set())
+            expected_writes.append(set())
+            if s.band_rows:
+                inner = {tg.ops[i].outputs[0] for _, i in chain[:-1]}
+                assert all(tensors[t].storage == "band" for t in inner) and tensors[op.outputs[0]].storage == "arena"
+                expected_reads[k] = {resolve(t) for _, i in chain for t in tg.ops[i].inputs} - inner
+                expected_writes[k] = inner | {op.outputs[0]} | {masks[op.outputs[0]]} if op.outputs[0] in masks \
+                    else inner | {op.outputs[0]}
+                for j, _ in chain:
+                    scratch_at[j] = k
+                chain = []
+            continue
+        if s.mode != "skip":
+            assert not chain, f"step {k} ({s.name}) interrupts a band chain"
         if s.part:
             expected_reads.append(set(s.reads))
             expected_writes.append(set(s.writes))
@@ -107,7 +127,7 @@ def validate_plan(p):
         writes |= {masks[y] for y in masks if y in op.outputs}
         expected_reads.append(reads)
         expected_writes.append(writes)
-    assert not carried
+    assert not carried and not chain
     for k, s in enumerate(steps):
         assert set(s.reads) == expected_reads[k], f"step {k} ({s.name}) reads {s.reads}"
         assert set(s.writes) == expected_writes[k], f"step {k} ({s.name}) writes {s.writes}"
@@ -135,13 +155,13 @@ def validate_plan(p):
     for t, tp in tensors.items():
         if tp.storage == "persistent":
             live[t] = (0, n - 1)
-        elif tp.storage == "arena":
+        elif tp.storage in ("arena", "band"):
             assert t in first, f"arena tensor {t} is never written"
             live[t] = (first[t], max(last.get(t, first[t]), first[t]))
             assert (tp.first, tp.last) == live[t], f"{t}: plan says life {tp.first}..{tp.last}, real {live[t]}"
     for k in range(n):
         for t in expected_reads[k] | expected_writes[k]:
-            assert tensors[t].storage in ("arena", "persistent", "flash"), f"step {k} touches {t} without storage"
+            assert tensors[t].storage in ("arena", "band", "persistent", "flash"), f"step {k} touches {t} without storage"
 
     # 4. placement inside the arena
     for t, (f, l) in live.items():
@@ -205,8 +225,12 @@ def validate_plan(p):
     for k, s in enumerate(steps):
         if s.scratch_bytes:
             assert s.scratch_offset >= p.persistent_bytes and s.scratch_offset + s.scratch_bytes <= p.arena_bytes
+            for j, sj in enumerate(steps):  # band steps' scratches are in use together at their chain's last step
+                if j != k and sj.scratch_bytes and scratch_at[j] == scratch_at[k]:
+                    assert sj.scratch_offset >= s.scratch_offset + s.scratch_bytes \
+                        or s.scratch_offset >= sj.scratch_offset + sj.scratch_bytes, f"scratches of {j} and {k} overlap"
             for t, (f, l) in live.items():
-                if f <= k <= l:
+                if f <= scratch_at[k] <= l:
                     tp = tensors[t]
                     assert tp.offset + tp.nbytes <= s.scratch_offset or s.scratch_offset + s.scratch_bytes <= tp.offset, \
                         f"scratch of step {k} overlaps {t}"

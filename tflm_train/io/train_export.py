@@ -44,9 +44,9 @@ PHASES = {"forward": tfmt.Phase.FORWARD, "loss": tfmt.Phase.LOSS, "backward": tf
           "update": tfmt.Phase.UPDATE}
 STORAGES = {"none": tfmt.Storage.NONE, "arena": tfmt.Storage.ARENA, "persistent": tfmt.Storage.PERSISTENT,
             "flash": tfmt.Storage.FLASH, "virtual_pad": tfmt.Storage.VIRTUAL_PAD,
-            "virtual_crop": tfmt.Storage.VIRTUAL_CROP, "channel": tfmt.Storage.CHANNEL}
+            "virtual_crop": tfmt.Storage.VIRTUAL_CROP, "channel": tfmt.Storage.CHANNEL, "band": tfmt.Storage.BAND}
 MODES = {"normal": tfmt.ExecMode.NORMAL, "in_place": tfmt.ExecMode.IN_PLACE, "alias": tfmt.ExecMode.ALIAS,
-         "skip": tfmt.ExecMode.SKIP, "fused": tfmt.ExecMode.FUSED}
+         "skip": tfmt.ExecMode.SKIP, "fused": tfmt.ExecMode.FUSED, "band": tfmt.ExecMode.BAND}
 
 
 def _inverse(d: Dict[str, int]) -> Dict[int, str]:
@@ -363,6 +363,7 @@ def _train_model(tg, plan, buffers: _Buffers, infer_tensors, infer_index: Dict[s
         st.layout = s.layout or None
         if s.scratch_bytes:
             st.scratchOffset, st.scratchBytes = int(s.scratch_offset), int(s.scratch_bytes)
+        st.bandRows = int(s.band_rows)
         p.steps.append(st)
     p.arenaBytes, p.persistentBytes = int(plan.arena_bytes), int(plan.persistent_bytes)
     p.runtimeStateBytes, p.peakBytes = int(plan.runtime_state_bytes), int(plan.peak_bytes)
@@ -647,7 +648,7 @@ def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, 
            lr: Optional[float] = None, seed: int = 1, state=None, fuse: bool = True, inplace: bool = True,
            masks: bool = True, sparse_params: bool = True, ram_kb: int = DEFAULT_RAM_KB,
            flash_kb: int = DEFAULT_FLASH_KB, budget_check: bool = True, force_scheme: bool = False,
-           debug_names: bool = False) -> ExportResult:
+           debug_names: bool = False, bands: bool = True) -> ExportResult:
     """Write the training .tflite of ``model`` under ``scheme`` to ``path`` (if given).
 
     ``model``: a QuantGraph, or a Keras model from ``tflm_train.keras`` (via
@@ -660,8 +661,8 @@ def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, 
     kept head) and xorshift32 ``seed``.
     ``state`` (a ``TrainState`` of that training graph, e.g. after training on the host)
     sets the parameters written to both subgraph 0 and the training graph's initial values.
-    The plan is always reordered; ``fuse`` / ``inplace`` / ``masks`` / ``sparse_params``
-    select the execution rules the runtime uses (docs/training_file_format.md).
+    The plan is always reordered; ``fuse`` / ``inplace`` / ``masks`` / ``sparse_params`` /
+    ``bands`` select the execution rules the runtime uses (docs/training_file_format.md).
     The planned peak and the file are checked against ``ram_kb`` / ``flash_kb``
     (``tflm_train.budget``): over budget raises ``BudgetError`` and writes nothing, unless
     ``budget_check=False``. ``result.budget`` holds the figures and the file's overhead over
@@ -691,7 +692,8 @@ def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, 
                 raise GraphError(f"export: state tensor {n!r} does not fit the training graph")
             t.data = v.astype(t.dtype, copy=True)
     infer = apply_to_graph(graph, tg, state)
-    plan = plan_train_graph(tg, reorder=True, fuse=fuse, inplace=inplace, masks=masks, sparse_params=sparse_params)
+    plan = plan_train_graph(tg, reorder=True, fuse=fuse, inplace=inplace, masks=masks, sparse_params=sparse_params,
+                            bands=bands)
     data = write_training_file(infer, tg, plan, debug_names)
     budget = BudgetReport(plan.peak_bytes, ram_kb, len(data), flash_kb, inference_bytes=len(infer.to_tflite()))
     if budget_check:

@@ -26,7 +26,8 @@ from ..graph import GraphError, QuantGraph
 from .liveness import lifetimes
 from .placement import ALIGNMENT, HEURISTICS, Block, align_up, arena_end, live_lower_bound, place, place_best
 from .schedule import Step, build_schedule
-from .storage import StorageDecisions, decide
+from .bands import BAND_ROWS, BandError, chain_geometry, verify_band_chain
+from .storage import StorageDecisions, band_candidates, decide
 
 #: Interpreter state outside the arena (C++ runtime contract, checked by the firmware build).
 RUNTIME_FIXED_BYTES = 512
@@ -58,6 +59,10 @@ class StepPlan:
     scratch_offset: Optional[int]
     reads: Tuple[str, ...]
     writes: Tuple[str, ...]
+    #: the last step of a band chain: output rows of its op per band (0: not a chain's last step)
+    band_rows: int = 0
+    #: the step at which this step's scratch is alive (its band chain's last step, else itself)
+    scratch_step: Optional[int] = None
 
 
 @dataclass
@@ -103,6 +108,8 @@ class MemoryPlan:
     bitmasks: Dict[str, Tuple[str, int, int]] = field(default_factory=dict)
     #: steps kept out of place by ``refine_in_place`` (the rules would allow in-place)
     no_inplace: List[int] = field(default_factory=list)
+    #: band chains: (first step, last step, band rows) (``planner.bands``)
+    bands: List[Tuple[int, int, int]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ numbers
     @property
@@ -136,7 +143,7 @@ class MemoryPlan:
 
     def peak_tensors(self, top: int = 8) -> List[Tuple[str, int, str]]:
         """The largest buffers live at the peak step: (name, bytes, kind)."""
-        live = [t for t in self.live_at(self.peak_step) if t.storage in ("arena", "persistent")]
+        live = [t for t in self.live_at(self.peak_step) if t.storage in ("arena", "band", "persistent")]
         owners = {}
         for t in live:
             key = t.buffer or t.name
@@ -175,7 +182,7 @@ class MemoryPlan:
         d = self.summary()
         d["schedule"] = [
             dict(op=s.op, part=s.part, name=s.name, type=s.type, mode=s.mode, inplace_input=s.inplace_input,
-                 scratch_bytes=s.scratch_bytes, scratch_offset=s.scratch_offset)
+                 scratch_bytes=s.scratch_bytes, scratch_offset=s.scratch_offset, band_rows=s.band_rows)
             for s in self.steps
         ]
         d["tensors"] = [
@@ -257,7 +264,7 @@ def _as_train_graph(graph, scheme, force_scheme: bool = False, **build_kwargs):
 
 def _tensor_spans(tg, steps: Sequence[Step], d: StorageDecisions) -> Dict[str, Tuple[int, int]]:
     """(first, last) step of every arena tensor: written (graph inputs: step 0) to last read."""
-    arena = [t for t, st in d.storage.items() if st == "arena"]
+    arena = [t for t, st in d.storage.items() if st in ("arena", "band")]
     lts = lifetimes(list(zip(d.effective_reads, d.effective_writes)), d.nbytes, tg.inputs,
                     [t for t in tg.outputs if t in d.storage], exclude=[t for t in d.storage if t not in arena])
     spans = {lt.name: (lt.first, lt.last) for lt in lts}
@@ -291,15 +298,16 @@ def assemble(tg, steps: Sequence[Step], d: StorageDecisions, offsets: Dict[str, 
         if tg.ops[s.op].phase in ("backward", "update"):
             saved.update(d.effective_reads[k])
     step_plans = []
+    band_rows = {last: rows for _, last, rows in d.bands}
     for k, s in enumerate(steps):
         op = tg.ops[s.op]
         step_plans.append(StepPlan(s.op, s.part, op.name or op.type, op.type, op.phase, d.modes[k], d.inplace_input[k],
                                    d.layouts[k], d.scratch[k], scratch_offsets.get(k), tuple(d.effective_reads[k]),
-                                   tuple(d.effective_writes[k])))
+                                   tuple(d.effective_writes[k]), band_rows.get(k, 0), d.scratch_step[k]))
     tensors: Dict[str, TensorPlan] = {}
     for t, st in d.storage.items():
         tp = TensorPlan(t, d.nbytes[t], d.kinds[t], st)
-        if st == "arena":
+        if st in ("arena", "band"):
             tp.buffer = d.root.get(t, t)
             tp.offset = offsets[tp.buffer]
             tp.first, tp.last = spans[t]
@@ -318,8 +326,12 @@ def assemble(tg, steps: Sequence[Step], d: StorageDecisions, offsets: Dict[str, 
     high_water: List[int] = []
     by_buffer: Dict[str, List[TensorPlan]] = {}
     for tp in tensors.values():
-        if tp.storage in ("arena", "persistent"):
+        if tp.storage in ("arena", "band", "persistent"):
             by_buffer.setdefault(tp.buffer or tp.name, []).append(tp)
+    scratch_at: Dict[int, List[int]] = {}  # step -> steps whose scratch is alive then
+    for j in range(n):
+        if d.scratch[j]:
+            scratch_at.setdefault(d.scratch_step[j], []).append(j)
     for k in range(n):
         row = {c: 0 for c in CATEGORIES}
         top = persistent_bytes
@@ -331,9 +343,9 @@ def assemble(tg, steps: Sequence[Step], d: StorageDecisions, offsets: Dict[str, 
             size = max(align_up(m.nbytes) for m in live)
             row[_category(tg, d.kinds, newest.name, saved)] += size
             top = max(top, offsets[b] + size)
-        if d.scratch[k]:
-            row["runtime state"] += align_up(d.scratch[k])
-            top = max(top, scratch_offsets[k] + align_up(d.scratch[k]))
+        for j in scratch_at.get(k, ()):
+            row["runtime state"] += align_up(d.scratch[j])
+            top = max(top, scratch_offsets[j] + align_up(d.scratch[j]))
         timeline.append(row)
         high_water.append(top)
     peak_step = 0
@@ -344,7 +356,7 @@ def assemble(tg, steps: Sequence[Step], d: StorageDecisions, offsets: Dict[str, 
     runtime = RUNTIME_FIXED_BYTES + OP_DATA_BYTES * sum(1 for m in d.modes if m not in ("skip", "fused", "alias"))
     return MemoryPlan(tg, step_plans, tensors, arena_bytes, persistent_bytes, lower_bound, runtime, algorithm,
                       dict(algorithm_bytes), reorder, fuse, inplace, masks, sparse_params, ALIGNMENT, timeline, peak_step,
-                      dict(d.masks), sorted(no_inplace))
+                      dict(d.masks), sorted(no_inplace), list(d.bands))
 
 
 def blocks_of(tg, steps: Sequence[Step], d: StorageDecisions) -> List[Block]:
@@ -356,7 +368,7 @@ def blocks_of(tg, steps: Sequence[Step], d: StorageDecisions) -> List[Block]:
     blocks = [Block(b, tuple((spans[m][0], spans[m][1], d.nbytes[m]) for m in ms)) for b, ms in buffers.items()]
     for k, size in enumerate(d.scratch):
         if size:
-            blocks.append(Block.simple(f"scratch/{k}", size, k, k))
+            blocks.append(Block.simple(f"scratch/{k}", size, d.scratch_step[k], d.scratch_step[k]))
     return blocks
 
 
@@ -395,11 +407,41 @@ def refine_in_place(tg, steps, extra, d: StorageDecisions, **flags) -> Tuple[Sto
     return d, forbid
 
 
+def choose_bands(tg, steps, extra, d: StorageDecisions, **flags) -> Tuple[StorageDecisions, List[Tuple[int, int, int]]]:
+    """Band chains that make the arena smaller.
+
+    Greedy in step order over the candidate runs (``storage.band_candidates``): each run is
+    planned (greedy by size) with every band height of ``bands.BAND_ROWS`` and kept with the
+    height giving the smallest arena (ties: the taller band, fewer kernel calls) if that
+    arena is smaller than without it. The smallest band (the smallest windows) is tried
+    first: when it does not pay, no taller one is tried (a scheme search plans often)."""
+    best = _quick_arena(tg, steps, d)
+    chosen: List[Tuple[int, int, int]] = []
+    for first, last in band_candidates(tg, steps, extra, fuse=flags.get("fuse", True),
+                                       sparse_params=flags.get("sparse_params", True)):
+        pick, sizes = None, {}
+        for rows in sorted(BAND_ROWS):
+            trial = decide(tg, steps, extra, bands=chosen + [(first, last, rows)], **flags)
+            sizes[rows] = (_quick_arena(tg, steps, trial), trial)
+            if sizes[rows][0] >= best:
+                break
+        for rows in sorted(sizes, reverse=True):
+            if sizes[rows][0] < best:
+                best, pick, d = sizes[rows][0], rows, sizes[rows][1]
+        if pick is not None:
+            chosen.append((first, last, pick))
+    return d, chosen
+
+
 def plan_train_graph(tg, reorder: bool = True, fuse: bool = True, inplace: bool = True, masks: bool = True,
-                     sparse_params: bool = True, algorithm: str = "best", refine: bool = True) -> MemoryPlan:
+                     sparse_params: bool = True, algorithm: str = "best", refine: bool = True,
+                     bands: bool = True) -> MemoryPlan:
     steps, extra = build_schedule(tg, reorder)
     flags = dict(fuse=fuse, inplace=inplace, masks=masks, sparse_params=sparse_params)
     d = decide(tg, steps, extra, **flags)
+    if bands:
+        d, chosen = choose_bands(tg, steps, extra, d, **flags)
+        flags["bands"] = chosen
     forbid: List[int] = []
     if refine and inplace:
         d, forbid = refine_in_place(tg, steps, extra, d, **flags)
@@ -420,10 +462,60 @@ def plan_train_graph(tg, reorder: bool = True, fuse: bool = True, inplace: bool 
                     masks, sparse_params, forbid)
 
 
+def verify_bands(plan: MemoryPlan) -> None:
+    """Raise GraphError unless every band chain of the plan holds: its steps are band steps
+    of forward convolutions each reading the previous one's output, its intermediate tensors
+    are windows touched only by its last step, and replaying its bands
+    (``bands.verify_band_chain``) finds every row a consumer reads in its producer's window
+    with no more rows than stored."""
+    tg = plan.graph
+    in_chain = set()
+    windows = set()
+    for first, last, rows in plan.bands:
+        where = f"plan: band chain of steps {first}-{last}"
+        ks = [k for k in range(first, last + 1) if plan.steps[k].mode == "band"]
+        if not ks or ks[-1] != last or plan.steps[last].band_rows != rows or rows < 1:
+            raise GraphError(f"{where}: its last step is not a band step with {rows} band rows")
+        if any(plan.steps[k].mode not in ("band", "skip") for k in range(first, last + 1)):
+            raise GraphError(f"{where}: a step inside it is neither a band step nor skipped")
+        geoms, stored, inner = [], [], []
+        for i, k in enumerate(ks):
+            op = tg.ops[plan.steps[k].op]
+            x = plan.tensors[op.inputs[0]]
+            src, pad = (x.source, x.pad) if x.storage == "virtual_pad" else (x.name, None)
+            if i and src != inner[-1]:
+                raise GraphError(f"{where}: step {k} does not read the previous op's output")
+            geoms.append(chain_geometry(tg, op, tg.tensors[src].shape, pad))
+            y = plan.tensors[op.outputs[0]]
+            if i < len(ks) - 1:
+                shape = tg.tensors[y.name].shape
+                row = int(shape[2]) * int(shape[3])  # int8
+                if y.storage != "band" or y.nbytes % row or (y.first, y.last) != (last, last):
+                    raise GraphError(f"{where}: {y.name!r} is not a window written at step {last}")
+                stored.append(y.nbytes // row)
+                inner.append(y.name)
+            elif y.storage != "arena" or y.first != last:
+                raise GraphError(f"{where}: its output {y.name!r} is not an arena tensor written at step {last}")
+        verify_band_chain(geoms, rows, stored, where)
+        in_chain.update(ks)
+        windows.update(inner)
+    for k, s in enumerate(plan.steps):
+        if (s.mode == "band") != (k in in_chain):
+            raise GraphError(f"plan: step {k} ({s.name}) is a band step outside a band chain" if s.mode == "band"
+                             else f"plan: step {k} ({s.name}) lies in a band chain but is not a band step")
+        touched = windows.intersection(s.reads + s.writes)
+        if touched and not (s.mode == "band" and s.band_rows):
+            raise GraphError(f"plan: step {k} ({s.name}) touches the window {sorted(touched)[0]!r} "
+                             f"outside its band chain")
+    stray = [t.name for t in plan.tensors.values() if t.storage == "band" and t.name not in windows]
+    if stray:
+        raise GraphError(f"plan: tensor {stray[0]!r} is a window of no band chain")
+
+
 def plan(graph, scheme=None, *, reorder: bool = True, fuse: bool = True, inplace: bool = True,
          masks: bool = True, sparse_params: bool = True, algorithm: str = "best", refine: bool = True,
          num_classes: int = 10, head: str = "float", lr: Optional[float] = None,
-         seed: int = 1, force_scheme: bool = False) -> MemoryPlan:
+         seed: int = 1, force_scheme: bool = False, bands: bool = True) -> MemoryPlan:
     """Memory plan of one training step of ``graph`` under ``scheme``.
 
     ``graph``: a QuantGraph (with ``scheme``: a SparseScheme or ``"FILE[:KEY]"``; without:
@@ -435,12 +527,13 @@ def plan(graph, scheme=None, *, reorder: bool = True, fuse: bool = True, inplace
     ``sparse_params``: a weight trained on a subset of channels keeps only those in SRAM.
     ``algorithm``: ``"best"`` (every heuristic, smallest arena) or one heuristic name.
     ``refine``: drop in-place steps that enlarge the arena (``refine_in_place``).
+    ``bands``: run forward chains in row bands where that makes the arena smaller (``choose_bands``).
     ``scheme`` takes every spelling of ``tflm_train.training.scheme.scheme_of``; a scheme made
     for another model is refused unless ``force_scheme``. ``lr=None``: the head mode's default.
     """
     tg = _as_train_graph(graph, scheme, force_scheme, num_classes=num_classes, head=head, lr=lr, seed=seed)
     return plan_train_graph(tg, reorder=reorder, fuse=fuse, inplace=inplace, masks=masks,
-                            sparse_params=sparse_params, algorithm=algorithm, refine=refine)
+                            sparse_params=sparse_params, algorithm=algorithm, refine=refine, bands=bands)
 
 
 def plan_peak(graph, scheme=None, **kwargs) -> int:
@@ -464,7 +557,7 @@ def verify(plan: MemoryPlan) -> None:
     spans = []  # (name, buffer, offset, end, first, last)
     buffer_offset: Dict[str, int] = {}
     for t in plan.tensors.values():
-        if t.storage not in ("arena", "persistent"):
+        if t.storage not in ("arena", "band", "persistent"):
             continue
         if t.offset is None or t.offset < 0:
             raise GraphError(f"plan: tensor {t.name!r} has no arena offset")
@@ -473,7 +566,7 @@ def verify(plan: MemoryPlan) -> None:
             raise GraphError(f"plan: tensor {t.name!r} [{t.offset}, {end}) is outside the {plan.arena_bytes}-byte arena")
         if t.storage == "persistent" and end > plan.persistent_bytes:
             raise GraphError(f"plan: persistent tensor {t.name!r} ends at {end}, past the persistent region")
-        if t.storage == "arena" and t.offset < plan.persistent_bytes:
+        if t.storage in ("arena", "band") and t.offset < plan.persistent_bytes:
             raise GraphError(f"plan: tensor {t.name!r} at {t.offset} is inside the persistent region")
         key = t.buffer or t.name
         if buffer_offset.setdefault(key, t.offset) != t.offset:
@@ -484,8 +577,9 @@ def verify(plan: MemoryPlan) -> None:
             if s.scratch_offset is None or s.scratch_offset < plan.persistent_bytes \
                     or s.scratch_offset + s.scratch_bytes > plan.arena_bytes:
                 raise GraphError(f"plan: scratch of step {k} ({s.name}) is outside the arena")
+            at = k if s.scratch_step is None else s.scratch_step
             spans.append((f"scratch of step {k}", f"scratch/{k}", s.scratch_offset,
-                          s.scratch_offset + s.scratch_bytes, k, k))
+                          s.scratch_offset + s.scratch_bytes, at, at))
     spans.sort(key=lambda x: x[2])
     for i, a in enumerate(spans):
         for b in spans[i + 1:]:
@@ -493,6 +587,7 @@ def verify(plan: MemoryPlan) -> None:
                 break
             if a[1] != b[1] and a[4] <= b[5] and b[4] <= a[5]:
                 raise GraphError(f"plan: {a[0]!r} and {b[0]!r} are alive together on overlapping bytes")
+    verify_bands(plan)
 
 
 def plan_from_file(tg, meta, names: Sequence[str], masks: Dict[str, Tuple[str, int, int]]) -> MemoryPlan:
@@ -509,9 +604,20 @@ def plan_from_file(tg, meta, names: Sequence[str], masks: Dict[str, Tuple[str, i
     check_order(tg, order)
     steps = [Step(i, "", tuple(tg.ops[i].inputs), tuple(tg.ops[i].outputs)) for i in order]
     no_inplace = [int(k) for k in (p.noInplaceSteps if p.noInplaceSteps is not None else [])]
+    mode_names = ("normal", "in_place", "alias", "skip", "fused", "band")
+    chains = []  # (first, last, rows): a band step with band rows closes the chain of the band steps before it
+    for k, st in enumerate(p.steps):
+        if int(st.bandRows) < 0 or (int(st.bandRows) and st.mode != mode_names.index("band")):
+            raise GraphError(f"training metadata: step {k} has {int(st.bandRows)} band rows but is not a band step")
+        if int(st.bandRows):
+            first = k
+            while first > 0 and p.steps[first - 1].mode in (3, 5) and not int(p.steps[first - 1].bandRows):
+                first -= 1
+            while p.steps[first].mode != mode_names.index("band"):
+                first += 1
+            chains.append((first, k, int(st.bandRows)))
     d = decide(tg, steps, {}, fuse=bool(p.fuse), inplace=bool(p.inplace), masks=bool(p.masks),
-               sparse_params=bool(p.sparseParams), no_inplace=no_inplace)
-    mode_names = ("normal", "in_place", "alias", "skip", "fused")
+               sparse_params=bool(p.sparseParams), no_inplace=no_inplace, bands=chains)
     entries = {n: e for n, e in zip(names, meta.tensors or [])}
 
     def name_of(i: int) -> Optional[str]:
@@ -520,15 +626,16 @@ def plan_from_file(tg, meta, names: Sequence[str], masks: Dict[str, Tuple[str, i
     for k, st in enumerate(p.steps):
         layout = st.layout.decode() if isinstance(st.layout, bytes) else (st.layout or None)
         stored = (mode_names[st.mode] if 0 <= st.mode < len(mode_names) else "?", name_of(st.inplaceInput),
-                  layout or None, int(st.scratchBytes))
-        planned = (d.modes[k], d.inplace_input[k], d.layouts[k], d.scratch[k])
+                  layout or None, int(st.scratchBytes), int(st.bandRows))
+        planned = (d.modes[k], d.inplace_input[k], d.layouts[k], d.scratch[k],
+                   next((r for _, last, r in d.bands if last == k), 0))
         if stored != planned:
             raise GraphError(f"training metadata: step {k} ({tg.ops[order[k]].name}) is stored as {stored}, "
                              f"but the plan's rules give {planned}")
     if {y: m for y, m in masks.items()} != dict(d.masks):
         raise GraphError("training metadata: the stored bitmasks differ from the plan's rules")
     storage_names = {v: k for k, v in {"none": 0, "arena": 1, "persistent": 2, "flash": 3, "virtual_pad": 4,
-                                        "virtual_crop": 5, "channel": 6}.items()}
+                                        "virtual_crop": 5, "channel": 6, "band": 7}.items()}
     offsets: Dict[str, int] = {}
     for t, st in d.storage.items():
         e = entries.get(t)
@@ -537,12 +644,12 @@ def plan_from_file(tg, meta, names: Sequence[str], masks: Dict[str, Tuple[str, i
         # arena_bytes -1: the tensor's data bytes (a bitmask's data is its arena bytes)
         stored = int(e.arenaBytes) if e.arenaBytes >= 0 else \
             (tg.tensors[t].nbytes if t in tg.tensors else d.nbytes[t])
-        if storage_names.get(e.storage) != st or (st in ("arena", "persistent") and stored != d.nbytes[t]):
+        if storage_names.get(e.storage) != st or (st in ("arena", "band", "persistent") and stored != d.nbytes[t]):
             raise GraphError(f"training metadata: tensor {t!r} is stored as {storage_names.get(e.storage)} "
                              f"({stored} bytes), the plan's rules give {st} ({d.nbytes[t]} bytes)")
         if st == "persistent":
             offsets[t] = int(e.arenaOffset)
-        elif st == "arena":
+        elif st in ("arena", "band"):
             offsets.setdefault(d.root.get(t, t), int(e.arenaOffset))
     scratch_offsets = {k: int(st.scratchOffset) for k, st in enumerate(p.steps) if st.scratchBytes}
     blocks = blocks_of(tg, steps, d)
@@ -552,7 +659,7 @@ def plan_from_file(tg, meta, names: Sequence[str], masks: Dict[str, Tuple[str, i
                       {algorithm: int(p.arenaBytes)}, live_lower_bound(blocks, persistent), bool(p.reorder),
                       bool(p.fuse), bool(p.inplace), bool(p.masks), bool(p.sparseParams), no_inplace)
     for t, tp in result.tensors.items():
-        if tp.storage == "arena" and int(entries[t].arenaOffset) != tp.offset:
+        if tp.storage in ("arena", "band") and int(entries[t].arenaOffset) != tp.offset:
             raise GraphError(f"training metadata: tensor {t!r} shares a buffer but has its own offset")
     verify(result)
     return result

@@ -56,6 +56,13 @@ channels keeps only those in SRAM (``split``); kernels read the others from flas
 Persistent tensors (parameters, RNG state) live in a region at the bottom of the arena
 kept across steps; constants stay in flash.
 
+Band chains (``bands``: the chains the planner chose, ``(first step, last step, band rows)``;
+``planner.bands`` has the execution rule): every step of a chain has mode ``band``; the
+chain runs at its last step, so only that step reads the chain's input (and weights) and
+writes its intermediate tensors (storage ``band``: a window of ``window_rows`` rows, its
+arena bytes) and its output; each chain step's scratch (its requantization table) is
+alive at that last step. A chain op is never fused or in place.
+
 Requantization tables: a forward int8 CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED
 needs one int32 multiplier and one int32 shift per filter scale; the file does not store
 them (they follow from the scales), the runtime computes them into the top of the step's
@@ -69,10 +76,11 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
+from .bands import BAND_OPS, MAX_CHAIN_OPS, BandError, chain_geometry, window_rows
 from .schedule import Step
 
-MODES = ("normal", "in_place", "alias", "skip", "fused")
-STORAGES = ("arena", "persistent", "flash", "virtual_pad", "virtual_crop", "channel", "none")
+MODES = ("normal", "in_place", "alias", "skip", "fused", "band")
+STORAGES = ("arena", "persistent", "flash", "virtual_pad", "virtual_crop", "channel", "band", "none")
 
 #: Ops (and the input position) that may read a virtual (never materialized) PAD output.
 VIRTUAL_PAD_READERS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 0, "CONV_2D_UPDATE": 1, "DEPTHWISE_CONV_2D_UPDATE": 1}
@@ -137,6 +145,12 @@ class StorageDecisions:
     extra: Dict[str, int] = field(default_factory=dict)
     layouts: List[Optional[str]] = field(default_factory=list)  # in-place order per step
     split: Dict[str, Tuple[int, List[int]]] = field(default_factory=dict)  # weight -> (axis, trained channels)
+    #: per step, the step at which its scratch is alive (itself, or its band chain's last step)
+    scratch_step: List[int] = field(default_factory=list)
+    #: band chains: (first step, last step, band rows)
+    bands: List[Tuple[int, int, int]] = field(default_factory=list)
+    #: per band chain: the RowGeometry of each op, and its intermediate tensors in order
+    band_geometry: List[Tuple[tuple, Tuple[str, ...]]] = field(default_factory=list)
 
 
 def _pad_amounts(tg, op) -> Optional[List[int]]:
@@ -185,6 +199,11 @@ class _Decider:
         self.root: Dict[str, str] = {}
         self.members: Dict[str, List[str]] = {}
         self.no_inplace: Set[int] = set()
+        self.scratch_step = list(range(self.n))
+        self.bands: List[Tuple[int, int, int]] = []
+        self.band_geometry: List[Tuple[tuple, Tuple[str, ...]]] = []
+        self.band_steps: Set[int] = set()
+        self.windows: Set[str] = set()
 
     def resolve(self, t: str) -> str:
         """The tensor actually read for ``t`` (the source of a virtual PAD)."""
@@ -252,7 +271,7 @@ class _Decider:
     def channel_fusions(self) -> None:
         for k in range(self.n):
             op = self.op(k)
-            if self.steps[k].part or op.phase != "forward" or not _is_1x1(self.tg, op):
+            if self.steps[k].part or op.phase != "forward" or not _is_1x1(self.tg, op) or k in self.band_steps:
                 continue
             out = op.outputs[0]
             k2 = k + 1
@@ -261,7 +280,7 @@ class _Decider:
             if k2 >= self.n or out in self.outputs or self.kinds[out] != "activation":
                 continue
             dw = self.op(k2)
-            if (self.steps[k2].part or dw.type != "DEPTHWISE_CONV_2D" or dw.phase != "forward"
+            if (self.steps[k2].part or dw.type != "DEPTHWISE_CONV_2D" or dw.phase != "forward" or k2 in self.band_steps
                     or int(dw.attrs.get("depth_multiplier", 1)) != 1 or out not in self.reads[k2]):
                 continue
             if self.readers(out) != [k2]:
@@ -285,6 +304,92 @@ class _Decider:
                 while self.modes[k2] == "skip":
                     k2 += 1
             self.scratch[k2] = (self.scratch[k2] + 3) // 4 * 4 + need
+
+    # ------------------------------------------------------------------ band chains
+    def band_link(self, k: int, prev_out: Optional[str]) -> Optional[str]:
+        """Why step ``k`` cannot be the next op of a band chain whose last output is
+        ``prev_out`` (None: it can start one); None if it can."""
+        op = self.op(k)
+        if self.steps[k].part or self.modes[k] != "normal" or op.type not in BAND_OPS or op.phase != "forward":
+            return "not a forward CONV_2D / DEPTHWISE_CONV_2D"
+        x = self.resolve(op.inputs[0])
+        y = op.outputs[0]
+        ty = self.tg.tensors[y]
+        if len(ty.shape) != 4 or ty.shape[0] != 1 or ty.dtype != "int8" or len(self.tg.tensors[x].shape) != 4:
+            return "not a 1xHxWxC int8 convolution"
+        if prev_out is not None:
+            if x != prev_out:
+                return f"it does not read {prev_out!r}"
+            if (self.readers(prev_out) != [k] or prev_out in self.outputs or self.kinds[prev_out] != "activation"
+                    or prev_out in self.virtual or prev_out in self.crop):
+                return f"{prev_out!r} is read outside the chain"
+        return None
+
+    def band_candidates(self) -> List[Tuple[int, int]]:
+        """Maximal runs ``(first step, last step)`` of at least two steps that may run as one band chain."""
+        runs: List[Tuple[int, int]] = []
+        k = 0
+        while k < self.n:
+            if self.band_link(k, None) is not None:
+                k += 1
+                continue
+            first, last, out = k, k, self.op(k).outputs[0]
+            j = k + 1
+            while j < self.n and last - first + 1 < MAX_CHAIN_OPS:
+                if self.modes[j] == "skip" and not self.reads[j] and not self.writes[j]:
+                    j += 1
+                    continue
+                if self.band_link(j, out) is not None:
+                    break
+                last, out = j, self.op(j).outputs[0]
+                j += 1
+            if last > first:
+                runs.append((first, last))
+            k = last + 1
+        return runs
+
+    def band_chains(self, chains: Sequence[Tuple[int, int, int]]) -> None:
+        """Run each chain ``(first, last, rows)`` in bands (raises BandError if it cannot)."""
+        for first, last, rows in sorted(chains):
+            if not 0 <= first < last < self.n:
+                raise BandError(f"band chain [{first}, {last}] is outside the {self.n} steps")
+            where = f"band chain of steps {first}-{last}"
+            ks, out = [], None
+            for k in range(first, last + 1):
+                if k > first and self.modes[k] == "skip" and not self.reads[k] and not self.writes[k]:
+                    continue
+                why = self.band_link(k, out)
+                if why is not None or k in self.band_steps:
+                    raise BandError(f"{where}: step {k} ({self.op(k).name}) cannot be in it: {why or 'in a chain'}")
+                ks.append(k)
+                out = self.op(k).outputs[0]
+            if ks[-1] != last or len(ks) < 2:
+                raise BandError(f"{where}: it must end with an op and hold at least two")
+            geoms, inner = [], []
+            for i, k in enumerate(ks):
+                op = self.op(k)
+                x = op.inputs[0]
+                pad = self.virtual[x][1] if x in self.virtual else None
+                geoms.append(chain_geometry(self.tg, op, self.tg.tensors[self.resolve(x)].shape, pad))
+                if i < len(ks) - 1:
+                    inner.append(op.outputs[0])
+            sizes = window_rows(geoms, rows)
+            external_reads: List[str] = []
+            for i, k in enumerate(ks):
+                external_reads += [t for t in self.reads[k] if t not in inner and t not in external_reads]
+            writes = inner + [self.op(last).outputs[0]]
+            for k in ks:
+                self.modes[k] = "band"
+                self.band_steps.add(k)
+                self.scratch_step[k] = last
+                self.reads[k], self.writes[k] = [], []
+            self.reads[last], self.writes[last] = external_reads, writes
+            for t, r in zip(inner, sizes):
+                shape = self.tg.tensors[t].shape
+                self.nbytes[t] = int(r * shape[2] * shape[3] * np.dtype(self.dtypes[t]).itemsize)
+                self.windows.add(t)
+            self.bands.append((first, last, int(rows)))
+            self.band_geometry.append((tuple(geoms), tuple(inner)))
 
     def bitmasks(self) -> None:
         for k in range(self.n):
@@ -313,7 +418,7 @@ class _Decider:
 
     def arena_tensor(self, t: str) -> bool:
         return (self.kinds[t] not in ("parameter", "state", "constant") and t not in self.virtual
-                and t not in self.channel and t not in self.crop)
+                and t not in self.channel and t not in self.crop and t not in self.windows)
 
     def group_last(self, r: str, last_read: Dict[str, int], first_write: Dict[str, int]) -> int:
         return max(self.n - 1 if m in self.outputs else last_read.get(m, first_write.get(m, 0))
@@ -482,6 +587,8 @@ class _Decider:
                 storage[t] = "virtual_crop"
             elif t in self.channel:
                 storage[t] = "channel"
+            elif t in self.windows:
+                storage[t] = "band"
             elif self.kinds[t] == "constant":
                 storage[t] = "flash"
             elif self.kinds[t] in ("parameter", "state"):
@@ -490,22 +597,38 @@ class _Decider:
                 storage[t] = "arena"
             else:
                 storage[t] = "none"
-        roots = {t: self.owner(t) for t, st in storage.items() if st == "arena"}
+        roots = {t: self.owner(t) for t, st in storage.items() if st in ("arena", "band")}
         return StorageDecisions(self.modes, self.inplace_input, self.scratch, storage, roots, self.virtual, self.crop,
                                 self.masks, [tuple(r) for r in self.reads], [tuple(w) for w in self.writes],
-                                self.nbytes, self.kinds, self.extra, self.layouts, self.split)
+                                self.nbytes, self.kinds, self.extra, self.layouts, self.split, self.scratch_step,
+                                self.bands, self.band_geometry)
 
 
-def decide(tg, steps: Sequence[Step], extra: Dict[str, int], fuse: bool = True, inplace: bool = True,
-           masks: bool = True, sparse_params: bool = True, no_inplace: Sequence[int] = ()) -> StorageDecisions:
-    """Storage decisions for ``steps``; ``no_inplace``: steps that must not run in place."""
+def _decider(tg, steps: Sequence[Step], extra: Dict[str, int], fuse: bool, sparse_params: bool) -> _Decider:
     d = _Decider(tg, steps, extra)
-    d.no_inplace = set(no_inplace)
     if sparse_params:
         d.sparse_parameters()
     if fuse:
         d.virtual_pads()
         d.virtual_crops()
+    return d
+
+
+def band_candidates(tg, steps: Sequence[Step], extra: Dict[str, int], fuse: bool = True,
+                    sparse_params: bool = True) -> List[Tuple[int, int]]:
+    """Runs of steps ``(first, last)`` that may run as band chains (``_Decider.band_candidates``)."""
+    return _decider(tg, steps, extra, fuse, sparse_params).band_candidates()
+
+
+def decide(tg, steps: Sequence[Step], extra: Dict[str, int], fuse: bool = True, inplace: bool = True,
+           masks: bool = True, sparse_params: bool = True, no_inplace: Sequence[int] = (),
+           bands: Sequence[Tuple[int, int, int]] = ()) -> StorageDecisions:
+    """Storage decisions for ``steps``; ``no_inplace``: steps that must not run in place;
+    ``bands``: chains ``(first step, last step, band rows)`` that run in bands."""
+    d = _decider(tg, steps, extra, fuse, sparse_params)
+    d.no_inplace = set(no_inplace)
+    d.band_chains(bands)
+    if fuse:
         d.channel_fusions()
     if masks:
         d.bitmasks()

@@ -43,6 +43,7 @@ class Storage(object):
     VIRTUAL_PAD = 4
     VIRTUAL_CROP = 5
     CHANNEL = 6
+    BAND = 7
 
 
 class ExecMode(object):
@@ -51,6 +52,7 @@ class ExecMode(object):
     ALIAS = 2
     SKIP = 3
     FUSED = 4
+    BAND = 5
 
 
 class AttrType(object):
@@ -1376,8 +1378,15 @@ class Step(object):
             return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
         return 0
 
+    # Step
+    def BandRows(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
+        return 0
+
 def StepStart(builder):
-    builder.StartObject(6)
+    builder.StartObject(7)
 
 def StepAddOp(builder, op):
     builder.PrependInt32Slot(0, op, 0)
@@ -1397,6 +1406,9 @@ def StepAddScratchOffset(builder, scratchOffset):
 def StepAddScratchBytes(builder, scratchBytes):
     builder.PrependInt32Slot(5, scratchBytes, 0)
 
+def StepAddBandRows(builder, bandRows):
+    builder.PrependInt32Slot(6, bandRows, 0)
+
 def StepEnd(builder):
     return builder.EndObject()
 
@@ -1413,6 +1425,7 @@ class StepT(object):
         layout = None,
         scratchOffset = -1,
         scratchBytes = 0,
+        bandRows = 0,
     ):
         self.op = op  # type: int
         self.mode = mode  # type: int
@@ -1420,6 +1433,7 @@ class StepT(object):
         self.layout = layout  # type: Optional[str]
         self.scratchOffset = scratchOffset  # type: int
         self.scratchBytes = scratchBytes  # type: int
+        self.bandRows = bandRows  # type: int
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -1450,6 +1464,7 @@ class StepT(object):
             self.layout = self.layout.decode('utf-8')
         self.scratchOffset = step.ScratchOffset()
         self.scratchBytes = step.ScratchBytes()
+        self.bandRows = step.BandRows()
 
     # StepT
     def Pack(self, builder):
@@ -1463,6 +1478,7 @@ class StepT(object):
             StepAddLayout(builder, layout)
         StepAddScratchOffset(builder, self.scratchOffset)
         StepAddScratchBytes(builder, self.scratchBytes)
+        StepAddBandRows(builder, self.bandRows)
         step = StepEnd(builder)
         return step
 

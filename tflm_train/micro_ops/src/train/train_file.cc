@@ -196,7 +196,7 @@ TensorDesc decode_tensor(TrainRuntime& rt, int32_t t) {
     if (d.quantized_dim < 0) d.quantized_dim = r.i32(iq, tfmt::kTfliteQuantizedDimension, 0);
   }
   if (d.quantized_dim < 0) d.quantized_dim = 0;
-  if (d.storage == tfmt::kArena || d.storage == tfmt::kPersistent) {
+  if (d.storage == tfmt::kArena || d.storage == tfmt::kPersistent || d.storage == tfmt::kBand) {
     d.data = (rt.arena && d.offset >= 0 && d.offset < static_cast<int64_t>(rt.arena_bytes)) ? rt.arena + d.offset
                                                                                              : nullptr;
   } else if (d.storage == tfmt::kFlash) {
@@ -269,7 +269,7 @@ tt_status check_tensor(TrainRuntime& rt, int32_t t, Message& msg) {
   if (tfmt::dtype_size(d.dtype) == 0) return tensor_error(msg, rt, t, "unknown dtype ", d.dtype);
   if (d.bytes > kMaxTensorBytes) return tensor_error(msg, rt, t, "larger than 1 GB");
   if (d.kind > tfmt::kScratch) return tensor_error(msg, rt, t, "unknown kind ", d.kind);
-  if (d.storage > tfmt::kChannel) return tensor_error(msg, rt, t, "unknown storage ", d.storage);
+  if (d.storage > tfmt::kBand) return tensor_error(msg, rt, t, "unknown storage ", d.storage);
   if (d.zero_points.length > 1 && d.zero_points.length != d.scales.length)
     return tensor_error(msg, rt, t, d.zero_points.length, " zero points for ", d.scales.length, " scales");
   if (d.scales.length > 1 && (d.quantized_dim < 0 || d.quantized_dim >= d.rank ||
@@ -339,13 +339,28 @@ tt_status check_tensor(TrainRuntime& rt, int32_t t, Message& msg) {
     case tfmt::kFlash:
       if (!has_data) return tensor_error(msg, rt, t, "stored in flash without data");
       break;
+    case tfmt::kBand: {  // a window of whole rows of a 1xHxWxC int8 activation, written and read at one step
+      if (!spatial_4d(d) || d.dims[0] != 1 || d.dtype != tfmt::kInt8 || d.kind != tfmt::kActivation)
+        return tensor_error(msg, rt, t, "a band window needs a 1xHxWxC int8 activation");
+      const int64_t row = static_cast<int64_t>(d.dims[2]) * d.dims[3];
+      if (d.offset < 0 || d.offset % kArenaAlignment != 0 || d.offset < rt.persistent_bytes || row < 1 ||
+          d.arena_bytes < row || d.arena_bytes % row != 0 || d.arena_bytes > d.bytes ||
+          d.offset + d.arena_bytes > rt.arena_bytes)
+        return tensor_error(msg, rt, t, "band window of ", static_cast<long long>(d.arena_bytes), " bytes at ",
+                            static_cast<long long>(d.offset), " is not whole rows of ", static_cast<long long>(row),
+                            " bytes inside the step region");
+      if (d.first_step < 0 || d.last_step != d.first_step || static_cast<uint32_t>(d.last_step) >= rt.step_count)
+        return tensor_error(msg, rt, t, "a band window must live at exactly one step");
+      break;
+    }
     case tfmt::kVirtualPad:
     case tfmt::kVirtualCrop: {
       if (d.source < 0 || static_cast<uint32_t>(d.source) >= rt.tensors.length || d.source == t)
         return tensor_error(msg, rt, t, "source tensor ", d.source, " out of range");
       const TensorDesc s = decode_tensor(rt, d.source);
       const bool pad = d.storage == tfmt::kVirtualPad;
-      if (pad ? (s.storage != tfmt::kArena && s.storage != tfmt::kChannel) : s.storage != tfmt::kArena)
+      if (pad ? (s.storage != tfmt::kArena && s.storage != tfmt::kChannel && s.storage != tfmt::kBand)
+              : s.storage != tfmt::kArena)
         return tensor_error(msg, rt, t, "virtual tensor whose source is not an arena", pad ? " or channel" : "",
                             " tensor");
       if (!spatial_4d(d) || !spatial_4d(s) || s.dtype != d.dtype)
@@ -457,7 +472,8 @@ tt_status TrainContext::check_live(const TensorDesc& t, bool write) {
       return TT_OK;
     case tfmt::kChannel:
       return TT_OK;
-    case tfmt::kArena: {
+    case tfmt::kArena:
+    case tfmt::kBand: {
       const int32_t k = static_cast<int32_t>(step_);
       const bool ok = write ? d->first_step == k : (d->first_step <= k && k <= d->last_step);
       if (!ok)

@@ -15,6 +15,7 @@
 
 #include "../arena_poison.h"
 #include "../profile_hook.h"
+#include "band_chain.h"
 
 
 namespace tt {
@@ -192,6 +193,7 @@ tt_status find_head(TrainRuntime& rt, Message& msg) {
 tt_status prepare_steps(TrainRuntime& rt, Message& msg, StepRec* recs) {
   TrainContext ctx(rt, msg, true);
   int32_t pending_fused = -1;
+  bool pending_band = false;  // inside a band chain not yet closed by its last step
   for (uint32_t k = 0; k < rt.step_count; ++k) {
     tt_status st = ctx.begin_step(k);
     if (st != TT_OK) return st;
@@ -204,7 +206,34 @@ tt_status prepare_steps(TrainRuntime& rt, Message& msg, StepRec* recs) {
       return TT_UNSUPPORTED;
     }
     const uint8_t mode = ctx.mode();
-    if (mode > tfmt::kFused) return ctx.fail(TT_MALFORMED_MODEL, "unknown execution mode ", mode);
+    if (mode > tfmt::kBandStep) return ctx.fail(TT_MALFORMED_MODEL, "unknown execution mode ", mode);
+    const int32_t band_rows = band_rows_of(rt, k);
+    if (band_rows != 0 && mode != tfmt::kBandStep)
+      return ctx.fail(TT_MALFORMED_MODEL, "band rows ", band_rows, " on a step that is not a band step");
+    if (mode != tfmt::kBandStep && mode != tfmt::kSkip) {
+      if (pending_band) return ctx.fail(TT_MALFORMED_MODEL, "a band chain ends without band rows on its last step");
+      // Only a band chain's last step touches its windows.
+      for (int32_t i = 0; i < ctx.input_count() + ctx.output_count(); ++i) {
+        const int32_t t = i < ctx.input_count() ? ctx.input(i) : ctx.output(i - ctx.input_count());
+        if (t < 0 || static_cast<uint32_t>(t) >= rt.tensors.length) continue;
+        TensorDesc d = decode_tensor(rt, t);
+        if (d.storage == tfmt::kVirtualPad || d.storage == tfmt::kVirtualCrop) d = decode_tensor(rt, d.source);
+        if (d.storage == tfmt::kBand)
+          return ctx.fail(TT_MALFORMED_MODEL, "touches tensor ", t, ", a band window, outside its band chain");
+      }
+    }
+    if (mode == tfmt::kBandStep) {
+      if (pending_fused >= 0) return ctx.fail(TT_MALFORMED_MODEL, "a fused convolution before a band step");
+      pending_band = band_rows == 0;
+      if (band_rows != 0 && (st = prepare_band_chain(ctx)) != TT_OK) return st;
+      if (rt.meta.failed()) return reader_error(rt.meta, "training metadata", msg);
+      if (recs) {
+        recs[k].op = static_cast<uint16_t>(op.index);
+        recs[k].kernel = static_cast<uint8_t>(kernel);
+        recs[k].flags = mode;
+      }
+      continue;
+    }
     if (mode != tfmt::kSkip && mode != tfmt::kFused) {
       ctx.set_fused_op(pending_fused);
       if (pending_fused >= 0 && !str_equal(op.type, "DEPTHWISE_CONV_2D"))
@@ -228,6 +257,7 @@ tt_status prepare_steps(TrainRuntime& rt, Message& msg, StepRec* recs) {
     }
   }
   if (pending_fused >= 0) return malformed(msg, "the last step is a fused convolution");
+  if (pending_band) return malformed(msg, "the last step is inside an unclosed band chain");
   // Bitmasks: written right after the step producing their activation.
   for (uint32_t t = 0; t < rt.tensors.length; ++t) {
     const TensorDesc m = decode_tensor(rt, static_cast<int32_t>(t));
@@ -280,7 +310,8 @@ tt_status check_overlaps(TrainRuntime& rt, Message& msg, Span* temp) {
     if (temp) return temp[t];
     const TensorDesc d = decode_tensor(rt, static_cast<int32_t>(t));
     Span s = {0, 0, 0, -1, -1};
-    if (d.storage == tfmt::kArena) s = {d.offset, d.offset + d.arena_bytes, d.first_step, d.last_step, -1};
+    if (d.storage == tfmt::kArena || d.storage == tfmt::kBand)
+      s = {d.offset, d.offset + d.arena_bytes, d.first_step, d.last_step, -1};
     return s;
   };
   FlatReader& r = rt.meta;
@@ -288,7 +319,7 @@ tt_status check_overlaps(TrainRuntime& rt, Message& msg, Span* temp) {
     for (uint32_t t = 0; t < n; ++t) {
       const TensorDesc d = decode_tensor(rt, static_cast<int32_t>(t));
       temp[t] = {0, 0, 0, -1, static_cast<int32_t>(t)};
-      if (d.storage == tfmt::kArena)
+      if (d.storage == tfmt::kArena || d.storage == tfmt::kBand)
         temp[t] = {d.offset, d.offset + d.arena_bytes, d.first_step, d.last_step, static_cast<int32_t>(t)};
     }
     // Buffer roots in one pass: an in-place / alias output joins its input's buffer, whose
@@ -321,7 +352,8 @@ tt_status check_overlaps(TrainRuntime& rt, Message& msg, Span* temp) {
     const int64_t bytes = r.i32(st, tfmt::kStepScratchBytes, 0);
     if (!bytes) continue;
     const int64_t offset = r.i32(st, tfmt::kStepScratchOffset, 0);
-    const Span s = {offset, offset + bytes, static_cast<int32_t>(k), static_cast<int32_t>(k), -1};
+    const int32_t at = static_cast<int32_t>(scratch_step_of(rt, k));  // a band step's: its chain's last step
+    const Span s = {offset, offset + bytes, at, at, -1};
     for (uint32_t t = 0; t < n; ++t) {
       const Span sp = span_of(t);
       if (sp.last >= sp.first && overlap(s, sp))
@@ -392,7 +424,8 @@ void poison_all_but_live(TrainRuntime& rt, uint32_t k, const TrainContext& ctx) 
   FlatReader& r = rt.meta;  // only the fields needed (a full decode_tensor per tensor and step is slow)
   for (uint32_t t = 0; t < rt.tensors.length; ++t) {
     const Table table = r.table_in(rt.tensors, t);
-    if (r.u8(table, tfmt::kTensorStorage, 0) != tfmt::kArena) continue;
+    const uint8_t storage = r.u8(table, tfmt::kTensorStorage, 0);
+    if (storage != tfmt::kArena && storage != tfmt::kBand) continue;
     const int32_t first = r.i32(table, tfmt::kTensorFirstStep, -1), last = r.i32(table, tfmt::kTensorLastStep, -1);
     if (first <= static_cast<int32_t>(k) && static_cast<int32_t>(k) <= last) {
       const TensorDesc d = decode_tensor(rt, static_cast<int32_t>(t));  // arena bytes may be implied
@@ -400,6 +433,14 @@ void poison_all_but_live(TrainRuntime& rt, uint32_t k, const TrainContext& ctx) 
     }
   }
   arena_unpoison(ctx.scratch(), ctx.scratch_bytes());
+  // A band chain's last step also uses the scratch (requantization tables) of its other steps.
+  for (uint32_t j = k; j-- > 0 && (r.u8(r.table_in(rt.steps, j), tfmt::kStepMode, 0) == tfmt::kBandStep ||
+                                   r.u8(r.table_in(rt.steps, j), tfmt::kStepMode, 0) == tfmt::kSkip);) {
+    const Table st = r.table_in(rt.steps, j);
+    if (scratch_step_of(rt, j) != k) continue;
+    const int32_t bytes = r.i32(st, tfmt::kStepScratchBytes, 0);
+    if (bytes > 0) arena_unpoison(rt.arena + r.i32(st, tfmt::kStepScratchOffset, 0), static_cast<size_t>(bytes));
+  }
 }
 
 tt_status run_step(TrainRuntime& rt, TrainContext& ctx, uint32_t k) {
@@ -408,6 +449,13 @@ tt_status run_step(TrainRuntime& rt, TrainContext& ctx, uint32_t k) {
   if (st != TT_OK) return st;
   if (kArenaPoisoning) poison_all_but_live(rt, k, ctx);
   const uint8_t mode = rec.flags & kStepModeMask;
+  if (mode == tfmt::kBandStep) {  // a band chain runs at its last step; the others do nothing
+    if (band_rows_of(rt, k) > 0) st = eval_band_chain(ctx);
+    if (st != TT_OK) return st;
+    if (rec.flags & kStepWritesMask) write_masks(rt, rec.op);
+    if (tt_profile_step_end) tt_profile_step_end(k);
+    return TT_OK;
+  }
   if (mode == tfmt::kSkip || mode == tfmt::kFused) {
     if (mode == tfmt::kFused) ctx.set_fused_op(rec.op);
     st = train_kernel(rec.kernel)->eval(ctx);

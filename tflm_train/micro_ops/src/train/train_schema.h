@@ -42,9 +42,10 @@ enum Storage : uint8_t {
   kFlash = 3,
   kVirtualPad = 4,
   kVirtualCrop = 5,
-  kChannel = 6
+  kChannel = 6,
+  kBand = 7  // (2.1) a band chain's window of rows
 };
-enum Mode : uint8_t { kNormal = 0, kInPlace = 1, kAlias = 2, kSkip = 3, kFused = 4 };
+enum Mode : uint8_t { kNormal = 0, kInPlace = 1, kAlias = 2, kSkip = 3, kFused = 4, kBandStep = 5 };
 enum AttrType : uint8_t {
   kAttrNone = 0,
   kAttrInt = 1,
@@ -86,7 +87,7 @@ enum TensorField {
 // Slots 1 (name), 6 and 7 (output_multiplier / output_shift) are version 1 only.
 enum OpField { kOpOpcode = 0, kOpPhase = 2, kOpInputs = 3, kOpOutputs = 4, kOpAttrs = 5 };
 enum StepField { kStepOp = 0, kStepMode = 1, kStepInplaceInput = 2, kStepLayout = 3, kStepScratchOffset = 4,
-                 kStepScratchBytes = 5 };
+                 kStepScratchBytes = 5, kStepBandRows = 6 };
 enum PlanField {
   kPlanSteps = 0,
   kPlanArenaBytes = 1,

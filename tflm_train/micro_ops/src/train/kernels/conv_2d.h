@@ -64,6 +64,9 @@ void fill_window_core(const Parsed& p, DwCore* c) {
 tt_status parse_conv_forward(TrainContext& ctx, ConvForward* p);
 // Declare the conv's reads (x, weights, bias) for the current step.
 tt_status declare_conv_reads(TrainContext& ctx, const ConvForward& p);
+// Parse the context's current op as a forward DEPTHWISE_CONV_2D (int8) into its compute
+// core, its input as stored and its output (depthwise_conv_2d.cc; for band chains).
+tt_status parse_depthwise_forward(TrainContext& ctx, DwCore* core, Spatial* x, int8_t** y);
 
 }  // namespace train
 }  // namespace tt

@@ -37,7 +37,7 @@ tt_status parse(TrainContext& ctx, DwForward* p) {
   if ((st = int8_weights_of(ctx, w, "filter", &p->w)) != TT_OK) return st;
   if ((st = expect_rank(ctx, w, 4, "filter")) != TT_OK) return st;
   if ((st = expect_dtype(ctx, y, tfmt::kInt8, "output")) != TT_OK) return st;
-  if (y.rank != 4 || y.dims[0] != 1 || y.storage != tfmt::kArena)
+  if (y.rank != 4 || y.dims[0] != 1 || (y.storage != tfmt::kArena && y.storage != tfmt::kBand))
     return ctx.fail(TT_UNSUPPORTED, "output must be a 1xHxWxC arena tensor");
   p->kh = w.dims[1];
   p->kw = w.dims[2];
@@ -155,6 +155,16 @@ tt_status eval(TrainContext& ctx) {
 }  // namespace
 
 extern const TrainKernel kTrainDepthwiseConv2D = {"DEPTHWISE_CONV_2D", prepare, eval};
+
+tt_status parse_depthwise_forward(TrainContext& ctx, DwCore* core, Spatial* x, int8_t** y) {
+  DwForward p;
+  const tt_status st = parse(ctx, &p);
+  if (st != TT_OK) return st;
+  *core = p.core;
+  *x = p.x;
+  *y = p.y;
+  return TT_OK;
+}
 
 }  // namespace train
 }  // namespace tt

@@ -108,6 +108,7 @@ tt_status spatial_of(TrainContext& ctx, const TensorDesc& t, uint8_t dtype, cons
   s->c = t.dims[3];
   switch (t.storage) {
     case tfmt::kArena:
+    case tfmt::kBand:  // a band chain's window: the band driver points the core at the rows it holds
     case tfmt::kPersistent:
     case tfmt::kFlash:
       if (t.storage == tfmt::kPersistent && t.split_channels.length)

@@ -1,0 +1,238 @@
+// The band-chain driver: runs a chain of forward CONV_2D / DEPTHWISE_CONV_2D ops band
+// by band of output rows of its last op, every intermediate tensor a window of rows.
+//
+// Rule (tflm_train/planner/bands.py, the planner's and validator's side): for bands
+// o = 0, R, 2R, ... the last op computes output rows [o, min(o + R, H)); going backwards
+// op j needs rows need_j = rows_read(op j+1, need_{j+1}) of its output; going forwards,
+// op j's window drops the rows below need_j (the kept rows move to the buffer start) and
+// computes the rows [max(hi, need_lo), need_hi) after them, so each row is computed once.
+// Each computed row is one call of the shared compute core (kernels::conv_rows /
+// kernels::dw_channel) on a core whose input pointer, x_h, pad_top and oh describe the
+// window's stored rows and the band's output rows: the same arithmetic on the same bytes
+// as the unbanded kernels, hence the same results.
+#include "band_chain.h"
+
+#include <string.h>
+
+#include "kernels/conv_2d.h"
+
+namespace tt {
+namespace train {
+
+int32_t band_rows_of(TrainRuntime& rt, uint32_t k) {
+  return rt.meta.i32(rt.meta.table_in(rt.steps, k), tfmt::kStepBandRows, 0);
+}
+
+namespace {
+
+uint8_t mode_of(TrainRuntime& rt, uint32_t k) { return rt.meta.u8(rt.meta.table_in(rt.steps, k), tfmt::kStepMode, 0); }
+
+struct BandOp {
+  ConvCore core;            // as parsed: the whole stored input and every output row
+  bool depthwise = false;
+  int32_t m = 1;            // depth multiplier (depthwise)
+  int32_t ic = 0;           // stored input channels
+  int64_t row_in = 0, row_out = 0;  // bytes of one stored input / output row
+  const int8_t* x = nullptr;  // the stored input (op 0: the chain's input)
+  int8_t* y = nullptr;        // the output: the chain's output (last op) or this op's window
+  int32_t x_tensor = -1, y_tensor = -1;
+  int32_t cap = 0;            // rows the window holds (intermediates)
+  int32_t lo = 0, hi = 0;     // output rows in the window, at buffer rows [0, hi - lo)
+};
+
+struct Chain {
+  BandOp ops[kMaxBandOps];
+  uint32_t steps[kMaxBandOps];
+  int32_t n = 0, rows = 0;
+};
+
+// Stored input rows [*lo, *hi) that output rows [a, b) of `c` read.
+void rows_read(const DwCore& c, int32_t a, int32_t b, int32_t* lo, int32_t* hi) {
+  int32_t l = a * c.stride_h - c.pad_top, h = (b - 1) * c.stride_h - c.pad_top + (c.kh - 1) * c.dilation_h + 1;
+  if (l < 0) l = 0;
+  if (h > c.x_h) h = c.x_h;
+  *lo = l;
+  *hi = h > l ? h : l;
+}
+
+// Output rows [c0, c1) of op j from the rows its input holds now.
+void compute(Chain& ch, int32_t j, int32_t c0, int32_t c1) {
+  const BandOp& o = ch.ops[j];
+  int32_t wlo = 0, whi = o.core.x_h;
+  const int8_t* base = o.x;
+  if (j > 0) {
+    wlo = ch.ops[j - 1].lo;
+    whi = ch.ops[j - 1].hi;
+    base = ch.ops[j - 1].y;
+  }
+  int32_t first = c0 * o.core.stride_h - o.core.pad_top;  // the first stored row these rows read
+  if (first < wlo) first = wlo;
+  ConvCore c = o.core;
+  c.x_h = whi > first ? whi - first : 0;
+  c.pad_top = o.core.pad_top + first - c0 * o.core.stride_h;
+  c.oh = c1 - c0;
+  const int8_t* in = base + (first - wlo) * o.row_in;
+  int8_t* out = o.y + (j == ch.n - 1 ? c0 : c0 - o.lo) * o.row_out;
+  if (!o.depthwise) {
+    c.x = in;
+    kernels::conv_rows(c, 0, c1 - c0, out);
+    return;
+  }
+  for (int32_t oc = 0; oc < c.oc; ++oc) kernels::dw_channel(c, oc, in + oc / o.m, o.ic, out + oc, c.oc);
+}
+
+// The band schedule; with `execute`, also the memmoves and kernel calls. `most[j]`: the
+// largest window of op j's output. False if a window would outgrow its rows (never, once
+// prepare checked most == cap).
+bool run_bands(Chain& ch, bool execute, int32_t* most) {
+  const int32_t n = ch.n, h = ch.ops[n - 1].core.oh;
+  int32_t need_lo[kMaxBandOps], need_hi[kMaxBandOps];
+  for (int32_t j = 0; j < n; ++j) {
+    ch.ops[j].lo = ch.ops[j].hi = 0;
+    most[j] = 0;
+  }
+  for (int32_t o0 = 0; o0 < h; o0 = ch.rows < h - o0 ? o0 + ch.rows : h) {
+    need_lo[n - 1] = o0;
+    need_hi[n - 1] = ch.rows < h - o0 ? o0 + ch.rows : h;
+    for (int32_t j = n - 1; j > 0; --j) rows_read(ch.ops[j].core, need_lo[j], need_hi[j], &need_lo[j - 1], &need_hi[j - 1]);
+    for (int32_t j = 0; j < n; ++j) {
+      const int32_t a = need_lo[j], b = need_hi[j];
+      if (j == n - 1) {
+        if (execute) compute(ch, j, a, b);
+        continue;
+      }
+      BandOp& o = ch.ops[j];
+      if (a > o.hi) o.lo = o.hi = a;  // nothing kept
+      if (a > o.lo) {
+        if (execute) memmove(o.y, o.y + (a - o.lo) * o.row_out, static_cast<size_t>((o.hi - a) * o.row_out));
+        o.lo = a;
+      }
+      if (b > o.hi) {
+        if (execute && b - o.lo > o.cap) return false;
+        if (execute) compute(ch, j, o.hi, b);
+        o.hi = b;
+      }
+      if (o.hi - o.lo > most[j]) most[j] = o.hi - o.lo;
+    }
+  }
+  return true;
+}
+
+// Steps and compute cores of the chain ending at the context's step; the context is left
+// at the last op's step (call begin_step to return to the chain's step).
+tt_status parse_chain(TrainContext& ctx, Chain* ch) {
+  TrainRuntime& rt = ctx.runtime();
+  const uint32_t last = ctx.step();
+  ch->rows = band_rows_of(rt, last);
+  uint32_t rev[kMaxBandOps];
+  int32_t n = 0;
+  for (int64_t j = last; j >= 0; --j) {
+    const uint32_t k = static_cast<uint32_t>(j);
+    const uint8_t m = mode_of(rt, k);
+    if (k < last && m == tfmt::kBandStep && band_rows_of(rt, k) > 0) break;  // the chain before
+    if (m == tfmt::kSkip) continue;
+    if (m != tfmt::kBandStep) break;
+    if (n == kMaxBandOps) return ctx.fail(TT_UNSUPPORTED, "a band chain of more than ", kMaxBandOps, " ops");
+    rev[n++] = k;
+  }
+  if (n < 2) return ctx.fail(TT_MALFORMED_MODEL, "a band chain needs at least two band steps");
+  ch->n = n;
+  for (int32_t i = 0; i < n; ++i) ch->steps[i] = rev[n - 1 - i];
+  tt_status st;
+  for (int32_t i = 0; i < n; ++i) {
+    if ((st = ctx.begin_step(ch->steps[i])) != TT_OK) return st;
+    BandOp& o = ch->ops[i];
+    o = BandOp();
+    const OpView& op = ctx.op();
+    if (op.phase != tfmt::kPhaseForward) return ctx.fail(TT_UNSUPPORTED, "a band chain holds forward ops only");
+    Spatial x;
+    if (str_equal(op.type, "CONV_2D")) {
+      ConvForward p;
+      if ((st = parse_conv_forward(ctx, &p)) != TT_OK) return st;
+      o.core = p.core;
+      x = p.x;
+      o.y = p.y;
+    } else if (str_equal(op.type, "DEPTHWISE_CONV_2D")) {
+      o.depthwise = true;
+      if ((st = parse_depthwise_forward(ctx, &o.core, &x, &o.y)) != TT_OK) return st;
+      if (x.channel) return ctx.fail(TT_UNSUPPORTED, "a band chain's input in channel storage");
+      o.core.x = reinterpret_cast<const int8_t*>(x.data);
+      o.core.ic = x.c;
+      o.m = o.core.oc / x.c;
+    } else {
+      return ctx.fail(TT_UNSUPPORTED, "a band chain holds CONV_2D and DEPTHWISE_CONV_2D only");
+    }
+    o.x = reinterpret_cast<const int8_t*>(x.data);
+    o.ic = x.c;
+    o.row_in = static_cast<int64_t>(x.w) * x.c;
+    o.row_out = static_cast<int64_t>(o.core.ow) * o.core.oc;
+    o.x_tensor = x.tensor;
+    o.y_tensor = ctx.output(0);
+    if (o.row_out < 1 || o.row_in < 1) return ctx.fail(TT_UNSUPPORTED, "a band chain op with empty rows");
+    if (i < n - 1) o.cap = static_cast<int32_t>(ctx.tensor(o.y_tensor).arena_bytes / o.row_out);
+  }
+  return TT_OK;
+}
+
+}  // namespace
+
+uint32_t scratch_step_of(TrainRuntime& rt, uint32_t k) {
+  if (mode_of(rt, k) != tfmt::kBandStep) return k;
+  for (uint32_t j = k; j < rt.step_count; ++j) {
+    const uint8_t m = mode_of(rt, j);
+    if (m == tfmt::kBandStep && band_rows_of(rt, j) > 0) return j;
+    if (m != tfmt::kBandStep && m != tfmt::kSkip) break;
+  }
+  return k;  // not closed: prepare_steps refuses the plan
+}
+
+tt_status prepare_band_chain(TrainContext& ctx) {
+  const uint32_t last = ctx.step();
+  Chain ch;
+  tt_status st = parse_chain(ctx, &ch);
+  if (st != TT_OK) return st;
+  if ((st = ctx.begin_step(last)) != TT_OK) return st;
+  // Each op reads the previous one's output; the intermediates are windows, the output is whole.
+  for (int32_t i = 0; i < ch.n; ++i) {
+    const BandOp& o = ch.ops[i];
+    const TensorDesc x = ctx.tensor(o.x_tensor), y = ctx.tensor(o.y_tensor);
+    if (i > 0 && o.x_tensor != ch.ops[i - 1].y_tensor)
+      return ctx.fail(TT_MALFORMED_MODEL, "band step ", ch.steps[i], " does not read the previous op's output");
+    if (i == 0 && x.storage == tfmt::kBand)
+      return ctx.fail(TT_MALFORMED_MODEL, "a band chain's input is a window of another chain");
+    if (y.storage != (i < ch.n - 1 ? tfmt::kBand : tfmt::kArena))
+      return ctx.fail(TT_MALFORMED_MODEL, "band step ", ch.steps[i], "'s output (tensor ", o.y_tensor, ", storage ",
+                      y.storage, ") is not ", i < ch.n - 1 ? "a band window" : "an arena tensor");
+    // Every access happens at this step: the plan must have the tensors alive here.
+    const OpView self = ctx.switch_op(static_cast<int32_t>(
+        ctx.runtime().meta.i32(ctx.runtime().meta.table_in(ctx.runtime().steps, ch.steps[i]), tfmt::kStepOp, 0)));
+    for (int32_t k = 0; k < ctx.input_count() && st == TT_OK; ++k)
+      if (ctx.input(k) >= 0) st = ctx.reads(ctx.tensor(ctx.input(k)));
+    if (st == TT_OK) st = ctx.writes(y);
+    ctx.restore_op(self);
+    if (st != TT_OK) return st;
+  }
+  if (ch.rows < 1) return ctx.fail(TT_MALFORMED_MODEL, "band rows ", ch.rows);
+  int32_t most[kMaxBandOps];
+  run_bands(ch, false, most);
+  for (int32_t i = 0; i < ch.n - 1; ++i)
+    if (most[i] != ch.ops[i].cap)
+      return ctx.fail(TT_MALFORMED_MODEL, "band window of step ", ch.steps[i], " holds ", ch.ops[i].cap,
+                      " rows, the chain's bands need ", most[i]);
+  return TT_OK;
+}
+
+tt_status eval_band_chain(TrainContext& ctx) {
+  const uint32_t last = ctx.step();
+  Chain ch;
+  tt_status st = parse_chain(ctx, &ch);
+  if (st != TT_OK) return st;
+  int32_t most[kMaxBandOps];
+  const bool ok = run_bands(ch, true, most);
+  if ((st = ctx.begin_step(last)) != TT_OK) return st;
+  if (!ok) return ctx.fail(TT_MALFORMED_MODEL, "a band window outgrew its rows");
+  return TT_OK;
+}
+
+}  // namespace train
+}  // namespace tt

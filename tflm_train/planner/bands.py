@@ -1,0 +1,174 @@
+"""Row-band execution of forward chains (MCUNetV2's patch idea, by rows).
+
+A band chain is a run of consecutive forward CONV_2D / DEPTHWISE_CONV_2D steps (virtual
+PADs between them allowed) whose intermediate tensors are read only by the next op of the
+chain and are not saved for the backward (the frozen early blocks of a sparse scheme). The
+chain runs at its last step, band by band of ``R`` output rows of its last op; each
+intermediate tensor is a *window* of rows (storage ``band``) holding only the rows its
+consumer still needs, so it never exists whole. The chain's input and output are whole
+tensors.
+
+Execution rule (the runtime's algorithm; docs/training_file_format.md, "Band chains"),
+for ops ``0..m-1`` with output rows ``H_j``:
+
+- bands ``o = 0, R, 2R, ...``: the last op computes output rows ``[o, min(o + R, H))``;
+  going backwards, op ``j`` needs rows ``need_j = rows_read(op j+1, need_{j+1})`` of its
+  output, where ``rows_read(op, [a, b)) = [max(0, a*s - pt), min(H_in, (b-1)*s - pt +
+  (k-1)*d + 1))`` (``pt``: the padding above the stored input, a virtual PAD's included);
+- then forwards, op ``j < m-1``: its window holds rows ``[lo, hi)`` of its output at
+  buffer rows ``[0, hi - lo)``; rows below ``need_j``'s start are dropped (the kept rows
+  ``[need_lo, hi)`` move to the buffer start, a memmove), rows ``[max(hi, need_lo),
+  need_hi)`` are computed after them: every row is computed exactly once (no halo
+  recomputation; the price is the memmove of the kept overlap rows, and one kernel call
+  per op and band). The last op writes its rows into its whole output.
+
+Each output pixel is computed by the same core on the same input bytes as without bands,
+so results are bit-identical. A window's size (``window_rows``, stored as its arena bytes)
+is the largest ``need_j`` over the bands.
+
+``verify_band_chain`` is the independent check the planner's ``verify`` runs: it replays
+the schedule and checks, tap by tap, that every input row a computed output row reads is
+in its producer's window at that moment, that no window exceeds its stored rows, and that
+every row of every tensor of the chain is computed exactly once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+from ..graph import GraphError
+
+#: Op types a band chain may contain (forward, int8).
+BAND_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+#: Band heights the planner tries (output rows of a chain's last op per band).
+BAND_ROWS = (1, 2, 4, 8)
+#: Most ops in one chain (the runtime keeps one compute core per op on its stack).
+MAX_CHAIN_OPS = 8
+
+
+class BandError(GraphError):
+    """A band chain that does not hold."""
+
+
+@dataclass(frozen=True)
+class RowGeometry:
+    """Rows of one chain op: stored input rows, output rows, kernel / stride / dilation
+    along H, and the padding above the stored input (SAME padding or a virtual PAD's top)."""
+
+    h_in: int
+    h_out: int
+    kernel: int
+    stride: int
+    dilation: int
+    pad_top: int
+
+    def rows_read(self, a: int, b: int) -> Tuple[int, int]:
+        """Stored input rows ``[lo, hi)`` that output rows ``[a, b)`` read (``lo == hi``: none)."""
+        lo = max(0, a * self.stride - self.pad_top)
+        hi = min(self.h_in, (b - 1) * self.stride - self.pad_top + (self.kernel - 1) * self.dilation + 1)
+        return lo, max(lo, hi)
+
+    def taps(self, row: int) -> List[int]:
+        """Stored input rows output row ``row`` reads, one per kernel row inside the input."""
+        out = []
+        for ky in range(self.kernel):
+            y = row * self.stride - self.pad_top + ky * self.dilation
+            if 0 <= y < self.h_in:
+                out.append(y)
+        return out
+
+
+@dataclass(frozen=True)
+class BandStep:
+    """One band: per op, the output rows computed ``[c0, c1)``; per intermediate (op
+    ``j < m-1``), its window ``[lo, hi)`` after the op ran."""
+
+    computed: Tuple[Tuple[int, int], ...]
+    windows: Tuple[Tuple[int, int], ...]
+
+
+def band_schedule(geoms: Sequence[RowGeometry], band_rows: int) -> Iterator[BandStep]:
+    """The runtime's band algorithm (module docstring) over the chain ``geoms``."""
+    m = len(geoms)
+    if m < 2 or band_rows < 1:
+        raise BandError(f"a band chain needs at least 2 ops and band_rows >= 1 (got {m} ops, {band_rows} rows)")
+    lo, hi = [0] * (m - 1), [0] * (m - 1)
+    h = geoms[-1].h_out
+    for o in range(0, h, band_rows):
+        need: List[Tuple[int, int]] = [(0, 0)] * m
+        need[m - 1] = (o, min(o + band_rows, h))
+        for j in range(m - 1, 0, -1):
+            need[j - 1] = geoms[j].rows_read(*need[j])
+        computed = []
+        for j in range(m):
+            a, b = need[j]
+            if j == m - 1:
+                computed.append((a, b))
+                continue
+            start = max(hi[j], a)
+            computed.append((start, max(start, b)))
+            lo[j], hi[j] = a, max(hi[j], b, a)
+        yield BandStep(tuple(computed), tuple(zip(lo, hi)))
+
+
+def window_rows(geoms: Sequence[RowGeometry], band_rows: int) -> List[int]:
+    """Rows each intermediate's window must hold: the largest window over the bands."""
+    most = [0] * (len(geoms) - 1)
+    for band in band_schedule(geoms, band_rows):
+        for j, (lo, hi) in enumerate(band.windows):
+            most[j] = max(most[j], hi - lo)
+    return most
+
+
+def verify_band_chain(geoms: Sequence[RowGeometry], band_rows: int, stored_rows: Sequence[int],
+                      where: str = "band chain") -> None:
+    """Replay the chain's bands row by row; raise BandError where a read row is missing
+    from its producer's window, a window outgrows its stored rows, or a row is computed
+    twice or never."""
+    m = len(geoms)
+    if len(stored_rows) != m - 1:
+        raise BandError(f"{where}: {len(stored_rows)} windows for {m - 1} intermediate tensors")
+    for j in range(1, m):
+        if geoms[j].h_in != geoms[j - 1].h_out:
+            raise BandError(f"{where}: op {j} reads {geoms[j].h_in} rows, op {j - 1} writes {geoms[j - 1].h_out}")
+    present: List[set] = [set() for _ in range(m - 1)]
+    done: List[List[int]] = [[0] * g.h_out for g in geoms]
+    for band in band_schedule(geoms, band_rows):
+        for j, (c0, c1) in enumerate(band.computed):
+            for r in range(c0, c1):
+                if j > 0:
+                    missing = [y for y in geoms[j].taps(r) if y not in present[j - 1]]
+                    if missing:
+                        raise BandError(f"{where}: op {j} output row {r} reads rows {missing} of op {j - 1}'s "
+                                        f"output, which are not in its window")
+                done[j][r] += 1
+            if j < m - 1:
+                lo, hi = band.windows[j]
+                present[j] = {y for y in present[j] | set(range(c0, c1)) if lo <= y < hi}
+                if present[j] != set(range(lo, hi)):
+                    raise BandError(f"{where}: the window of op {j}'s output is not rows [{lo}, {hi})")
+                if hi - lo > stored_rows[j]:
+                    raise BandError(f"{where}: op {j}'s output window needs {hi - lo} rows, "
+                                    f"{stored_rows[j]} are stored")
+    for j, counts in enumerate(done):
+        bad = [r for r, c in enumerate(counts) if c != 1]
+        if bad:
+            raise BandError(f"{where}: op {j} computes row {bad[0]} {counts[bad[0]]} times (must be once)")
+
+
+def chain_geometry(tg, op, stored_input_shape, virtual_pad: Optional[Sequence[int]]) -> RowGeometry:
+    """RowGeometry of a forward CONV_2D / DEPTHWISE_CONV_2D reading a stored input of
+    ``stored_input_shape`` (through a virtual PAD ``[top, bottom, left, right]`` if given)."""
+    w = tg.tensors[op.inputs[1]]
+    y = tg.tensors[op.outputs[0]]
+    kh = int(w.shape[1])
+    s, d = int(op.attrs.get("stride_h", 1)), int(op.attrs.get("dilation_h", 1))
+    h_in = int(stored_input_shape[1])
+    h_out = int(y.shape[1])
+    if virtual_pad is not None:
+        pt = int(virtual_pad[0])
+    elif op.attrs.get("padding") == "SAME":
+        pt = max((h_out - 1) * s + (kh - 1) * d + 1 - h_in, 0) // 2
+    else:
+        pt = 0
+    return RowGeometry(h_in, h_out, kh, s, d, pt)
