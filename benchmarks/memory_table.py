@@ -121,8 +121,8 @@ def markdown(rows, inference) -> str:
             f"| {p['full']} / {p['sparse']} / {p['sparse_reorder']} | {meets} | {r['peak_op']} |"
         )
     lines.append("")
-    lines.append("Inference only (the training planner's forward-only plan, band chains included; the C++ inference "
-                 "interpreter plans without band chains): " + ", ".join(
+    lines.append("Inference only (`tflm_train.plan(graph)`: the plan the C++ inference interpreter runs, "
+                 "without band chains, which it does not run yet): " + ", ".join(
         f"{MODELS[m]['label']} {kb(b)} KB" for m, b in inference.items()))
     return "\n".join(lines)
 

@@ -515,7 +515,7 @@ def verify_bands(plan: MemoryPlan) -> None:
 def plan(graph, scheme=None, *, reorder: bool = True, fuse: bool = True, inplace: bool = True,
          masks: bool = True, sparse_params: bool = True, algorithm: str = "best", refine: bool = True,
          num_classes: int = 10, head: str = "float", lr: Optional[float] = None,
-         seed: int = 1, force_scheme: bool = False, bands: bool = True) -> MemoryPlan:
+         seed: int = 1, force_scheme: bool = False, bands: Optional[bool] = None) -> MemoryPlan:
     """Memory plan of one training step of ``graph`` under ``scheme``.
 
     ``graph``: a QuantGraph (with ``scheme``: a SparseScheme or ``"FILE[:KEY]"``; without:
@@ -527,10 +527,14 @@ def plan(graph, scheme=None, *, reorder: bool = True, fuse: bool = True, inplace
     ``sparse_params``: a weight trained on a subset of channels keeps only those in SRAM.
     ``algorithm``: ``"best"`` (every heuristic, smallest arena) or one heuristic name.
     ``refine``: drop in-place steps that enlarge the arena (``refine_in_place``).
-    ``bands``: run forward chains in row bands where that makes the arena smaller (``choose_bands``).
+    ``bands``: run forward chains in row bands where that makes the arena smaller (``choose_bands``);
+    ``None``: for a training step, not for the inference pass of a QuantGraph, whose offsets are for the
+    inference interpreter (``tt_init_planned``), which runs no band chains.
     ``scheme`` takes every spelling of ``tflm_train.training.scheme.scheme_of``; a scheme made
     for another model is refused unless ``force_scheme``. ``lr=None``: the head mode's default.
     """
+    if bands is None:
+        bands = not (scheme is None and isinstance(graph, QuantGraph))
     tg = _as_train_graph(graph, scheme, force_scheme, num_classes=num_classes, head=head, lr=lr, seed=seed)
     return plan_train_graph(tg, reorder=reorder, fuse=fuse, inplace=inplace, masks=masks,
                             sparse_params=sparse_params, algorithm=algorithm, refine=refine, bands=bands)
