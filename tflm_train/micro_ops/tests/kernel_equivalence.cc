@@ -56,9 +56,13 @@ tt::RequantTail random_tail(int32_t channels) {
   t.shift_bytes = (next_u32() & 1) ? 4 : 1;
   const int32_t n = t.per_channel ? channels : 1;
   for (int32_t i = 0; i < n; ++i) {
-    const uint32_t kind = next_u32() % 16;  // mostly TFLite's [2^30, 2^31); also 0 (flushed) and INT32_MIN
-    put_i32(g_mult + 4 * i, kind == 0 ? 0 : (kind == 1 ? static_cast<int32_t>(0x80000000u)
-                                                        : static_cast<int32_t>((1u << 30) + (next_u32() >> 2))));
+    // mostly TFLite's [2^30, 2^31); also 0 (flushed), INT32_MIN, an unnormalized and a negative one
+    const uint32_t kind = next_u32() % 16;
+    put_i32(g_mult + 4 * i, kind == 0   ? 0
+                            : kind == 1 ? static_cast<int32_t>(0x80000000u)
+                            : kind == 2 ? static_cast<int32_t>(next_u32() >> (1 + next_u32() % 31))
+                            : kind == 3 ? -static_cast<int32_t>(next_u32() >> 2)
+                                        : static_cast<int32_t>((1u << 30) + (next_u32() >> 2)));
     const int32_t shift = uniform(-31, 3);
     if (t.shift_bytes == 4) put_i32(g_shift + 4 * i, shift); else g_shift[i] = static_cast<uint8_t>(static_cast<int8_t>(shift));
   }
@@ -66,10 +70,14 @@ tt::RequantTail random_tail(int32_t channels) {
   t.shift = g_shift;
   t.bias = nullptr;
   if (next_u32() & 1) {
-    for (int32_t i = 0; i < channels; ++i) put_i32(g_bias + 4 * i, uniform(-20000, 20000));
+    // Mostly small; sometimes anywhere in int32 (acc + bias then reaches the extremes and wraps,
+    // where the requantization's 64-bit forms must still equal the reference).
+    const bool wide = next_u32() % 4 == 0;
+    for (int32_t i = 0; i < channels; ++i)
+      put_i32(g_bias + 4 * i, wide ? static_cast<int32_t>(next_u32()) : uniform(-20000, 20000));
     t.bias = g_bias;
   }
-  t.out_offset = uniform(-128, 127);
+  t.out_offset = next_u32() % 16 == 0 ? uniform(-100000, 100000) : uniform(-128, 127);  // beyond int8: corrupt
   t.act_min = (next_u32() & 1) ? -128 : uniform(-128, 0);
   t.act_max = (next_u32() & 1) ? 127 : uniform(t.act_min, 127);
   if (next_u32() % 16 == 0) {  // what only a corrupt model has: a range beyond int8, or an empty one

@@ -53,16 +53,26 @@ inline int32_t sxtab16_ror8(int32_t a, uint32_t b) {
 #endif
 
 
-// requantize() with the shift split at the channel's load and both roundings
-// branch-free; the same integers:
-//   saturating_rounding_doubling_high_mul(a, b) == (a * b + 2^30) >> 31 for every
-//   product but INT32_MIN * INT32_MIN (the nudge 1 - 2^30 of negative products and
-//   C's truncating division give exactly the floor of (ab + 2^30) / 2^31), and
-//   rounding_divide_by_pot(x, e) == (x >> e) + ((x & mask) > (mask >> 1) + (x < 0)).
+// requantize() as one 64-bit multiply-accumulate and one shift, the same integers.
+// With a = acc + bias (<< left), M = mult, e = right, and the reference's two roundings
+//   h = saturating_rounding_doubling_high_mul(a, M) = floor((a*M + 2^30) / 2^31)
+//       (every product but INT32_MIN * INT32_MIN; the nudge 1 - 2^30 of negative
+//       products and C's truncating division give exactly this floor), and
+//   r = rounding_divide_by_pot(h, e) = floor((h + 2^(e-1) - [h < 0]) / 2^e)   (e >= 1)
+// nested floor divisions by powers of two compose, so
+//   r + out_offset = floor((a*M + 2^30 + 2^(30+e) - [h<0] 2^31 + out_offset 2^(31+e)) / 2^(31+e)).
+// For M >= 0, [h < 0] may be replaced by [a < 0]: they differ only when a < 0 and
+// a*M + 2^30 >= 0, and then h = 0, which rounds to 0 either way. The constant part is
+// z0 (per channel), the sum one SMLAL, and the division the high word shifted by e - 1
+// (|high word| < 2^31 for e <= 23 and an int8 zero point, which the fast path requires).
+// With e = 0 (a left shift or none) no rounding remains: the low 32 bits of
+// floor((a*M + 2^30 + out_offset 2^31) / 2^31) are the reference's wrapping h + out_offset.
 struct FastQuant {
-  int32_t bias, mult, left, right, mask, half;
-  // Left to requantize(): the multiplier INT32_MIN (the saturating case), and an activation range
-  // that is not an int8 sub-range (only a corrupt model has one; the clamp below assumes it).
+  int64_t z0;  // the constant part of the sum above (out_offset included)
+  int32_t bias, mult, left, right;
+  // Left to requantize(): a negative multiplier (INT32_MIN is the saturating case), a right
+  // shift above 23 with a zero point outside int8 (the high word could overflow), and an
+  // activation range that is not an int8 sub-range (only a corrupt model has these).
   bool exact_only;
 };
 inline FastQuant fast_quant(const RequantTail& t, int32_t oc) {
@@ -72,52 +82,79 @@ inline FastQuant fast_quant(const RequantTail& t, int32_t oc) {
   f.mult = q.mult;
   f.left = q.shift > 0 ? q.shift : 0;
   f.right = q.shift > 0 ? 0 : -q.shift;
-  f.mask = static_cast<int32_t>((int64_t{1} << f.right) - 1);
-  f.half = f.mask >> 1;
-  f.exact_only = q.mult == kInt32Min || !(-128 <= t.act_min && t.act_min <= t.act_max && t.act_max <= 127);
+  const bool int8_offset = -128 <= t.out_offset && t.out_offset <= 127;
+  f.exact_only = q.mult < 0 || !(-128 <= t.act_min && t.act_min <= t.act_max && t.act_max <= 127) ||
+                 (f.right > 0 && (f.right > 23 || !int8_offset));
+  f.z0 = (int64_t{1} << 30) + static_cast<int64_t>(t.out_offset) * (int64_t{1} << (31 + (f.exact_only ? 0 : f.right)));
+  if (f.right > 0 && !f.exact_only) f.z0 += int64_t{1} << (30 + f.right);
   return f;
+}
+
+#ifdef TT_SMLAD
+// z0 - [a < 0] 2^31 + a * mult as 64-bit (lo, hi): the sign term from a's sign bit by
+// ADDS/ADC, the product by SMLAL.
+inline int32_t requant_high(int64_t z0, int32_t a, int32_t mult) {
+  const uint32_t zl = static_cast<uint32_t>(z0);
+  const int32_t zh = static_cast<int32_t>(static_cast<uint64_t>(z0) >> 32);
+  const uint32_t sign = static_cast<uint32_t>(a) & 0x80000000u;
+  uint32_t lo;
+  int32_t hi;
+  __asm__("adds %[lo], %[zl], %[sign]\n\t"
+          "adc %[hi], %[zh], %[a], asr #31\n\t"
+          "smlal %[lo], %[hi], %[a], %[m]"
+          : [lo] "=&r"(lo), [hi] "=&r"(hi)
+          : [zl] "r"(zl), [zh] "r"(zh), [sign] "r"(sign), [a] "r"(a), [m] "r"(mult)
+          : "cc");
+  return hi;
+}
+#else
+inline int32_t requant_high(int64_t z0, int32_t a, int32_t mult) {
+  const int64_t z = z0 + static_cast<int64_t>(a) * mult - (static_cast<int64_t>(a < 0) << 31);
+  return static_cast<int32_t>(static_cast<uint64_t>(z) >> 32);
+}
+#endif
+// r + out_offset of the comment above (before the clamp), fast path only.
+inline int32_t requant_sum(const FastQuant& f, int32_t acc) {
+  const int32_t a = wrapping_add(acc, f.bias);
+  if (f.right > 0) return requant_high(f.z0, a, f.mult) >> (f.right - 1);
+  const int64_t z = f.z0 + static_cast<int64_t>(wrapping_shift_left(a, f.left)) * f.mult;
+  return static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(z) >> 31));
+}
+// Saturate to int8, then the activation range (inside int8, act_min <= act_max).
+inline int32_t sat_int8(int32_t y) {
+#ifdef TT_SMLAD
+  return __ssat(y, 8);
+#else
+  return y < -128 ? -128 : (y > 127 ? 127 : y);
+#endif
 }
 inline int8_t requantize_fast(const RequantTail& t, const FastQuant& f, int32_t acc) {
   if (f.exact_only) return requantize(t, ChannelQuant{f.bias, f.mult, f.left - f.right}, acc);
-  const int32_t a = wrapping_shift_left(wrapping_add(acc, f.bias), f.left);
-  const int32_t h = static_cast<int32_t>((static_cast<int64_t>(a) * f.mult + (int64_t{1} << 30)) >> 31);
-  const int32_t r = (h >> f.right) + ((h & f.mask) > f.half - (h >> 31) ? 1 : 0);
-  // Clamp without branches (the same instructions whatever the data): saturate to int8, then
-  // max / min with the activation range, which lies inside int8 with act_min <= act_max (so the
-  // differences cannot overflow).
-  int32_t y = wrapping_add(r, t.out_offset);
-#ifdef TT_SMLAD
-  y = __ssat(y, 8);
-#else
-  y = y < -128 ? -128 : (y > 127 ? 127 : y);
-#endif
-  int32_t d = y - t.act_min;
-  y -= d & (d >> 31);
-  d = t.act_max - y;
-  y += d & (d >> 31);
+  int32_t y = sat_int8(requant_sum(f, acc));
+  y = y < t.act_min ? t.act_min : y;
+  y = y > t.act_max ? t.act_max : y;
   return static_cast<int8_t>(y);
 }
 
-// The fast requantization over a run of accumulators, every parameter a register for
-// the whole run (scalars, not struct fields a char store could alias). Specialized on
-// a zero left shift (the usual multiplier below 1) and on an activation range that is
-// all of int8 (no clamp beyond the saturation to int8), so those cost nothing.
-template <bool kLeft, bool kClamp>
+// The fast requantization over a run of accumulators, every parameter a register for the
+// whole run (scalars, not struct fields a char store could alias). Specialized on a right
+// shift (the usual multiplier below 1/2) and on an activation range that is all of int8
+// (no clamp beyond the saturation to int8), so those cost nothing.
+template <bool kRound, bool kClamp>
 __attribute__((noinline)) void requantize_run_fast(const int32_t* acc, int32_t n, int8_t* out, int32_t out_stride,
-                                                   int32_t bias, int32_t mult, int32_t left, int32_t right,
-                                                   int32_t out_offset, int32_t lo, int32_t hi) {
-  const int32_t mask = static_cast<int32_t>((int64_t{1} << right) - 1), half = mask >> 1;
+                                                   int64_t z0, int32_t bias, int32_t mult, int32_t shift,
+                                                   int32_t lo, int32_t hi) {
+#pragma GCC unroll 2
   for (const int32_t* end = acc + n; acc != end; ++acc, out += out_stride) {
-    int32_t a = wrapping_add(*acc, bias);
-    if (kLeft) a = wrapping_shift_left(a, left);
-    const int32_t h = static_cast<int32_t>((static_cast<int64_t>(a) * mult + (int64_t{1} << 30)) >> 31);
-    const int32_t r = (h >> right) + ((h & mask) > half - (h >> 31) ? 1 : 0);
-    int32_t y = wrapping_add(r, out_offset);
-#ifdef TT_SMLAD
-    y = __ssat(y, 8);
-#else
-    y = y < -128 ? -128 : (y > 127 ? 127 : y);
-#endif
+    const int32_t a = wrapping_add(*acc, bias);
+    int32_t y;
+    if (kRound) {
+      y = requant_high(z0, a, mult) >> shift;  // shift = right - 1
+    } else {
+      const int64_t z = z0 + static_cast<int64_t>(wrapping_shift_left(a, shift)) * mult;  // shift = left
+      y = static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(z) >> 31));
+    }
+    y = sat_int8(y);
     if (kClamp) {
       y = y < lo ? lo : y;
       y = y > hi ? hi : y;
@@ -135,18 +172,14 @@ void requantize_run(const RequantTail& t, const FastQuant& f, const int32_t* acc
     return;
   }
   const bool clamp = t.act_min != -128 || t.act_max != 127;
-  if (f.left != 0) {
-    if (clamp)
-      requantize_run_fast<true, true>(acc, n, out, out_stride, f.bias, f.mult, f.left, f.right, t.out_offset, t.act_min,
-                                      t.act_max);
-    else
-      requantize_run_fast<true, false>(acc, n, out, out_stride, f.bias, f.mult, f.left, f.right, t.out_offset, -128,
-                                       127);
+  const int32_t lo = t.act_min, hi = t.act_max;
+  if (f.right > 0) {
+    if (clamp) requantize_run_fast<true, true>(acc, n, out, out_stride, f.z0, f.bias, f.mult, f.right - 1, lo, hi);
+    else requantize_run_fast<true, false>(acc, n, out, out_stride, f.z0, f.bias, f.mult, f.right - 1, lo, hi);
   } else if (clamp) {
-    requantize_run_fast<false, true>(acc, n, out, out_stride, f.bias, f.mult, 0, f.right, t.out_offset, t.act_min,
-                                     t.act_max);
+    requantize_run_fast<false, true>(acc, n, out, out_stride, f.z0, f.bias, f.mult, f.left, lo, hi);
   } else {
-    requantize_run_fast<false, false>(acc, n, out, out_stride, f.bias, f.mult, 0, f.right, t.out_offset, -128, 127);
+    requantize_run_fast<false, false>(acc, n, out, out_stride, f.z0, f.bias, f.mult, f.left, lo, hi);
   }
 }
 
@@ -458,45 +491,58 @@ int32_t dot_pairs_fixed(const int8_t* x, int32_t n, int32_t offset, const int16_
   return i;
 }
 
-// Weight row of output channel oc with the trained channels merged in, int16 in SMLAD order.
-void pointwise_weight_row(const ConvCore& p, int32_t oc, int16_t* w) {
-  const int8_t* row = p.w + static_cast<int64_t>(oc) * p.ic;
-  for (int32_t c = 0; c < p.ic; ++c) w[c] = row[c];
-  if (p.sel) {
-    const int8_t* r = p.w_ram + static_cast<int64_t>(oc) * p.nsel;
-    for (int32_t j = 0; j < p.nsel; ++j) w[core_load_i32(p.sel + 4 * j)] = r[j];
-  }
-  to_smlad_order(w, p.ic);
-}
-
 // Where element q (0..3) of a group of four goes in SMLAD order.
 inline int32_t smlad_lane(int32_t q) { return q == 1 ? 2 : (q == 2 ? 1 : q); }
+
+// Weight row of output channel oc as int16 with the trained channels merged in: the groups
+// of four input channels in SMLAD order, group g at grp + gstride * g, the last ic % 4
+// channels in natural order at tail. Returns the row's sum (for a folded input offset).
+int32_t expand_weight_row(const ConvCore& p, int32_t oc, int16_t* grp, int32_t gstride, int16_t* tail) {
+  const int8_t* row = p.w + static_cast<int64_t>(oc) * p.ic;
+  const int32_t groups = p.ic / 4;
+  int32_t sum = 0;
+  int16_t* d = grp;
+  for (int32_t g = 0; g < groups; ++g, d += gstride) {
+#ifdef TT_SMLAD
+    const uint32_t u = load_u32(row + 4 * g);
+    const int32_t a = __sxtb16(static_cast<int8x4_t>(u)), b = sxtb16_ror8(u);  // (w0, w2), (w1, w3)
+    memcpy(d, &a, 4);
+    memcpy(d + 2, &b, 4);
+    sum = __smlad(a, 0x00010001, __smlad(b, 0x00010001, sum));
+#else
+    for (int32_t q = 0; q < 4; ++q) {
+      d[smlad_lane(q)] = row[4 * g + q];
+      sum += row[4 * g + q];
+    }
+#endif
+  }
+  for (int32_t c = 4 * groups; c < p.ic; ++c) {
+    tail[c - 4 * groups] = row[c];
+    sum += row[c];
+  }
+  if (p.sel) {
+    const int8_t* ram = p.w_ram + static_cast<int64_t>(oc) * p.nsel;
+    for (int32_t j = 0; j < p.nsel; ++j) {
+      const int32_t c = core_load_i32(p.sel + 4 * j);
+      *(c < 4 * groups ? grp + gstride * (c >> 2) + smlad_lane(c & 3) : tail + (c - 4 * groups)) = ram[j];
+      sum += ram[j] - row[c];
+    }
+  }
+  return sum;
+}
+
+// Weight row of output channel oc with the trained channels merged in, int16 in SMLAD order.
+void pointwise_weight_row(const ConvCore& p, int32_t oc, int16_t* w) {
+  const int32_t groups = p.ic / 4;
+  expand_weight_row(p, oc, w, 4, w + 4 * groups);
+}
 
 // The weight rows of output channels oc and oc + 1 (trained channels merged in) for
 // dot2x2_folded: interleaved groups in wq[0 .. 8 * (ic / 4)), the last ic % 4 channels of
 // each row after them; sums[r] = the row's sum (for the folded input offset).
 void pointwise_weight_pair(const ConvCore& p, int32_t oc, int16_t* wq, int32_t* sums) {
   const int32_t groups = p.ic / 4, tail = p.ic - 4 * groups;
-  for (int32_t r = 0; r < 2; ++r) {
-    const int8_t* row = p.w + static_cast<int64_t>(oc + r) * p.ic;
-    int16_t* wt = wq + 8 * groups + r * tail;
-    for (int32_t c = 0; c < p.ic; ++c) {
-      const int32_t q = c & 3;
-      *(c < 4 * groups ? wq + 8 * (c >> 2) + 4 * r + smlad_lane(q) : wt + (c - 4 * groups)) = row[c];
-    }
-    if (p.sel) {
-      const int8_t* ram = p.w_ram + static_cast<int64_t>(oc + r) * p.nsel;
-      for (int32_t j = 0; j < p.nsel; ++j) {
-        const int32_t c = core_load_i32(p.sel + 4 * j), q = c & 3;
-        *(c < 4 * groups ? wq + 8 * (c >> 2) + 4 * r + smlad_lane(q) : wt + (c - 4 * groups)) = ram[j];
-      }
-    }
-    int32_t sum = 0;
-    for (int32_t g = 0; g < groups; ++g)
-      for (int32_t k = 0; k < 4; ++k) sum += wq[8 * g + 4 * r + k];
-    for (int32_t t = 0; t < tail; ++t) sum += wt[t];
-    sums[r] = sum;
-  }
+  for (int32_t r = 0; r < 2; ++r) sums[r] = expand_weight_row(p, oc + r, wq + 4 * r, 8, wq + 8 * groups + r * tail);
 }
 
 // A 1x1 convolution over `pixels` consecutive input pixels x[i * ic], output channels
