@@ -215,6 +215,26 @@ inline void expand_s8(const int8_t* x, int32_t n, int32_t offset, int16_t* out) 
   for (; i < n; ++i) out[i] = static_cast<int16_t>(x[i] + offset);
 }
 
+// n int8 values + offset -> int16 in natural order.
+inline void expand_s8_natural(const int8_t* x, int32_t n, int32_t offset, int16_t* out) {
+  int32_t i = 0;
+#ifdef TT_SMLAD
+  // Four bytes at a time: SXTAB16 adds the offset to (x0, x2) and (x1, x3), PKHBT / PKHTB
+  // put them back in order.
+  const int32_t off2 = pack_offset2(offset);
+  for (; i + 4 <= n; i += 4) {
+    const uint32_t u = load_u32(x + i);
+    const int32_t even = __sxtab16(off2, static_cast<int8x4_t>(u)), odd = sxtab16_ror8(off2, u);
+    int32_t x01, x23;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(x01) : "r"(even), "r"(odd));
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(x23) : "r"(odd), "r"(even));
+    memcpy(out + i, &x01, 4);
+    memcpy(out + i + 2, &x23, 4);
+  }
+#endif
+  for (; i < n; ++i) out[i] = static_cast<int16_t>(x[i] + offset);
+}
+
 // Sums of x (int16, SMLAD order) times two int8 weight rows.
 inline void dot2_s16_s8(const int16_t* x, const int8_t* w0, const int8_t* w1, int32_t n, int32_t* a0, int32_t* a1) {
   int32_t s0 = 0, s1 = 0, i = 0;
@@ -307,8 +327,14 @@ void expand_window(const ConvCore& p, int32_t oy, int32_t ox, int16_t* buf) {
   const int32_t y0 = oy * p.stride_h - p.pad_top;
   const int32_t x0 = ox * p.stride_w - p.pad_left;
   int16_t* o = buf;
+  const bool row_inside = p.dilation_w == 1 && x0 >= 0 && x0 + p.kw <= p.x_w;
   for (int32_t ky = 0; ky < p.kh; ++ky) {
     const int32_t iy = y0 + ky * p.dilation_h;
+    if (row_inside && iy >= 0 && iy < p.x_h) {  // the window row is kw * ic consecutive bytes
+      expand_s8_natural(p.x + (static_cast<int64_t>(iy) * p.x_w + x0) * p.ic, p.kw * p.ic, p.in_offset, o);
+      o += p.kw * p.ic;
+      continue;
+    }
     for (int32_t kx = 0; kx < p.kw; ++kx, o += p.ic) {
       const int32_t ix = x0 + kx * p.dilation_w;
       if (iy < 0 || iy >= p.x_h || ix < 0 || ix >= p.x_w) {
@@ -729,7 +755,8 @@ inline void dw_load_row(const DwCore& p, const int8_t* in, int32_t in_stride, in
   for (; j < lo; ++j) dst[j] = 0;
   const int8_t* src = in + (static_cast<int64_t>(iy) * p.x_w + (j - p.pad_left)) * in_stride;
   if (in_stride == 1) {
-    for (; j < hi; ++j) dst[j] = static_cast<int16_t>(*src++ + p.in_offset);
+    expand_s8_natural(src, hi - j, p.in_offset, dst + j);
+    j = hi;
   } else {
     for (; j < hi; ++j, src += in_stride) dst[j] = static_cast<int16_t>(*src + p.in_offset);
   }
@@ -780,6 +807,90 @@ void dw_run_fixed(const int16_t* const* rows, const DwPacked& w, int32_t c0, int
   const int16_t* r[K];
   for (int32_t ky = 0; ky < K; ++ky) r[ky] = rows[ky];
   for (int32_t i = 0, c = c0; i < m; ++i, c += stride_w) acc[i] = dw_window<K>(r, c, w.wp, w.wl);
+}
+
+// 3x3 undilated, stride S (1 or 2): two outputs per pass (window columns c, c + S of rows
+// r0..r2, from column 0), npairs passes into acc[0 .. 2 * npairs). Weights: w01[ky] the
+// packed pair (w[ky][0], w[ky][1]); w2a = (w[0][2], w[1][2]) and w2b = (w[2][2], -) packed,
+// so that every weight stays in a register (no spills in the loop).
+template <int S>
+__attribute__((noinline)) void dw3_pairs(const int16_t* r0, const int16_t* r1, const int16_t* r2, int32_t npairs,
+                                         int32_t w01_0, int32_t w01_1, int32_t w01_2, int32_t w2a, int32_t w2b,
+                                         int32_t* acc) {
+  for (int32_t i = 0; i < npairs; ++i, r0 += 2 * S, r1 += 2 * S, r2 += 2 * S, acc += 2) {
+#ifdef TT_SMLAD
+    // Row ky: p = (x[c], x[c+1]) for the first output; q = (x[c+S], x[c+S+1]) for the second;
+    // x[c+2] is q's low half when S == 2 and t's low half when S == 1, t = (x[c+2], x[c+3]).
+    int32_t o0, o1;
+    {
+      const int32_t p = static_cast<int32_t>(load_u32(r0)), q = static_cast<int32_t>(load_u32(r0 + S));
+      o0 = __smlad(p, w01_0, 0);
+      o1 = __smlad(q, w01_0, 0);
+      if (S == 1) {
+        const int32_t t = static_cast<int32_t>(load_u32(r0 + 2));
+        o0 = __smlabb(t, w2a, o0);
+        o1 = __smlatb(t, w2a, o1);
+      } else {
+        o0 = __smlabb(q, w2a, o0);
+        o1 = __smlabb(r0[4], w2a, o1);
+      }
+    }
+    {
+      const int32_t p = static_cast<int32_t>(load_u32(r1)), q = static_cast<int32_t>(load_u32(r1 + S));
+      o0 = __smlad(p, w01_1, o0);
+      o1 = __smlad(q, w01_1, o1);
+      if (S == 1) {
+        const int32_t t = static_cast<int32_t>(load_u32(r1 + 2));
+        o0 = __smlabt(t, w2a, o0);
+        o1 = __smlatt(t, w2a, o1);
+      } else {
+        o0 = __smlabt(q, w2a, o0);
+        o1 = __smlabt(r1[4], w2a, o1);
+      }
+    }
+    {
+      const int32_t p = static_cast<int32_t>(load_u32(r2)), q = static_cast<int32_t>(load_u32(r2 + S));
+      o0 = __smlad(p, w01_2, o0);
+      o1 = __smlad(q, w01_2, o1);
+      if (S == 1) {
+        const int32_t t = static_cast<int32_t>(load_u32(r2 + 2));
+        o0 = __smlabb(t, w2b, o0);
+        o1 = __smlatb(t, w2b, o1);
+      } else {
+        o0 = __smlabb(q, w2b, o0);
+        o1 = __smlabb(r2[4], w2b, o1);
+      }
+    }
+    acc[0] = o0;
+    acc[1] = o1;
+#else
+    const int16_t* r[3] = {r0, r1, r2};
+    const int32_t w01[3] = {w01_0, w01_1, w01_2};
+    const int32_t w2[3] = {static_cast<int16_t>(w2a), w2a >> 16, static_cast<int16_t>(w2b)};
+    for (int32_t k = 0; k < 2; ++k) {
+      int32_t a = 0;
+      for (int32_t ky = 0; ky < 3; ++ky) {
+        const int16_t* x = r[ky] + k * S;
+        a += x[0] * static_cast<int16_t>(w01[ky]) + x[1] * (w01[ky] >> 16) + x[2] * w2[ky];
+      }
+      acc[k] = a;
+    }
+#endif
+  }
+}
+
+// dw_run_fixed<3> for strides 1 and 2: pairs of outputs by dw3_pairs, an odd last one alone.
+void dw3_run(const int16_t* const* rows, const DwPacked& w, int32_t c0, int32_t stride_w, int32_t m, int32_t* acc) {
+  const int32_t pairs = m / 2;
+  const int32_t w2a = pack_pair(w.wl[0], w.wl[1]), w2b = pack_pair(w.wl[2], 0);
+  if (stride_w == 1)
+    dw3_pairs<1>(rows[0] + c0, rows[1] + c0, rows[2] + c0, pairs, w.wp[0], w.wp[1], w.wp[2], w2a, w2b, acc);
+  else
+    dw3_pairs<2>(rows[0] + c0, rows[1] + c0, rows[2] + c0, pairs, w.wp[0], w.wp[1], w.wp[2], w2a, w2b, acc);
+  if (m & 1) {
+    const int16_t* r[3] = {rows[0], rows[1], rows[2]};
+    acc[m - 1] = dw_window<3>(r, c0 + (m - 1) * stride_w, w.wp, w.wl);
+  }
 }
 
 void dw_run_generic(const DwCore& p, const int16_t* const* rows, const int32_t* wv, int32_t c0, int32_t m,
@@ -837,7 +948,8 @@ void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride
     for (int32_t ox = 0; ox < p.ow;) {
       const int32_t m = p.ow - ox < kDwChunk - filled ? p.ow - ox : kDwChunk - filled;
       const int32_t c0 = ox * p.stride_w;
-      if (fixed == 3) dw_run_fixed<3>(rows, packed, c0, p.stride_w, m, acc + filled);
+      if (fixed == 3 && p.stride_w <= 2) dw3_run(rows, packed, c0, p.stride_w, m, acc + filled);
+      else if (fixed == 3) dw_run_fixed<3>(rows, packed, c0, p.stride_w, m, acc + filled);
       else if (fixed == 5) dw_run_fixed<5>(rows, packed, c0, p.stride_w, m, acc + filled);
       else if (fixed == 7) dw_run_fixed<7>(rows, packed, c0, p.stride_w, m, acc + filled);
       else dw_run_generic(p, rows, wv, c0, m, acc + filled);
