@@ -809,6 +809,27 @@ void dw_run_fixed(const int16_t* const* rows, const DwPacked& w, int32_t c0, int
   for (int32_t i = 0, c = c0; i < m; ++i, c += stride_w) acc[i] = dw_window<K>(r, c, w.wp, w.wl);
 }
 
+#ifdef TT_SMLAD
+// One row of dw3_pairs: p = (x[c], x[c+1]) for the first output, q = (x[c+S], x[c+S+1]) for
+// the second; the third tap x[c+2] is t's low half (S == 1, t = (x[c+2], x[c+3])) or q's
+// (S == 2); the row's third weight is w2's top half when kTop, else its bottom half.
+template <int S, bool kTop>
+inline void dw3_row(const int16_t* r, int32_t w01, int32_t w2, int32_t& o0, int32_t& o1) {
+  const int32_t p = static_cast<int32_t>(load_u32(r)), q = static_cast<int32_t>(load_u32(r + S));
+  o0 = __smlad(p, w01, o0);
+  o1 = __smlad(q, w01, o1);
+  const int32_t t = S == 1 ? static_cast<int32_t>(load_u32(r + 2)) : q;
+  const int32_t last = S == 1 ? t : r[4];  // the second output's third tap in its low half (S == 2)
+  if (kTop) {
+    o0 = __smlabt(t, w2, o0);
+    o1 = S == 1 ? __smlatt(last, w2, o1) : __smlabt(last, w2, o1);
+  } else {
+    o0 = __smlabb(t, w2, o0);
+    o1 = S == 1 ? __smlatb(last, w2, o1) : __smlabb(last, w2, o1);
+  }
+}
+#endif
+
 // 3x3 undilated, stride S (1 or 2): two outputs per pass (window columns c, c + S of rows
 // r0..r2, from column 0), npairs passes into acc[0 .. 2 * npairs). Weights: w01[ky] the
 // packed pair (w[ky][0], w[ky][1]); w2a = (w[0][2], w[1][2]) and w2b = (w[2][2], -) packed,
@@ -819,48 +840,10 @@ __attribute__((noinline)) void dw3_pairs(const int16_t* r0, const int16_t* r1, c
                                          int32_t* acc) {
   for (int32_t i = 0; i < npairs; ++i, r0 += 2 * S, r1 += 2 * S, r2 += 2 * S, acc += 2) {
 #ifdef TT_SMLAD
-    // Row ky: p = (x[c], x[c+1]) for the first output; q = (x[c+S], x[c+S+1]) for the second;
-    // x[c+2] is q's low half when S == 2 and t's low half when S == 1, t = (x[c+2], x[c+3]).
-    int32_t o0, o1;
-    {
-      const int32_t p = static_cast<int32_t>(load_u32(r0)), q = static_cast<int32_t>(load_u32(r0 + S));
-      o0 = __smlad(p, w01_0, 0);
-      o1 = __smlad(q, w01_0, 0);
-      if (S == 1) {
-        const int32_t t = static_cast<int32_t>(load_u32(r0 + 2));
-        o0 = __smlabb(t, w2a, o0);
-        o1 = __smlatb(t, w2a, o1);
-      } else {
-        o0 = __smlabb(q, w2a, o0);
-        o1 = __smlabb(r0[4], w2a, o1);
-      }
-    }
-    {
-      const int32_t p = static_cast<int32_t>(load_u32(r1)), q = static_cast<int32_t>(load_u32(r1 + S));
-      o0 = __smlad(p, w01_1, o0);
-      o1 = __smlad(q, w01_1, o1);
-      if (S == 1) {
-        const int32_t t = static_cast<int32_t>(load_u32(r1 + 2));
-        o0 = __smlabt(t, w2a, o0);
-        o1 = __smlatt(t, w2a, o1);
-      } else {
-        o0 = __smlabt(q, w2a, o0);
-        o1 = __smlabt(r1[4], w2a, o1);
-      }
-    }
-    {
-      const int32_t p = static_cast<int32_t>(load_u32(r2)), q = static_cast<int32_t>(load_u32(r2 + S));
-      o0 = __smlad(p, w01_2, o0);
-      o1 = __smlad(q, w01_2, o1);
-      if (S == 1) {
-        const int32_t t = static_cast<int32_t>(load_u32(r2 + 2));
-        o0 = __smlabb(t, w2b, o0);
-        o1 = __smlatb(t, w2b, o1);
-      } else {
-        o0 = __smlabb(q, w2b, o0);
-        o1 = __smlabb(r2[4], w2b, o1);
-      }
-    }
+    int32_t o0 = 0, o1 = 0;
+    dw3_row<S, false>(r0, w01_0, w2a, o0, o1);
+    dw3_row<S, true>(r1, w01_1, w2a, o0, o1);
+    dw3_row<S, false>(r2, w01_2, w2b, o0, o1);
     acc[0] = o0;
     acc[1] = o1;
 #else
