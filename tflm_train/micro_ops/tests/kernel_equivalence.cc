@@ -128,7 +128,7 @@ bool same(const int8_t* a, const int8_t* b, int32_t n, const char* what, int32_t
   return true;
 }
 
-const int32_t kChannels[] = {1, 2, 3, 4, 5, 7, 8, 11, 13, 16, 17, 24, 31, 40, 97};
+const int32_t kChannels[] = {1, 2, 3, 4, 5, 7, 8, 11, 13, 16, 17, 24, 31, 32, 40, 97};
 const int32_t kKernels[] = {1, 1, 1, 2, 3, 3, 3, 5, 7};
 
 bool conv_case(int32_t c) {

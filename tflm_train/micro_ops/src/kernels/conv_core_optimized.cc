@@ -14,6 +14,7 @@
 // lies inside the input run without bounds checks, the input offset folded in
 // as offset * (sum of the valid rows' weights); 3x3, 5x5 and 7x7 unrolled.
 #include "conv_core.h"
+#include "requant_fast.h"
 
 #if defined(__ARM_FEATURE_DSP) && !defined(TT_NO_ACLE)
 #include <arm_acle.h>
@@ -53,26 +54,13 @@ inline int32_t sxtab16_ror8(int32_t a, uint32_t b) {
 #endif
 
 
-// requantize() as one 64-bit multiply-accumulate and one shift, the same integers.
-// With a = acc + bias (<< left), M = mult, e = right, and the reference's two roundings
-//   h = saturating_rounding_doubling_high_mul(a, M) = floor((a*M + 2^30) / 2^31)
-//       (every product but INT32_MIN * INT32_MIN; the nudge 1 - 2^30 of negative
-//       products and C's truncating division give exactly this floor), and
-//   r = rounding_divide_by_pot(h, e) = floor((h + 2^(e-1) - [h < 0]) / 2^e)   (e >= 1)
-// nested floor divisions by powers of two compose, so
-//   r + out_offset = floor((a*M + 2^30 + 2^(30+e) - [h<0] 2^31 + out_offset 2^(31+e)) / 2^(31+e)).
-// For M >= 0, [h < 0] may be replaced by [a < 0]: they differ only when a < 0 and
-// a*M + 2^30 >= 0, and then h = 0, which rounds to 0 either way. The constant part is
-// z0 (per channel), the sum one SMLAL, and the division the high word shifted by e - 1
-// (|high word| < 2^31 for e <= 23 and an int8 zero point, which the fast path requires).
-// With e = 0 (a left shift or none) no rounding remains: the low 32 bits of
-// floor((a*M + 2^30 + out_offset 2^31) / 2^31) are the reference's wrapping h + out_offset.
+// requantize() through requant_fast.h (one SMLAL and one shift per value, the same integers).
 struct FastQuant {
-  int64_t z0;  // the constant part of the sum above (out_offset included)
+  int64_t z0;  // requant_z0: the constant part of the sum (out_offset included)
   int32_t bias, mult, left, right;
-  // Left to requantize(): a negative multiplier (INT32_MIN is the saturating case), a right
-  // shift above 23 with a zero point outside int8 (the high word could overflow), and an
-  // activation range that is not an int8 sub-range (only a corrupt model has these).
+  // Left to requantize(): what requant_fast_applies excludes (a negative multiplier; a right
+  // shift above 23 with a zero point outside int8) and an activation range that is not an
+  // int8 sub-range (only a corrupt model has these).
   bool exact_only;
 };
 inline FastQuant fast_quant(const RequantTail& t, int32_t oc) {
@@ -82,43 +70,14 @@ inline FastQuant fast_quant(const RequantTail& t, int32_t oc) {
   f.mult = q.mult;
   f.left = q.shift > 0 ? q.shift : 0;
   f.right = q.shift > 0 ? 0 : -q.shift;
-  const bool int8_offset = -128 <= t.out_offset && t.out_offset <= 127;
-  f.exact_only = q.mult < 0 || !(-128 <= t.act_min && t.act_min <= t.act_max && t.act_max <= 127) ||
-                 (f.right > 0 && (f.right > 23 || !int8_offset));
-  f.z0 = (int64_t{1} << 30) + static_cast<int64_t>(t.out_offset) * (int64_t{1} << (31 + (f.exact_only ? 0 : f.right)));
-  if (f.right > 0 && !f.exact_only) f.z0 += int64_t{1} << (30 + f.right);
+  f.exact_only = !requant_fast_applies(q.mult, f.right, t.out_offset) ||
+                 !(-128 <= t.act_min && t.act_min <= t.act_max && t.act_max <= 127);
+  f.z0 = f.exact_only ? 0 : requant_z0(f.right, t.out_offset);
   return f;
 }
-
-#ifdef TT_SMLAD
-// z0 - [a < 0] 2^31 + a * mult as 64-bit (lo, hi): the sign term from a's sign bit by
-// ADDS/ADC, the product by SMLAL.
-inline int32_t requant_high(int64_t z0, int32_t a, int32_t mult) {
-  const uint32_t zl = static_cast<uint32_t>(z0);
-  const int32_t zh = static_cast<int32_t>(static_cast<uint64_t>(z0) >> 32);
-  const uint32_t sign = static_cast<uint32_t>(a) & 0x80000000u;
-  uint32_t lo;
-  int32_t hi;
-  __asm__("adds %[lo], %[zl], %[sign]\n\t"
-          "adc %[hi], %[zh], %[a], asr #31\n\t"
-          "smlal %[lo], %[hi], %[a], %[m]"
-          : [lo] "=&r"(lo), [hi] "=&r"(hi)
-          : [zl] "r"(zl), [zh] "r"(zh), [sign] "r"(sign), [a] "r"(a), [m] "r"(mult)
-          : "cc");
-  return hi;
-}
-#else
-inline int32_t requant_high(int64_t z0, int32_t a, int32_t mult) {
-  const int64_t z = z0 + static_cast<int64_t>(a) * mult - (static_cast<int64_t>(a < 0) << 31);
-  return static_cast<int32_t>(static_cast<uint64_t>(z) >> 32);
-}
-#endif
-// r + out_offset of the comment above (before the clamp), fast path only.
+// r + out_offset (before the clamp), fast path only.
 inline int32_t requant_sum(const FastQuant& f, int32_t acc) {
-  const int32_t a = wrapping_add(acc, f.bias);
-  if (f.right > 0) return requant_high(f.z0, a, f.mult) >> (f.right - 1);
-  const int64_t z = f.z0 + static_cast<int64_t>(wrapping_shift_left(a, f.left)) * f.mult;
-  return static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(z) >> 31));
+  return requant_apply(f.z0, f.mult, f.left, f.right, wrapping_add(acc, f.bias));
 }
 // Saturate to int8, then the activation range (inside int8, act_min <= act_max).
 inline int32_t sat_int8(int32_t y) {
@@ -148,12 +107,8 @@ __attribute__((noinline)) void requantize_run_fast(const int32_t* acc, int32_t n
   for (const int32_t* end = acc + n; acc != end; ++acc, out += out_stride) {
     const int32_t a = wrapping_add(*acc, bias);
     int32_t y;
-    if (kRound) {
-      y = requant_high(z0, a, mult) >> shift;  // shift = right - 1
-    } else {
-      const int64_t z = z0 + static_cast<int64_t>(wrapping_shift_left(a, shift)) * mult;  // shift = left
-      y = static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(z) >> 31));
-    }
+    if (kRound) y = requant_high(z0, a, mult) >> shift;  // shift = right - 1
+    else y = requant_apply(z0, mult, shift, 0, a);       // shift = left
     y = sat_int8(y);
     if (kClamp) {
       y = y < lo ? lo : y;
@@ -349,8 +304,10 @@ void expand_window(const ConvCore& p, int32_t oy, int32_t ox, int16_t* buf) {
 }
 
 // Split correction of output channel oc: sum over taps of (x + offset) * (w_ram - w_flash).
-int32_t split_correction(const ConvCore& p, const int16_t* buf, int32_t oc) {
-  const int32_t taps = p.kh * p.kw, n = taps * p.ic;
+// buf holds the window in SMLAD order over its first `layout` values (>= the window's taps; the
+// padded windows of window_rows are longer).
+int32_t split_correction(const ConvCore& p, const int16_t* buf, int32_t oc, int32_t layout) {
+  const int32_t taps = p.kh * p.kw, n = layout;
   int32_t acc = 0;
   for (int32_t t = 0; t < taps; ++t) {
     const int32_t row = oc * taps + t;
@@ -371,15 +328,15 @@ void pixel_from_window(const ConvCore& p, const int16_t* buf, int8_t* out) {
     int32_t a0, a1;
     dot2_s16_s8(buf, p.w + static_cast<int64_t>(oc) * n, p.w + static_cast<int64_t>(oc + 1) * n, n, &a0, &a1);
     if (p.sel) {
-      a0 += split_correction(p, buf, oc);
-      a1 += split_correction(p, buf, oc + 1);
+      a0 += split_correction(p, buf, oc, n);
+      a1 += split_correction(p, buf, oc + 1, n);
     }
     out[oc] = requantize_fast(p.tail, fast_quant(p.tail, oc), a0);
     out[oc + 1] = requantize_fast(p.tail, fast_quant(p.tail, oc + 1), a1);
   }
   if (oc < p.oc) {
     int32_t a = dot_s16_s8(buf, p.w + static_cast<int64_t>(oc) * n, n);
-    if (p.sel) a += split_correction(p, buf, oc);
+    if (p.sel) a += split_correction(p, buf, oc, n);
     out[oc] = requantize_fast(p.tail, fast_quant(p.tail, oc), a);
   }
 }
@@ -388,6 +345,7 @@ void pixel_from_window(const ConvCore& p, const int16_t* buf, int8_t* out) {
 
 namespace {
 constexpr int32_t kWindowBuf = 2048;  // int16 windows of a run of pixels on the stack (4 KB)
+constexpr int32_t kPadTaps = 64;      // windows up to this long padded to a multiple of 4 taps
 void window_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out);
 bool plain_pointwise(const ConvCore& p);
 void pointwise_run(const ConvCore& p, int32_t oc0, int32_t noc, const int8_t* x, int32_t pixels, int8_t* out,
@@ -635,14 +593,45 @@ inline void dot2x2_s16_s8(const int16_t* x0, const int16_t* x1, const int8_t* w0
                           int32_t* acc) {
   int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0, i = 0;
 #ifdef TT_SMLAD
-  for (; i + 4 <= n; i += 4) {
-    const int32_t x0a = static_cast<int32_t>(load_u32(x0 + i)), x0b = static_cast<int32_t>(load_u32(x0 + i + 2));
-    const int32_t x1a = static_cast<int32_t>(load_u32(x1 + i)), x1b = static_cast<int32_t>(load_u32(x1 + i + 2));
-    const uint32_t u0 = load_u32(w0 + i), u1 = load_u32(w1 + i);
-    const int32_t w0a = __sxtb16(static_cast<int8x4_t>(u0)), w0b = sxtb16_ror8(u0);
-    const int32_t w1a = __sxtb16(static_cast<int8x4_t>(u1)), w1b = sxtb16_ror8(u1);
-    smlad_2x2(x0a, x0b, x1a, x1b, w0a, w0b, w1a, w1b, &s00, &s01, &s10, &s11);
+  // In assembly: the compiler's scheduling hoists every load and spills; this order keeps
+  // the 4 sums, 4 pointers, the count, 4 weight halfword pairs and one input word in the 14
+  // registers: both rows' weights first, each input word used twice as soon as it is loaded.
+  int32_t g = n >> 2;
+  if (g > 0) {
+    const int16_t* xa = x0;
+    const int16_t* xb = x1;
+    const int8_t* wa = w0;
+    const int8_t* wb = w1;
+    int32_t t0, t1, t2, t3, v;
+    __asm__(
+        "1:\n\t"
+        "ldr %[t0], [%[wa]], #4\n\t"
+        "ldr %[t2], [%[wb]], #4\n\t"
+        "sxtb16 %[t1], %[t0], ror #8\n\t"
+        "sxtb16 %[t0], %[t0]\n\t"
+        "sxtb16 %[t3], %[t2], ror #8\n\t"
+        "sxtb16 %[t2], %[t2]\n\t"
+        "ldr %[v], [%[xa]], #4\n\t"
+        "smlad %[s00], %[v], %[t0], %[s00]\n\t"
+        "smlad %[s01], %[v], %[t2], %[s01]\n\t"
+        "ldr %[v], [%[xa]], #4\n\t"
+        "smlad %[s00], %[v], %[t1], %[s00]\n\t"
+        "smlad %[s01], %[v], %[t3], %[s01]\n\t"
+        "ldr %[v], [%[xb]], #4\n\t"
+        "smlad %[s10], %[v], %[t0], %[s10]\n\t"
+        "smlad %[s11], %[v], %[t2], %[s11]\n\t"
+        "ldr %[v], [%[xb]], #4\n\t"
+        "smlad %[s10], %[v], %[t1], %[s10]\n\t"
+        "smlad %[s11], %[v], %[t3], %[s11]\n\t"
+        "subs %[g], %[g], #1\n\t"
+        "bne 1b"
+        : [s00] "+r"(s00), [s01] "+r"(s01), [s10] "+r"(s10), [s11] "+r"(s11), [xa] "+r"(xa), [xb] "+r"(xb),
+          [wa] "+r"(wa), [wb] "+r"(wb), [g] "+r"(g), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
+          [t3] "=&r"(t3), [v] "=&r"(v)
+        :
+        : "cc", "memory");
   }
+  i = n & ~3;
 #else
   for (; i + 4 <= n; i += 4) {
     for (int32_t k = 0; k < 4; ++k) {
@@ -666,40 +655,60 @@ inline void dot2x2_s16_s8(const int16_t* x0, const int16_t* x1, const int8_t* w0
 // per pass over them, each channel's requantization hoisted out of the run.
 void window_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out) {
   const int32_t n = p.kh * p.kw * p.ic;
-  int32_t run = kWindowBuf / n;
+  // A short window whose length is not a multiple of 4 (the first convolution's 27 taps) is
+  // padded with zero taps to one, its weight rows copied with zeros after them: no scalar
+  // end in the inner loop.
+  const int32_t np = n % 4 != 0 && n <= kPadTaps ? (n + 3) & ~3 : n;
+  int32_t run = kWindowBuf / np;
   if (run > kPointwiseChunk) run = kPointwiseChunk;
   int16_t buf[kWindowBuf];
   int32_t acc0[kPointwiseChunk], acc1[kPointwiseChunk];
+  alignas(4) int8_t wpad[2][kPadTaps];
   const int32_t total = (oy1 - oy0) * p.ow;
   for (int32_t i0 = 0; i0 < total; i0 += run) {
     const int32_t cnt = total - i0 < run ? total - i0 : run;
     for (int32_t k = 0; k < cnt; ++k) {
       const int32_t i = i0 + k;
-      expand_window(p, oy0 + i / p.ow, i % p.ow, buf + k * n);
+      int16_t* win = buf + k * np;
+      expand_window(p, oy0 + i / p.ow, i % p.ow, win);
+      if (np != n) {  // zeros after the natural-order tail, then that last group in SMLAD order
+        for (int32_t t = n; t < np; ++t) win[t] = 0;
+        const int16_t t1 = win[np - 3];
+        win[np - 3] = win[np - 2];
+        win[np - 2] = t1;
+      }
     }
     int8_t* o = out + static_cast<int64_t>(i0) * p.oc;
     for (int32_t oc = 0; oc < p.oc; oc += 2) {
       const int32_t oc1 = oc + 1 < p.oc ? oc + 1 : oc;  // an odd last channel computed twice, written once
       const int8_t* w0 = p.w + static_cast<int64_t>(oc) * n;
       const int8_t* w1 = p.w + static_cast<int64_t>(oc1) * n;
+      if (np != n) {
+        for (int32_t t = 0; t < np; ++t) {
+          wpad[0][t] = t < n ? w0[t] : 0;
+          wpad[1][t] = t < n ? w1[t] : 0;
+        }
+        w0 = wpad[0];
+        w1 = wpad[1];
+      }
       int32_t a[4];
       int32_t k = 0;
       for (; k + 2 <= cnt; k += 2) {
-        dot2x2_s16_s8(buf + k * n, buf + (k + 1) * n, w0, w1, n, a);
+        dot2x2_s16_s8(buf + k * np, buf + (k + 1) * np, w0, w1, np, a);
         acc0[k] = a[0];
         acc1[k] = a[1];
         acc0[k + 1] = a[2];
         acc1[k + 1] = a[3];
       }
       if (k < cnt) {
-        dot2x2_s16_s8(buf + k * n, buf + k * n, w0, w1, n, a);
+        dot2x2_s16_s8(buf + k * np, buf + k * np, w0, w1, np, a);
         acc0[k] = a[0];
         acc1[k] = a[1];
       }
       if (p.sel)
         for (int32_t j = 0; j < cnt; ++j) {
-          acc0[j] += split_correction(p, buf + j * n, oc);
-          acc1[j] += split_correction(p, buf + j * n, oc1);
+          acc0[j] += split_correction(p, buf + j * np, oc, np);
+          acc1[j] += split_correction(p, buf + j * np, oc1, np);
         }
       requantize_run(p.tail, fast_quant(p.tail, oc), acc0, cnt, o + oc, p.oc);
       if (oc1 != oc) requantize_run(p.tail, fast_quant(p.tail, oc1), acc1, cnt, o + oc1, p.oc);
@@ -742,10 +751,11 @@ constexpr int32_t kDwRingElems = 1536;  // int16 on the stack (3 KB)
 constexpr int32_t kDwChunk = 64;        // accumulators of a row requantized together
 
 // One padded row: ring[j] = x(iy, j - pad_left) + offset inside the input, else 0.
-inline void dw_load_row(const DwCore& p, const int8_t* in, int32_t in_stride, int32_t iy, int32_t row_len,
-                        int16_t* dst) {
+// The zero loops stay loops: rows and margins are short, a memset call costs more than them.
+__attribute__((noinline, optimize("no-tree-loop-distribute-patterns"))) void dw_load_row(
+    const DwCore& p, const int8_t* in, int32_t in_stride, int32_t iy, int32_t row_len, int16_t* dst) {
   if (iy < 0 || iy >= p.x_h) {
-    memset(dst, 0, sizeof(int16_t) * static_cast<size_t>(row_len));
+    for (int32_t j = 0; j < row_len; ++j) dst[j] = 0;
     return;
   }
   const int32_t lo = p.pad_left < row_len ? p.pad_left : row_len;  // first column inside the input
@@ -876,6 +886,50 @@ void dw3_run(const int16_t* const* rows, const DwPacked& w, int32_t c0, int32_t 
   }
 }
 
+// K x K undilated (K = 5, 7), stride S (1 or 2): two outputs per pass (window columns c,
+// c + S), npairs passes into acc[0 .. 2 * npairs); the weights as dw_window's. With S == 2
+// the second output's pairs are the first's shifted by one pair (the same loads).
+template <int K, int S>
+__attribute__((noinline)) void dwk_pairs(const int16_t* const* rows, int32_t c0, int32_t npairs, const DwPacked& w,
+                                         int32_t* acc) {
+  const int16_t* r[K];
+  for (int32_t ky = 0; ky < K; ++ky) r[ky] = rows[ky] + c0;
+  for (int32_t i = 0; i < npairs; ++i, acc += 2) {
+    int32_t o0 = 0, o1 = 0;
+#pragma GCC unroll 8
+    for (int32_t ky = 0; ky < K; ++ky) {
+      const int16_t* x = r[ky] + 2 * S * i;
+#pragma GCC unroll 4
+      for (int32_t k = 0; k < K / 2; ++k) {
+        const int32_t wk = w.wp[ky * (K / 2) + k];
+#ifdef TT_SMLAD
+        o0 = __smlad(static_cast<int32_t>(load_u32(x + 2 * k)), wk, o0);
+        o1 = __smlad(static_cast<int32_t>(load_u32(x + S + 2 * k)), wk, o1);
+#else
+        o0 += x[2 * k] * static_cast<int16_t>(wk) + x[2 * k + 1] * (wk >> 16);
+        o1 += x[S + 2 * k] * static_cast<int16_t>(wk) + x[S + 2 * k + 1] * (wk >> 16);
+#endif
+      }
+      o0 += x[K - 1] * w.wl[ky];
+      o1 += x[S + K - 1] * w.wl[ky];
+    }
+    acc[0] = o0;
+    acc[1] = o1;
+  }
+}
+
+// dw_run_fixed<K> (K = 5, 7) for strides 1 and 2: pairs by dwk_pairs, an odd last output alone.
+template <int K>
+void dwk_run(const int16_t* const* rows, const DwPacked& w, int32_t c0, int32_t stride_w, int32_t m, int32_t* acc) {
+  if (stride_w == 1) dwk_pairs<K, 1>(rows, c0, m / 2, w, acc);
+  else dwk_pairs<K, 2>(rows, c0, m / 2, w, acc);
+  if (m & 1) {
+    const int16_t* r[K];
+    for (int32_t ky = 0; ky < K; ++ky) r[ky] = rows[ky];
+    acc[m - 1] = dw_window<K>(r, c0 + (m - 1) * stride_w, w.wp, w.wl);
+  }
+}
+
 void dw_run_generic(const DwCore& p, const int16_t* const* rows, const int32_t* wv, int32_t c0, int32_t m,
                     int32_t* acc) {
   for (int32_t i = 0, c = c0; i < m; ++i, c += p.stride_w) {
@@ -933,6 +987,8 @@ void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride
       const int32_t c0 = ox * p.stride_w;
       if (fixed == 3 && p.stride_w <= 2) dw3_run(rows, packed, c0, p.stride_w, m, acc + filled);
       else if (fixed == 3) dw_run_fixed<3>(rows, packed, c0, p.stride_w, m, acc + filled);
+      else if (fixed == 5 && p.stride_w <= 2) dwk_run<5>(rows, packed, c0, p.stride_w, m, acc + filled);
+      else if (fixed == 7 && p.stride_w <= 2) dwk_run<7>(rows, packed, c0, p.stride_w, m, acc + filled);
       else if (fixed == 5) dw_run_fixed<5>(rows, packed, c0, p.stride_w, m, acc + filled);
       else if (fixed == 7) dw_run_fixed<7>(rows, packed, c0, p.stride_w, m, acc + filled);
       else dw_run_generic(p, rows, wv, c0, m, acc + filled);
