@@ -19,6 +19,8 @@
 #if defined(__ARM_FEATURE_DSP) && !defined(TT_NO_ACLE)
 #include <arm_acle.h>
 #define TT_SMLAD 1
+#elif defined(__SSE2__)
+#include <emmintrin.h>
 #endif
 
 namespace tt {
@@ -245,13 +247,6 @@ inline void dot2_s8_s16(const int8_t* x0, const int8_t* x1, int32_t offset, cons
     s1 = __smlad(__sxtab16(off2, static_cast<int8x4_t>(u1)), wa, s1);
     s1 = __smlad(sxtab16_ror8(off2, u1), wb, s1);
   }
-#else
-  for (; i + 4 <= n; i += 4) {
-    s0 += (x0[i] + offset) * w[i] + (x0[i + 2] + offset) * w[i + 1] + (x0[i + 1] + offset) * w[i + 2] +
-          (x0[i + 3] + offset) * w[i + 3];
-    s1 += (x1[i] + offset) * w[i] + (x1[i + 2] + offset) * w[i + 1] + (x1[i + 1] + offset) * w[i + 2] +
-          (x1[i + 3] + offset) * w[i + 3];
-  }
 #endif
   for (; i < n; ++i) {
     s0 += (x0[i] + offset) * w[i];
@@ -418,6 +413,9 @@ inline void mac2x2_scalar(const X* x0, const X* x1, const W* w0, const W* w1, in
 inline void dot2x2_folded(const int8_t* x0, const int8_t* x1, const int16_t* wq, int32_t groups,
                           const int16_t* wt0, const int16_t* wt1, int32_t tail, int32_t* acc) {
   int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0;
+#if !defined(TT_SMLAD) && defined(__SSE2__)
+  __m128i sum0 = _mm_setzero_si128(), sum1 = _mm_setzero_si128();  // lanes: w0 pairs, then w1 pairs
+#endif
   for (const int8_t* end = x0 + 4 * groups; x0 != end; x0 += 4, x1 += 4, wq += 8) {
 #ifdef TT_SMLAD
     const uint32_t u0 = load_u32(x0), u1 = load_u32(x1);
@@ -425,16 +423,33 @@ inline void dot2x2_folded(const int8_t* x0, const int8_t* x1, const int16_t* wq,
     const int32_t x1a = __sxtb16(static_cast<int8x4_t>(u1)), x1b = sxtb16_ror8(u1);
     smlad_2x2(x0a, x0b, x1a, x1b, static_cast<int32_t>(load_u32(wq)), static_cast<int32_t>(load_u32(wq + 2)),
               static_cast<int32_t>(load_u32(wq + 4)), static_cast<int32_t>(load_u32(wq + 6)), &s00, &s01, &s10, &s11);
+#elif defined(__SSE2__)
+    // x86-64 (the host library): the group's 4 inputs as int16, twice, times both rows' 4
+    // weights (natural order there, see weight_lane), pairs summed by PMADDWD.
+    const __m128i v0 = _mm_cvtsi32_si128(static_cast<int32_t>(load_u32(x0)));
+    const __m128i v1 = _mm_cvtsi32_si128(static_cast<int32_t>(load_u32(x1)));
+    const __m128i e0 = _mm_srai_epi16(_mm_unpacklo_epi8(v0, v0), 8), e1 = _mm_srai_epi16(_mm_unpacklo_epi8(v1, v1), 8);
+    const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wq));
+    sum0 = _mm_add_epi32(sum0, _mm_madd_epi16(_mm_unpacklo_epi64(e0, e0), w));
+    sum1 = _mm_add_epi32(sum1, _mm_madd_epi16(_mm_unpacklo_epi64(e1, e1), w));
 #else
     for (int32_t k = 0; k < 4; ++k) {
-      const int32_t j = k == 1 ? 2 : (k == 2 ? 1 : k);  // SMLAD order of the weights
-      s00 += x0[j] * wq[k];
-      s01 += x0[j] * wq[4 + k];
-      s10 += x1[j] * wq[k];
-      s11 += x1[j] * wq[4 + k];
+      s00 += x0[k] * wq[k];
+      s01 += x0[k] * wq[4 + k];
+      s10 += x1[k] * wq[k];
+      s11 += x1[k] * wq[4 + k];
     }
 #endif
   }
+#if !defined(TT_SMLAD) && defined(__SSE2__)
+  alignas(16) int32_t l0[4], l1[4];
+  _mm_store_si128(reinterpret_cast<__m128i*>(l0), sum0);
+  _mm_store_si128(reinterpret_cast<__m128i*>(l1), sum1);
+  s00 = l0[0] + l0[1];
+  s01 = l0[2] + l0[3];
+  s10 = l1[0] + l1[1];
+  s11 = l1[2] + l1[3];
+#endif
   mac2x2_scalar(x0, x1, wt0, wt1, tail, s00, s01, s10, s11);
   acc[0] = s00;
   acc[1] = s01;
@@ -461,12 +476,9 @@ int32_t dot_pairs_fixed(const int8_t* x, int32_t n, int32_t offset, const int16_
       s1 = __smlad(sxtab16_ror8(off2, u1), wb, s1);
     }
 #else
-    for (int32_t k = 0; k < N; k += 4) {
-      for (int32_t j = 0; j < 4; ++j) {
-        const int32_t src = j == 1 ? 2 : (j == 2 ? 1 : j);  // SMLAD order of the weights
-        s0 += (x[k + src] + offset) * w[k + j];
-        s1 += (x[N + k + src] + offset) * w[k + j];
-      }
+    for (int32_t k = 0; k < N; ++k) {  // weights in natural order off the Cortex-M4 (weight_lane)
+      s0 += (x[k] + offset) * w[k];
+      s1 += (x[N + k] + offset) * w[k];
     }
 #endif
     acc[i] = s0;
@@ -475,11 +487,19 @@ int32_t dot_pairs_fixed(const int8_t* x, int32_t n, int32_t offset, const int16_
   return i;
 }
 
-// Where element q (0..3) of a group of four goes in SMLAD order.
-inline int32_t smlad_lane(int32_t q) { return q == 1 ? 2 : (q == 2 ? 1 : q); }
+// Where weight q (0..3) of a group of four goes in the expanded rows of the pointwise paths:
+// SMLAD order on the Cortex-M4 (the order SXTB16 splits input words into), natural order
+// elsewhere (the portable and SSE2 loops read inputs in order).
+inline int32_t weight_lane(int32_t q) {
+#ifdef TT_SMLAD
+  return q == 1 ? 2 : (q == 2 ? 1 : q);
+#else
+  return q;
+#endif
+}
 
 // Weight row of output channel oc as int16 with the trained channels merged in: the groups
-// of four input channels in SMLAD order, group g at grp + gstride * g, the last ic % 4
+// of four input channels in weight_lane order, group g at grp + gstride * g, the last ic % 4
 // channels in natural order at tail. Returns the row's sum (for a folded input offset).
 int32_t expand_weight_row(const ConvCore& p, int32_t oc, int16_t* grp, int32_t gstride, int16_t* tail) {
   const int8_t* row = p.w + static_cast<int64_t>(oc) * p.ic;
@@ -495,7 +515,7 @@ int32_t expand_weight_row(const ConvCore& p, int32_t oc, int16_t* grp, int32_t g
     sum = __smlad(a, 0x00010001, __smlad(b, 0x00010001, sum));
 #else
     for (int32_t q = 0; q < 4; ++q) {
-      d[smlad_lane(q)] = row[4 * g + q];
+      d[weight_lane(q)] = row[4 * g + q];
       sum += row[4 * g + q];
     }
 #endif
@@ -508,14 +528,14 @@ int32_t expand_weight_row(const ConvCore& p, int32_t oc, int16_t* grp, int32_t g
     const int8_t* ram = p.w_ram + static_cast<int64_t>(oc) * p.nsel;
     for (int32_t j = 0; j < p.nsel; ++j) {
       const int32_t c = core_load_i32(p.sel + 4 * j);
-      *(c < 4 * groups ? grp + gstride * (c >> 2) + smlad_lane(c & 3) : tail + (c - 4 * groups)) = ram[j];
+      *(c < 4 * groups ? grp + gstride * (c >> 2) + weight_lane(c & 3) : tail + (c - 4 * groups)) = ram[j];
       sum += ram[j] - row[c];
     }
   }
   return sum;
 }
 
-// Weight row of output channel oc with the trained channels merged in, int16 in SMLAD order.
+// Weight row of output channel oc with the trained channels merged in, int16 in weight_lane order.
 void pointwise_weight_row(const ConvCore& p, int32_t oc, int16_t* w) {
   const int32_t groups = p.ic / 4;
   expand_weight_row(p, oc, w, 4, w + 4 * groups);
