@@ -771,8 +771,14 @@ constexpr int32_t kDwRingElems = 1536;  // int16 on the stack (3 KB)
 constexpr int32_t kDwChunk = 64;        // accumulators of a row requantized together
 
 // One padded row: ring[j] = x(iy, j - pad_left) + offset inside the input, else 0.
-// The zero loops stay loops: rows and margins are short, a memset call costs more than them.
-__attribute__((noinline, optimize("no-tree-loop-distribute-patterns"))) void dw_load_row(
+// The zero loops stay loops: rows and margins are short, a memset call costs more than them
+// (GCC would turn them into memset calls; clang has no such option and needs none here).
+#if defined(__GNUC__) && !defined(__clang__)
+#define TT_KEEP_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define TT_KEEP_LOOPS
+#endif
+__attribute__((noinline)) TT_KEEP_LOOPS void dw_load_row(
     const DwCore& p, const int8_t* in, int32_t in_stride, int32_t iy, int32_t row_len, int16_t* dst) {
   if (iy < 0 || iy >= p.x_h) {
     for (int32_t j = 0; j < row_len; ++j) dst[j] = 0;
