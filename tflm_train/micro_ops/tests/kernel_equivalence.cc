@@ -219,6 +219,12 @@ bool depthwise_case(int32_t c) {
   p.dilation_w = (next_u32() % 4 == 0) ? 2 : 1;
   p.x_h = uniform(1, 14);
   p.x_w = uniform(1, 14);
+  if (next_u32() % 4 == 0) {  // the small-plane 3x3 stride-1 path (whole plane in one run)
+    p.kh = p.kw = 3;
+    p.stride_h = p.stride_w = p.dilation_h = p.dilation_w = 1;
+    p.x_h = uniform(1, 9);
+    p.x_w = uniform(1, 9);
+  }
   if (p.x_h * p.x_w * ic > kMaxX) return true;
   if (!window(p.x_h, p.kh, p.stride_h, p.dilation_h, &p.oh, &p.pad_top)) return true;
   if (!window(p.x_w, p.kw, p.stride_w, p.dilation_w, &p.ow, &p.pad_left)) return true;
