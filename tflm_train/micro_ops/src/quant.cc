@@ -98,11 +98,29 @@ bool quantize_scale_ratio(float a, float b, float c, int32_t* multiplier, int* s
   float_parts(b, &mb, &eb);
   float_parts(c, &mc, &ec);
   const uint64_t p = ma * mb;
-  const uint64_t q1 = p / mc, r1 = p % mc;
-  const uint64_t q2 = (r1 << 32) / mc, r2 = (r1 << 32) % mc;
-  const uint64_t q = (q1 << 32) | q2;  // floor(p * 2^32 / mc), in [2^54, 2^57)
-  int d = 0;
-  while ((q >> d) >> 53) ++d;  // bits below the double's 53
+  // floor(p * 2^32 / mc), in [2^54, 2^57), and the remainder r2, by long division in 32-bit
+  // words (the Cortex-M4 divides 32 by 32 bits in one instruction; a 64-bit division is a
+  // library call): the top 24 bits of p, then 8 bits at a time (p's low 24, then 32 zeros),
+  // the partial remainder staying below mc < 2^24 so every dividend fits 32 bits.
+  const uint32_t divisor = static_cast<uint32_t>(mc), low = static_cast<uint32_t>(p) & 0xFFFFFFu;
+  uint32_t part = static_cast<uint32_t>(p >> 24);
+  const uint32_t top = part / divisor;
+  part -= top * divisor;
+  uint32_t mid = 0, tail = 0;  // quotient digits of p's low 24 bits, then of the 32 zeros
+  auto digit = [&](uint32_t next_byte) {
+    const uint32_t t = (part << 8) | next_byte;
+    const uint32_t dg = t / divisor;
+    part = t - dg * divisor;
+    return dg;
+  };
+  mid = digit(low >> 16);
+  mid = (mid << 8) | digit((low >> 8) & 0xFFu);
+  mid = (mid << 8) | digit(low & 0xFFu);
+  for (int k = 0; k < 4; ++k) tail = (tail << 8) | digit(0);
+  const uint64_t q = (static_cast<uint64_t>(top) << 56) | (static_cast<uint64_t>(mid) << 32) | tail;
+  const uint32_t r2 = part;
+  // bits below the double's 53: q has 32 + (32 - clz(q >> 32)) bits (q >> 32 is in [2^22, 2^25))
+  int d = 32 - __builtin_clz(static_cast<uint32_t>(q >> 32)) - 21;
   uint64_t s = q >> d;
   const uint64_t rem = q & ((uint64_t{1} << d) - 1), half = uint64_t{1} << (d - 1);
   if (rem > half || (rem == half && (r2 != 0 || (s & 1)))) ++s;

@@ -56,9 +56,13 @@ tt::RequantTail random_tail(int32_t channels) {
   t.shift_bytes = (next_u32() & 1) ? 4 : 1;
   const int32_t n = t.per_channel ? channels : 1;
   for (int32_t i = 0; i < n; ++i) {
-    const uint32_t kind = next_u32() % 16;  // mostly TFLite's [2^30, 2^31); also 0 (flushed) and INT32_MIN
-    put_i32(g_mult + 4 * i, kind == 0 ? 0 : (kind == 1 ? static_cast<int32_t>(0x80000000u)
-                                                        : static_cast<int32_t>((1u << 30) + (next_u32() >> 2))));
+    // mostly TFLite's [2^30, 2^31); also 0 (flushed), INT32_MIN, an unnormalized and a negative one
+    const uint32_t kind = next_u32() % 16;
+    put_i32(g_mult + 4 * i, kind == 0   ? 0
+                            : kind == 1 ? static_cast<int32_t>(0x80000000u)
+                            : kind == 2 ? static_cast<int32_t>(next_u32() >> (1 + next_u32() % 31))
+                            : kind == 3 ? -static_cast<int32_t>(next_u32() >> 2)
+                                        : static_cast<int32_t>((1u << 30) + (next_u32() >> 2)));
     const int32_t shift = uniform(-31, 3);
     if (t.shift_bytes == 4) put_i32(g_shift + 4 * i, shift); else g_shift[i] = static_cast<uint8_t>(static_cast<int8_t>(shift));
   }
@@ -66,10 +70,14 @@ tt::RequantTail random_tail(int32_t channels) {
   t.shift = g_shift;
   t.bias = nullptr;
   if (next_u32() & 1) {
-    for (int32_t i = 0; i < channels; ++i) put_i32(g_bias + 4 * i, uniform(-20000, 20000));
+    // Mostly small; sometimes anywhere in int32 (acc + bias then reaches the extremes and wraps,
+    // where the requantization's 64-bit forms must still equal the reference).
+    const bool wide = next_u32() % 4 == 0;
+    for (int32_t i = 0; i < channels; ++i)
+      put_i32(g_bias + 4 * i, wide ? static_cast<int32_t>(next_u32()) : uniform(-20000, 20000));
     t.bias = g_bias;
   }
-  t.out_offset = uniform(-128, 127);
+  t.out_offset = next_u32() % 16 == 0 ? uniform(-100000, 100000) : uniform(-128, 127);  // beyond int8: corrupt
   t.act_min = (next_u32() & 1) ? -128 : uniform(-128, 0);
   t.act_max = (next_u32() & 1) ? 127 : uniform(t.act_min, 127);
   if (next_u32() % 16 == 0) {  // what only a corrupt model has: a range beyond int8, or an empty one
@@ -120,7 +128,7 @@ bool same(const int8_t* a, const int8_t* b, int32_t n, const char* what, int32_t
   return true;
 }
 
-const int32_t kChannels[] = {1, 2, 3, 4, 5, 7, 8, 11, 13, 16, 17, 24, 31, 40, 97};
+const int32_t kChannels[] = {1, 2, 3, 4, 5, 7, 8, 11, 13, 16, 17, 24, 31, 32, 40, 97};
 const int32_t kKernels[] = {1, 1, 1, 2, 3, 3, 3, 5, 7};
 
 bool conv_case(int32_t c) {
@@ -211,6 +219,12 @@ bool depthwise_case(int32_t c) {
   p.dilation_w = (next_u32() % 4 == 0) ? 2 : 1;
   p.x_h = uniform(1, 14);
   p.x_w = uniform(1, 14);
+  if (next_u32() % 4 == 0) {  // the small-plane 3x3 stride-1 path (whole plane in one run)
+    p.kh = p.kw = 3;
+    p.stride_h = p.stride_w = p.dilation_h = p.dilation_w = 1;
+    p.x_h = uniform(1, 9);
+    p.x_w = uniform(1, 9);
+  }
   if (p.x_h * p.x_w * ic > kMaxX) return true;
   if (!window(p.x_h, p.kh, p.stride_h, p.dilation_h, &p.oh, &p.pad_top)) return true;
   if (!window(p.x_w, p.kw, p.stride_w, p.dilation_w, &p.ow, &p.pad_left)) return true;

@@ -14,10 +14,13 @@
 // lies inside the input run without bounds checks, the input offset folded in
 // as offset * (sum of the valid rows' weights); 3x3, 5x5 and 7x7 unrolled.
 #include "conv_core.h"
+#include "requant_fast.h"
 
 #if defined(__ARM_FEATURE_DSP) && !defined(TT_NO_ACLE)
 #include <arm_acle.h>
 #define TT_SMLAD 1
+#elif defined(__SSE2__)
+#include <emmintrin.h>
 #endif
 
 namespace tt {
@@ -53,16 +56,13 @@ inline int32_t sxtab16_ror8(int32_t a, uint32_t b) {
 #endif
 
 
-// requantize() with the shift split at the channel's load and both roundings
-// branch-free; the same integers:
-//   saturating_rounding_doubling_high_mul(a, b) == (a * b + 2^30) >> 31 for every
-//   product but INT32_MIN * INT32_MIN (the nudge 1 - 2^30 of negative products and
-//   C's truncating division give exactly the floor of (ab + 2^30) / 2^31), and
-//   rounding_divide_by_pot(x, e) == (x >> e) + ((x & mask) > (mask >> 1) + (x < 0)).
+// requantize() through requant_fast.h (one SMLAL and one shift per value, the same integers).
 struct FastQuant {
-  int32_t bias, mult, left, right, mask, half;
-  // Left to requantize(): the multiplier INT32_MIN (the saturating case), and an activation range
-  // that is not an int8 sub-range (only a corrupt model has one; the clamp below assumes it).
+  int64_t z0;  // requant_z0: the constant part of the sum (out_offset included)
+  int32_t bias, mult, left, right;
+  // Left to requantize(): what requant_fast_applies excludes (a negative multiplier; a right
+  // shift above 23 with a zero point outside int8) and an activation range that is not an
+  // int8 sub-range (only a corrupt model has these).
   bool exact_only;
 };
 inline FastQuant fast_quant(const RequantTail& t, int32_t oc) {
@@ -72,52 +72,46 @@ inline FastQuant fast_quant(const RequantTail& t, int32_t oc) {
   f.mult = q.mult;
   f.left = q.shift > 0 ? q.shift : 0;
   f.right = q.shift > 0 ? 0 : -q.shift;
-  f.mask = static_cast<int32_t>((int64_t{1} << f.right) - 1);
-  f.half = f.mask >> 1;
-  f.exact_only = q.mult == kInt32Min || !(-128 <= t.act_min && t.act_min <= t.act_max && t.act_max <= 127);
+  f.exact_only = !requant_fast_applies(q.mult, f.right, t.out_offset) ||
+                 !(-128 <= t.act_min && t.act_min <= t.act_max && t.act_max <= 127);
+  f.z0 = f.exact_only ? 0 : requant_z0(f.right, t.out_offset);
   return f;
+}
+// r + out_offset (before the clamp), fast path only.
+inline int32_t requant_sum(const FastQuant& f, int32_t acc) {
+  return requant_apply(f.z0, f.mult, f.left, f.right, wrapping_add(acc, f.bias));
+}
+// Saturate to int8, then the activation range (inside int8, act_min <= act_max).
+inline int32_t sat_int8(int32_t y) {
+#ifdef TT_SMLAD
+  return __ssat(y, 8);
+#else
+  return y < -128 ? -128 : (y > 127 ? 127 : y);
+#endif
 }
 inline int8_t requantize_fast(const RequantTail& t, const FastQuant& f, int32_t acc) {
   if (f.exact_only) return requantize(t, ChannelQuant{f.bias, f.mult, f.left - f.right}, acc);
-  const int32_t a = wrapping_shift_left(wrapping_add(acc, f.bias), f.left);
-  const int32_t h = static_cast<int32_t>((static_cast<int64_t>(a) * f.mult + (int64_t{1} << 30)) >> 31);
-  const int32_t r = (h >> f.right) + ((h & f.mask) > f.half - (h >> 31) ? 1 : 0);
-  // Clamp without branches (the same instructions whatever the data): saturate to int8, then
-  // max / min with the activation range, which lies inside int8 with act_min <= act_max (so the
-  // differences cannot overflow).
-  int32_t y = wrapping_add(r, t.out_offset);
-#ifdef TT_SMLAD
-  y = __ssat(y, 8);
-#else
-  y = y < -128 ? -128 : (y > 127 ? 127 : y);
-#endif
-  int32_t d = y - t.act_min;
-  y -= d & (d >> 31);
-  d = t.act_max - y;
-  y += d & (d >> 31);
+  int32_t y = sat_int8(requant_sum(f, acc));
+  y = y < t.act_min ? t.act_min : y;
+  y = y > t.act_max ? t.act_max : y;
   return static_cast<int8_t>(y);
 }
 
-// The fast requantization over a run of accumulators, every parameter a register for
-// the whole run (scalars, not struct fields a char store could alias). Specialized on
-// a zero left shift (the usual multiplier below 1) and on an activation range that is
-// all of int8 (no clamp beyond the saturation to int8), so those cost nothing.
-template <bool kLeft, bool kClamp>
+// The fast requantization over a run of accumulators, every parameter a register for the
+// whole run (scalars, not struct fields a char store could alias). Specialized on a right
+// shift (the usual multiplier below 1/2) and on an activation range that is all of int8
+// (no clamp beyond the saturation to int8), so those cost nothing.
+template <bool kRound, bool kClamp>
 __attribute__((noinline)) void requantize_run_fast(const int32_t* acc, int32_t n, int8_t* out, int32_t out_stride,
-                                                   int32_t bias, int32_t mult, int32_t left, int32_t right,
-                                                   int32_t out_offset, int32_t lo, int32_t hi) {
-  const int32_t mask = static_cast<int32_t>((int64_t{1} << right) - 1), half = mask >> 1;
+                                                   int64_t z0, int32_t bias, int32_t mult, int32_t shift,
+                                                   int32_t lo, int32_t hi) {
+#pragma GCC unroll 2
   for (const int32_t* end = acc + n; acc != end; ++acc, out += out_stride) {
-    int32_t a = wrapping_add(*acc, bias);
-    if (kLeft) a = wrapping_shift_left(a, left);
-    const int32_t h = static_cast<int32_t>((static_cast<int64_t>(a) * mult + (int64_t{1} << 30)) >> 31);
-    const int32_t r = (h >> right) + ((h & mask) > half - (h >> 31) ? 1 : 0);
-    int32_t y = wrapping_add(r, out_offset);
-#ifdef TT_SMLAD
-    y = __ssat(y, 8);
-#else
-    y = y < -128 ? -128 : (y > 127 ? 127 : y);
-#endif
+    const int32_t a = wrapping_add(*acc, bias);
+    int32_t y;
+    if (kRound) y = requant_high(z0, a, mult) >> shift;  // shift = right - 1
+    else y = requant_apply(z0, mult, shift, 0, a);       // shift = left
+    y = sat_int8(y);
     if (kClamp) {
       y = y < lo ? lo : y;
       y = y > hi ? hi : y;
@@ -135,18 +129,14 @@ void requantize_run(const RequantTail& t, const FastQuant& f, const int32_t* acc
     return;
   }
   const bool clamp = t.act_min != -128 || t.act_max != 127;
-  if (f.left != 0) {
-    if (clamp)
-      requantize_run_fast<true, true>(acc, n, out, out_stride, f.bias, f.mult, f.left, f.right, t.out_offset, t.act_min,
-                                      t.act_max);
-    else
-      requantize_run_fast<true, false>(acc, n, out, out_stride, f.bias, f.mult, f.left, f.right, t.out_offset, -128,
-                                       127);
+  const int32_t lo = t.act_min, hi = t.act_max;
+  if (f.right > 0) {
+    if (clamp) requantize_run_fast<true, true>(acc, n, out, out_stride, f.z0, f.bias, f.mult, f.right - 1, lo, hi);
+    else requantize_run_fast<true, false>(acc, n, out, out_stride, f.z0, f.bias, f.mult, f.right - 1, lo, hi);
   } else if (clamp) {
-    requantize_run_fast<false, true>(acc, n, out, out_stride, f.bias, f.mult, 0, f.right, t.out_offset, t.act_min,
-                                     t.act_max);
+    requantize_run_fast<false, true>(acc, n, out, out_stride, f.z0, f.bias, f.mult, f.left, lo, hi);
   } else {
-    requantize_run_fast<false, false>(acc, n, out, out_stride, f.bias, f.mult, 0, f.right, t.out_offset, -128, 127);
+    requantize_run_fast<false, false>(acc, n, out, out_stride, f.z0, f.bias, f.mult, f.left, lo, hi);
   }
 }
 
@@ -177,6 +167,26 @@ inline void expand_s8(const int8_t* x, int32_t n, int32_t offset, int16_t* out) 
     out[i + 1] = static_cast<int16_t>(x[i + 2] + offset);
     out[i + 2] = static_cast<int16_t>(x[i + 1] + offset);
     out[i + 3] = static_cast<int16_t>(x[i + 3] + offset);
+  }
+#endif
+  for (; i < n; ++i) out[i] = static_cast<int16_t>(x[i] + offset);
+}
+
+// n int8 values + offset -> int16 in natural order.
+inline void expand_s8_natural(const int8_t* x, int32_t n, int32_t offset, int16_t* out) {
+  int32_t i = 0;
+#ifdef TT_SMLAD
+  // Four bytes at a time: SXTAB16 adds the offset to (x0, x2) and (x1, x3), PKHBT / PKHTB
+  // put them back in order.
+  const int32_t off2 = pack_offset2(offset);
+  for (; i + 4 <= n; i += 4) {
+    const uint32_t u = load_u32(x + i);
+    const int32_t even = __sxtab16(off2, static_cast<int8x4_t>(u)), odd = sxtab16_ror8(off2, u);
+    int32_t x01, x23;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(x01) : "r"(even), "r"(odd));
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(x23) : "r"(odd), "r"(even));
+    memcpy(out + i, &x01, 4);
+    memcpy(out + i + 2, &x23, 4);
   }
 #endif
   for (; i < n; ++i) out[i] = static_cast<int16_t>(x[i] + offset);
@@ -237,13 +247,6 @@ inline void dot2_s8_s16(const int8_t* x0, const int8_t* x1, int32_t offset, cons
     s1 = __smlad(__sxtab16(off2, static_cast<int8x4_t>(u1)), wa, s1);
     s1 = __smlad(sxtab16_ror8(off2, u1), wb, s1);
   }
-#else
-  for (; i + 4 <= n; i += 4) {
-    s0 += (x0[i] + offset) * w[i] + (x0[i + 2] + offset) * w[i + 1] + (x0[i + 1] + offset) * w[i + 2] +
-          (x0[i + 3] + offset) * w[i + 3];
-    s1 += (x1[i] + offset) * w[i] + (x1[i + 2] + offset) * w[i + 1] + (x1[i + 1] + offset) * w[i + 2] +
-          (x1[i + 3] + offset) * w[i + 3];
-  }
 #endif
   for (; i < n; ++i) {
     s0 += (x0[i] + offset) * w[i];
@@ -274,8 +277,14 @@ void expand_window(const ConvCore& p, int32_t oy, int32_t ox, int16_t* buf) {
   const int32_t y0 = oy * p.stride_h - p.pad_top;
   const int32_t x0 = ox * p.stride_w - p.pad_left;
   int16_t* o = buf;
+  const bool row_inside = p.dilation_w == 1 && x0 >= 0 && x0 + p.kw <= p.x_w;
   for (int32_t ky = 0; ky < p.kh; ++ky) {
     const int32_t iy = y0 + ky * p.dilation_h;
+    if (row_inside && iy >= 0 && iy < p.x_h) {  // the window row is kw * ic consecutive bytes
+      expand_s8_natural(p.x + (static_cast<int64_t>(iy) * p.x_w + x0) * p.ic, p.kw * p.ic, p.in_offset, o);
+      o += p.kw * p.ic;
+      continue;
+    }
     for (int32_t kx = 0; kx < p.kw; ++kx, o += p.ic) {
       const int32_t ix = x0 + kx * p.dilation_w;
       if (iy < 0 || iy >= p.x_h || ix < 0 || ix >= p.x_w) {
@@ -290,8 +299,10 @@ void expand_window(const ConvCore& p, int32_t oy, int32_t ox, int16_t* buf) {
 }
 
 // Split correction of output channel oc: sum over taps of (x + offset) * (w_ram - w_flash).
-int32_t split_correction(const ConvCore& p, const int16_t* buf, int32_t oc) {
-  const int32_t taps = p.kh * p.kw, n = taps * p.ic;
+// buf holds the window in SMLAD order over its first `layout` values (>= the window's taps; the
+// padded windows of window_rows are longer).
+int32_t split_correction(const ConvCore& p, const int16_t* buf, int32_t oc, int32_t layout) {
+  const int32_t taps = p.kh * p.kw, n = layout;
   int32_t acc = 0;
   for (int32_t t = 0; t < taps; ++t) {
     const int32_t row = oc * taps + t;
@@ -312,15 +323,15 @@ void pixel_from_window(const ConvCore& p, const int16_t* buf, int8_t* out) {
     int32_t a0, a1;
     dot2_s16_s8(buf, p.w + static_cast<int64_t>(oc) * n, p.w + static_cast<int64_t>(oc + 1) * n, n, &a0, &a1);
     if (p.sel) {
-      a0 += split_correction(p, buf, oc);
-      a1 += split_correction(p, buf, oc + 1);
+      a0 += split_correction(p, buf, oc, n);
+      a1 += split_correction(p, buf, oc + 1, n);
     }
     out[oc] = requantize_fast(p.tail, fast_quant(p.tail, oc), a0);
     out[oc + 1] = requantize_fast(p.tail, fast_quant(p.tail, oc + 1), a1);
   }
   if (oc < p.oc) {
     int32_t a = dot_s16_s8(buf, p.w + static_cast<int64_t>(oc) * n, n);
-    if (p.sel) a += split_correction(p, buf, oc);
+    if (p.sel) a += split_correction(p, buf, oc, n);
     out[oc] = requantize_fast(p.tail, fast_quant(p.tail, oc), a);
   }
 }
@@ -329,6 +340,7 @@ void pixel_from_window(const ConvCore& p, const int16_t* buf, int8_t* out) {
 
 namespace {
 constexpr int32_t kWindowBuf = 2048;  // int16 windows of a run of pixels on the stack (4 KB)
+constexpr int32_t kPadTaps = 64;      // windows up to this long padded to a multiple of 4 taps
 void window_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out);
 bool plain_pointwise(const ConvCore& p);
 void pointwise_run(const ConvCore& p, int32_t oc0, int32_t noc, const int8_t* x, int32_t pixels, int8_t* out,
@@ -401,6 +413,9 @@ inline void mac2x2_scalar(const X* x0, const X* x1, const W* w0, const W* w1, in
 inline void dot2x2_folded(const int8_t* x0, const int8_t* x1, const int16_t* wq, int32_t groups,
                           const int16_t* wt0, const int16_t* wt1, int32_t tail, int32_t* acc) {
   int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0;
+#if !defined(TT_SMLAD) && defined(__SSE2__)
+  __m128i sum0 = _mm_setzero_si128(), sum1 = _mm_setzero_si128();  // lanes: w0 pairs, then w1 pairs
+#endif
   for (const int8_t* end = x0 + 4 * groups; x0 != end; x0 += 4, x1 += 4, wq += 8) {
 #ifdef TT_SMLAD
     const uint32_t u0 = load_u32(x0), u1 = load_u32(x1);
@@ -408,16 +423,33 @@ inline void dot2x2_folded(const int8_t* x0, const int8_t* x1, const int16_t* wq,
     const int32_t x1a = __sxtb16(static_cast<int8x4_t>(u1)), x1b = sxtb16_ror8(u1);
     smlad_2x2(x0a, x0b, x1a, x1b, static_cast<int32_t>(load_u32(wq)), static_cast<int32_t>(load_u32(wq + 2)),
               static_cast<int32_t>(load_u32(wq + 4)), static_cast<int32_t>(load_u32(wq + 6)), &s00, &s01, &s10, &s11);
+#elif defined(__SSE2__)
+    // x86-64 (the host library): the group's 4 inputs as int16, twice, times both rows' 4
+    // weights (natural order there, see weight_lane), pairs summed by PMADDWD.
+    const __m128i v0 = _mm_cvtsi32_si128(static_cast<int32_t>(load_u32(x0)));
+    const __m128i v1 = _mm_cvtsi32_si128(static_cast<int32_t>(load_u32(x1)));
+    const __m128i e0 = _mm_srai_epi16(_mm_unpacklo_epi8(v0, v0), 8), e1 = _mm_srai_epi16(_mm_unpacklo_epi8(v1, v1), 8);
+    const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wq));
+    sum0 = _mm_add_epi32(sum0, _mm_madd_epi16(_mm_unpacklo_epi64(e0, e0), w));
+    sum1 = _mm_add_epi32(sum1, _mm_madd_epi16(_mm_unpacklo_epi64(e1, e1), w));
 #else
     for (int32_t k = 0; k < 4; ++k) {
-      const int32_t j = k == 1 ? 2 : (k == 2 ? 1 : k);  // SMLAD order of the weights
-      s00 += x0[j] * wq[k];
-      s01 += x0[j] * wq[4 + k];
-      s10 += x1[j] * wq[k];
-      s11 += x1[j] * wq[4 + k];
+      s00 += x0[k] * wq[k];
+      s01 += x0[k] * wq[4 + k];
+      s10 += x1[k] * wq[k];
+      s11 += x1[k] * wq[4 + k];
     }
 #endif
   }
+#if !defined(TT_SMLAD) && defined(__SSE2__)
+  alignas(16) int32_t l0[4], l1[4];
+  _mm_store_si128(reinterpret_cast<__m128i*>(l0), sum0);
+  _mm_store_si128(reinterpret_cast<__m128i*>(l1), sum1);
+  s00 = l0[0] + l0[1];
+  s01 = l0[2] + l0[3];
+  s10 = l1[0] + l1[1];
+  s11 = l1[2] + l1[3];
+#endif
   mac2x2_scalar(x0, x1, wt0, wt1, tail, s00, s01, s10, s11);
   acc[0] = s00;
   acc[1] = s01;
@@ -444,12 +476,9 @@ int32_t dot_pairs_fixed(const int8_t* x, int32_t n, int32_t offset, const int16_
       s1 = __smlad(sxtab16_ror8(off2, u1), wb, s1);
     }
 #else
-    for (int32_t k = 0; k < N; k += 4) {
-      for (int32_t j = 0; j < 4; ++j) {
-        const int32_t src = j == 1 ? 2 : (j == 2 ? 1 : j);  // SMLAD order of the weights
-        s0 += (x[k + src] + offset) * w[k + j];
-        s1 += (x[N + k + src] + offset) * w[k + j];
-      }
+    for (int32_t k = 0; k < N; ++k) {  // weights in natural order off the Cortex-M4 (weight_lane)
+      s0 += (x[k] + offset) * w[k];
+      s1 += (x[N + k] + offset) * w[k];
     }
 #endif
     acc[i] = s0;
@@ -458,45 +487,66 @@ int32_t dot_pairs_fixed(const int8_t* x, int32_t n, int32_t offset, const int16_
   return i;
 }
 
-// Weight row of output channel oc with the trained channels merged in, int16 in SMLAD order.
-void pointwise_weight_row(const ConvCore& p, int32_t oc, int16_t* w) {
-  const int8_t* row = p.w + static_cast<int64_t>(oc) * p.ic;
-  for (int32_t c = 0; c < p.ic; ++c) w[c] = row[c];
-  if (p.sel) {
-    const int8_t* r = p.w_ram + static_cast<int64_t>(oc) * p.nsel;
-    for (int32_t j = 0; j < p.nsel; ++j) w[core_load_i32(p.sel + 4 * j)] = r[j];
-  }
-  to_smlad_order(w, p.ic);
+// Where weight q (0..3) of a group of four goes in the expanded rows of the pointwise paths:
+// SMLAD order on the Cortex-M4 (the order SXTB16 splits input words into), natural order
+// elsewhere (the portable and SSE2 loops read inputs in order).
+inline int32_t weight_lane(int32_t q) {
+#ifdef TT_SMLAD
+  return q == 1 ? 2 : (q == 2 ? 1 : q);
+#else
+  return q;
+#endif
 }
 
-// Where element q (0..3) of a group of four goes in SMLAD order.
-inline int32_t smlad_lane(int32_t q) { return q == 1 ? 2 : (q == 2 ? 1 : q); }
+// Weight row of output channel oc as int16 with the trained channels merged in: the groups
+// of four input channels in weight_lane order, group g at grp + gstride * g, the last ic % 4
+// channels in natural order at tail. Returns the row's sum (for a folded input offset).
+int32_t expand_weight_row(const ConvCore& p, int32_t oc, int16_t* grp, int32_t gstride, int16_t* tail) {
+  const int8_t* row = p.w + static_cast<int64_t>(oc) * p.ic;
+  const int32_t groups = p.ic / 4;
+  int32_t sum = 0;
+  int16_t* d = grp;
+  for (int32_t g = 0; g < groups; ++g, d += gstride) {
+#ifdef TT_SMLAD
+    const uint32_t u = load_u32(row + 4 * g);
+    const int32_t a = __sxtb16(static_cast<int8x4_t>(u)), b = sxtb16_ror8(u);  // (w0, w2), (w1, w3)
+    memcpy(d, &a, 4);
+    memcpy(d + 2, &b, 4);
+    sum = __smlad(a, 0x00010001, __smlad(b, 0x00010001, sum));
+#else
+    for (int32_t q = 0; q < 4; ++q) {
+      d[weight_lane(q)] = row[4 * g + q];
+      sum += row[4 * g + q];
+    }
+#endif
+  }
+  for (int32_t c = 4 * groups; c < p.ic; ++c) {
+    tail[c - 4 * groups] = row[c];
+    sum += row[c];
+  }
+  if (p.sel) {
+    const int8_t* ram = p.w_ram + static_cast<int64_t>(oc) * p.nsel;
+    for (int32_t j = 0; j < p.nsel; ++j) {
+      const int32_t c = core_load_i32(p.sel + 4 * j);
+      *(c < 4 * groups ? grp + gstride * (c >> 2) + weight_lane(c & 3) : tail + (c - 4 * groups)) = ram[j];
+      sum += ram[j] - row[c];
+    }
+  }
+  return sum;
+}
+
+// Weight row of output channel oc with the trained channels merged in, int16 in weight_lane order.
+void pointwise_weight_row(const ConvCore& p, int32_t oc, int16_t* w) {
+  const int32_t groups = p.ic / 4;
+  expand_weight_row(p, oc, w, 4, w + 4 * groups);
+}
 
 // The weight rows of output channels oc and oc + 1 (trained channels merged in) for
 // dot2x2_folded: interleaved groups in wq[0 .. 8 * (ic / 4)), the last ic % 4 channels of
 // each row after them; sums[r] = the row's sum (for the folded input offset).
 void pointwise_weight_pair(const ConvCore& p, int32_t oc, int16_t* wq, int32_t* sums) {
   const int32_t groups = p.ic / 4, tail = p.ic - 4 * groups;
-  for (int32_t r = 0; r < 2; ++r) {
-    const int8_t* row = p.w + static_cast<int64_t>(oc + r) * p.ic;
-    int16_t* wt = wq + 8 * groups + r * tail;
-    for (int32_t c = 0; c < p.ic; ++c) {
-      const int32_t q = c & 3;
-      *(c < 4 * groups ? wq + 8 * (c >> 2) + 4 * r + smlad_lane(q) : wt + (c - 4 * groups)) = row[c];
-    }
-    if (p.sel) {
-      const int8_t* ram = p.w_ram + static_cast<int64_t>(oc + r) * p.nsel;
-      for (int32_t j = 0; j < p.nsel; ++j) {
-        const int32_t c = core_load_i32(p.sel + 4 * j), q = c & 3;
-        *(c < 4 * groups ? wq + 8 * (c >> 2) + 4 * r + smlad_lane(q) : wt + (c - 4 * groups)) = ram[j];
-      }
-    }
-    int32_t sum = 0;
-    for (int32_t g = 0; g < groups; ++g)
-      for (int32_t k = 0; k < 4; ++k) sum += wq[8 * g + 4 * r + k];
-    for (int32_t t = 0; t < tail; ++t) sum += wt[t];
-    sums[r] = sum;
-  }
+  for (int32_t r = 0; r < 2; ++r) sums[r] = expand_weight_row(p, oc + r, wq + 4 * r, 8, wq + 8 * groups + r * tail);
 }
 
 // A 1x1 convolution over `pixels` consecutive input pixels x[i * ic], output channels
@@ -563,14 +613,45 @@ inline void dot2x2_s16_s8(const int16_t* x0, const int16_t* x1, const int8_t* w0
                           int32_t* acc) {
   int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0, i = 0;
 #ifdef TT_SMLAD
-  for (; i + 4 <= n; i += 4) {
-    const int32_t x0a = static_cast<int32_t>(load_u32(x0 + i)), x0b = static_cast<int32_t>(load_u32(x0 + i + 2));
-    const int32_t x1a = static_cast<int32_t>(load_u32(x1 + i)), x1b = static_cast<int32_t>(load_u32(x1 + i + 2));
-    const uint32_t u0 = load_u32(w0 + i), u1 = load_u32(w1 + i);
-    const int32_t w0a = __sxtb16(static_cast<int8x4_t>(u0)), w0b = sxtb16_ror8(u0);
-    const int32_t w1a = __sxtb16(static_cast<int8x4_t>(u1)), w1b = sxtb16_ror8(u1);
-    smlad_2x2(x0a, x0b, x1a, x1b, w0a, w0b, w1a, w1b, &s00, &s01, &s10, &s11);
+  // In assembly: the compiler's scheduling hoists every load and spills; this order keeps
+  // the 4 sums, 4 pointers, the count, 4 weight halfword pairs and one input word in the 14
+  // registers: both rows' weights first, each input word used twice as soon as it is loaded.
+  int32_t g = n >> 2;
+  if (g > 0) {
+    const int16_t* xa = x0;
+    const int16_t* xb = x1;
+    const int8_t* wa = w0;
+    const int8_t* wb = w1;
+    int32_t t0, t1, t2, t3, v;
+    __asm__(
+        "1:\n\t"
+        "ldr %[t0], [%[wa]], #4\n\t"
+        "ldr %[t2], [%[wb]], #4\n\t"
+        "sxtb16 %[t1], %[t0], ror #8\n\t"
+        "sxtb16 %[t0], %[t0]\n\t"
+        "sxtb16 %[t3], %[t2], ror #8\n\t"
+        "sxtb16 %[t2], %[t2]\n\t"
+        "ldr %[v], [%[xa]], #4\n\t"
+        "smlad %[s00], %[v], %[t0], %[s00]\n\t"
+        "smlad %[s01], %[v], %[t2], %[s01]\n\t"
+        "ldr %[v], [%[xa]], #4\n\t"
+        "smlad %[s00], %[v], %[t1], %[s00]\n\t"
+        "smlad %[s01], %[v], %[t3], %[s01]\n\t"
+        "ldr %[v], [%[xb]], #4\n\t"
+        "smlad %[s10], %[v], %[t0], %[s10]\n\t"
+        "smlad %[s11], %[v], %[t2], %[s11]\n\t"
+        "ldr %[v], [%[xb]], #4\n\t"
+        "smlad %[s10], %[v], %[t1], %[s10]\n\t"
+        "smlad %[s11], %[v], %[t3], %[s11]\n\t"
+        "subs %[g], %[g], #1\n\t"
+        "bne 1b"
+        : [s00] "+r"(s00), [s01] "+r"(s01), [s10] "+r"(s10), [s11] "+r"(s11), [xa] "+r"(xa), [xb] "+r"(xb),
+          [wa] "+r"(wa), [wb] "+r"(wb), [g] "+r"(g), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
+          [t3] "=&r"(t3), [v] "=&r"(v)
+        :
+        : "cc", "memory");
   }
+  i = n & ~3;
 #else
   for (; i + 4 <= n; i += 4) {
     for (int32_t k = 0; k < 4; ++k) {
@@ -594,40 +675,60 @@ inline void dot2x2_s16_s8(const int16_t* x0, const int16_t* x1, const int8_t* w0
 // per pass over them, each channel's requantization hoisted out of the run.
 void window_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out) {
   const int32_t n = p.kh * p.kw * p.ic;
-  int32_t run = kWindowBuf / n;
+  // A short window whose length is not a multiple of 4 (the first convolution's 27 taps) is
+  // padded with zero taps to one, its weight rows copied with zeros after them: no scalar
+  // end in the inner loop.
+  const int32_t np = n % 4 != 0 && n <= kPadTaps ? (n + 3) & ~3 : n;
+  int32_t run = kWindowBuf / np;
   if (run > kPointwiseChunk) run = kPointwiseChunk;
   int16_t buf[kWindowBuf];
   int32_t acc0[kPointwiseChunk], acc1[kPointwiseChunk];
+  alignas(4) int8_t wpad[2][kPadTaps];
   const int32_t total = (oy1 - oy0) * p.ow;
   for (int32_t i0 = 0; i0 < total; i0 += run) {
     const int32_t cnt = total - i0 < run ? total - i0 : run;
     for (int32_t k = 0; k < cnt; ++k) {
       const int32_t i = i0 + k;
-      expand_window(p, oy0 + i / p.ow, i % p.ow, buf + k * n);
+      int16_t* win = buf + k * np;
+      expand_window(p, oy0 + i / p.ow, i % p.ow, win);
+      if (np != n) {  // zeros after the natural-order tail, then that last group in SMLAD order
+        for (int32_t t = n; t < np; ++t) win[t] = 0;
+        const int16_t t1 = win[np - 3];
+        win[np - 3] = win[np - 2];
+        win[np - 2] = t1;
+      }
     }
     int8_t* o = out + static_cast<int64_t>(i0) * p.oc;
     for (int32_t oc = 0; oc < p.oc; oc += 2) {
       const int32_t oc1 = oc + 1 < p.oc ? oc + 1 : oc;  // an odd last channel computed twice, written once
       const int8_t* w0 = p.w + static_cast<int64_t>(oc) * n;
       const int8_t* w1 = p.w + static_cast<int64_t>(oc1) * n;
+      if (np != n) {
+        for (int32_t t = 0; t < np; ++t) {
+          wpad[0][t] = t < n ? w0[t] : 0;
+          wpad[1][t] = t < n ? w1[t] : 0;
+        }
+        w0 = wpad[0];
+        w1 = wpad[1];
+      }
       int32_t a[4];
       int32_t k = 0;
       for (; k + 2 <= cnt; k += 2) {
-        dot2x2_s16_s8(buf + k * n, buf + (k + 1) * n, w0, w1, n, a);
+        dot2x2_s16_s8(buf + k * np, buf + (k + 1) * np, w0, w1, np, a);
         acc0[k] = a[0];
         acc1[k] = a[1];
         acc0[k + 1] = a[2];
         acc1[k + 1] = a[3];
       }
       if (k < cnt) {
-        dot2x2_s16_s8(buf + k * n, buf + k * n, w0, w1, n, a);
+        dot2x2_s16_s8(buf + k * np, buf + k * np, w0, w1, np, a);
         acc0[k] = a[0];
         acc1[k] = a[1];
       }
       if (p.sel)
         for (int32_t j = 0; j < cnt; ++j) {
-          acc0[j] += split_correction(p, buf + j * n, oc);
-          acc1[j] += split_correction(p, buf + j * n, oc1);
+          acc0[j] += split_correction(p, buf + j * np, oc, np);
+          acc1[j] += split_correction(p, buf + j * np, oc1, np);
         }
       requantize_run(p.tail, fast_quant(p.tail, oc), acc0, cnt, o + oc, p.oc);
       if (oc1 != oc) requantize_run(p.tail, fast_quant(p.tail, oc1), acc1, cnt, o + oc1, p.oc);
@@ -670,10 +771,17 @@ constexpr int32_t kDwRingElems = 1536;  // int16 on the stack (3 KB)
 constexpr int32_t kDwChunk = 64;        // accumulators of a row requantized together
 
 // One padded row: ring[j] = x(iy, j - pad_left) + offset inside the input, else 0.
-inline void dw_load_row(const DwCore& p, const int8_t* in, int32_t in_stride, int32_t iy, int32_t row_len,
-                        int16_t* dst) {
+// The zero loops stay loops: rows and margins are short, a memset call costs more than them
+// (GCC would turn them into memset calls; clang has no such option and needs none here).
+#if defined(__GNUC__) && !defined(__clang__)
+#define TT_KEEP_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define TT_KEEP_LOOPS
+#endif
+__attribute__((noinline)) TT_KEEP_LOOPS void dw_load_row(
+    const DwCore& p, const int8_t* in, int32_t in_stride, int32_t iy, int32_t row_len, int16_t* dst) {
   if (iy < 0 || iy >= p.x_h) {
-    memset(dst, 0, sizeof(int16_t) * static_cast<size_t>(row_len));
+    for (int32_t j = 0; j < row_len; ++j) dst[j] = 0;
     return;
   }
   const int32_t lo = p.pad_left < row_len ? p.pad_left : row_len;  // first column inside the input
@@ -683,7 +791,8 @@ inline void dw_load_row(const DwCore& p, const int8_t* in, int32_t in_stride, in
   for (; j < lo; ++j) dst[j] = 0;
   const int8_t* src = in + (static_cast<int64_t>(iy) * p.x_w + (j - p.pad_left)) * in_stride;
   if (in_stride == 1) {
-    for (; j < hi; ++j) dst[j] = static_cast<int16_t>(*src++ + p.in_offset);
+    expand_s8_natural(src, hi - j, p.in_offset, dst + j);
+    j = hi;
   } else {
     for (; j < hi; ++j, src += in_stride) dst[j] = static_cast<int16_t>(*src + p.in_offset);
   }
@@ -736,6 +845,117 @@ void dw_run_fixed(const int16_t* const* rows, const DwPacked& w, int32_t c0, int
   for (int32_t i = 0, c = c0; i < m; ++i, c += stride_w) acc[i] = dw_window<K>(r, c, w.wp, w.wl);
 }
 
+#ifdef TT_SMLAD
+// One row of dw3_pairs: p = (x[c], x[c+1]) for the first output, q = (x[c+S], x[c+S+1]) for
+// the second; the third tap x[c+2] is t's low half (S == 1, t = (x[c+2], x[c+3])) or q's
+// (S == 2); the row's third weight is w2's top half when kTop, else its bottom half.
+template <int S, bool kTop>
+inline void dw3_row(const int16_t* r, int32_t w01, int32_t w2, int32_t& o0, int32_t& o1) {
+  const int32_t p = static_cast<int32_t>(load_u32(r)), q = static_cast<int32_t>(load_u32(r + S));
+  o0 = __smlad(p, w01, o0);
+  o1 = __smlad(q, w01, o1);
+  const int32_t t = S == 1 ? static_cast<int32_t>(load_u32(r + 2)) : q;
+  const int32_t last = S == 1 ? t : r[4];  // the second output's third tap in its low half (S == 2)
+  if (kTop) {
+    o0 = __smlabt(t, w2, o0);
+    o1 = S == 1 ? __smlatt(last, w2, o1) : __smlabt(last, w2, o1);
+  } else {
+    o0 = __smlabb(t, w2, o0);
+    o1 = S == 1 ? __smlatb(last, w2, o1) : __smlabb(last, w2, o1);
+  }
+}
+#endif
+
+// 3x3 undilated, stride S (1 or 2): two outputs per pass (window columns c, c + S of rows
+// r0..r2, from column 0), npairs passes into acc[0 .. 2 * npairs). Weights: w01[ky] the
+// packed pair (w[ky][0], w[ky][1]); w2a = (w[0][2], w[1][2]) and w2b = (w[2][2], -) packed,
+// so that every weight stays in a register (no spills in the loop).
+template <int S>
+__attribute__((noinline)) void dw3_pairs(const int16_t* r0, const int16_t* r1, const int16_t* r2, int32_t npairs,
+                                         int32_t w01_0, int32_t w01_1, int32_t w01_2, int32_t w2a, int32_t w2b,
+                                         int32_t* acc) {
+  for (int32_t i = 0; i < npairs; ++i, r0 += 2 * S, r1 += 2 * S, r2 += 2 * S, acc += 2) {
+#ifdef TT_SMLAD
+    int32_t o0 = 0, o1 = 0;
+    dw3_row<S, false>(r0, w01_0, w2a, o0, o1);
+    dw3_row<S, true>(r1, w01_1, w2a, o0, o1);
+    dw3_row<S, false>(r2, w01_2, w2b, o0, o1);
+    acc[0] = o0;
+    acc[1] = o1;
+#else
+    const int16_t* r[3] = {r0, r1, r2};
+    const int32_t w01[3] = {w01_0, w01_1, w01_2};
+    const int32_t w2[3] = {static_cast<int16_t>(w2a), w2a >> 16, static_cast<int16_t>(w2b)};
+    for (int32_t k = 0; k < 2; ++k) {
+      int32_t a = 0;
+      for (int32_t ky = 0; ky < 3; ++ky) {
+        const int16_t* x = r[ky] + k * S;
+        a += x[0] * static_cast<int16_t>(w01[ky]) + x[1] * (w01[ky] >> 16) + x[2] * w2[ky];
+      }
+      acc[k] = a;
+    }
+#endif
+  }
+}
+
+// dw_run_fixed<3> for strides 1 and 2: pairs of outputs by dw3_pairs, an odd last one alone.
+void dw3_run(const int16_t* const* rows, const DwPacked& w, int32_t c0, int32_t stride_w, int32_t m, int32_t* acc) {
+  const int32_t pairs = m / 2;
+  const int32_t w2a = pack_pair(w.wl[0], w.wl[1]), w2b = pack_pair(w.wl[2], 0);
+  if (stride_w == 1)
+    dw3_pairs<1>(rows[0] + c0, rows[1] + c0, rows[2] + c0, pairs, w.wp[0], w.wp[1], w.wp[2], w2a, w2b, acc);
+  else
+    dw3_pairs<2>(rows[0] + c0, rows[1] + c0, rows[2] + c0, pairs, w.wp[0], w.wp[1], w.wp[2], w2a, w2b, acc);
+  if (m & 1) {
+    const int16_t* r[3] = {rows[0], rows[1], rows[2]};
+    acc[m - 1] = dw_window<3>(r, c0 + (m - 1) * stride_w, w.wp, w.wl);
+  }
+}
+
+// K x K undilated (K = 5, 7), stride S (1 or 2): two outputs per pass (window columns c,
+// c + S), npairs passes into acc[0 .. 2 * npairs); the weights as dw_window's. With S == 2
+// the second output's pairs are the first's shifted by one pair (the same loads).
+template <int K, int S>
+__attribute__((noinline)) void dwk_pairs(const int16_t* const* rows, int32_t c0, int32_t npairs, const DwPacked& w,
+                                         int32_t* acc) {
+  const int16_t* r[K];
+  for (int32_t ky = 0; ky < K; ++ky) r[ky] = rows[ky] + c0;
+  for (int32_t i = 0; i < npairs; ++i, acc += 2) {
+    int32_t o0 = 0, o1 = 0;
+#pragma GCC unroll 8
+    for (int32_t ky = 0; ky < K; ++ky) {
+      const int16_t* x = r[ky] + 2 * S * i;
+#pragma GCC unroll 4
+      for (int32_t k = 0; k < K / 2; ++k) {
+        const int32_t wk = w.wp[ky * (K / 2) + k];
+#ifdef TT_SMLAD
+        o0 = __smlad(static_cast<int32_t>(load_u32(x + 2 * k)), wk, o0);
+        o1 = __smlad(static_cast<int32_t>(load_u32(x + S + 2 * k)), wk, o1);
+#else
+        o0 += x[2 * k] * static_cast<int16_t>(wk) + x[2 * k + 1] * (wk >> 16);
+        o1 += x[S + 2 * k] * static_cast<int16_t>(wk) + x[S + 2 * k + 1] * (wk >> 16);
+#endif
+      }
+      o0 += x[K - 1] * w.wl[ky];
+      o1 += x[S + K - 1] * w.wl[ky];
+    }
+    acc[0] = o0;
+    acc[1] = o1;
+  }
+}
+
+// dw_run_fixed<K> (K = 5, 7) for strides 1 and 2: pairs by dwk_pairs, an odd last output alone.
+template <int K>
+void dwk_run(const int16_t* const* rows, const DwPacked& w, int32_t c0, int32_t stride_w, int32_t m, int32_t* acc) {
+  if (stride_w == 1) dwk_pairs<K, 1>(rows, c0, m / 2, w, acc);
+  else dwk_pairs<K, 2>(rows, c0, m / 2, w, acc);
+  if (m & 1) {
+    const int16_t* r[K];
+    for (int32_t ky = 0; ky < K; ++ky) r[ky] = rows[ky];
+    acc[m - 1] = dw_window<K>(r, c0 + (m - 1) * stride_w, w.wp, w.wl);
+  }
+}
+
 void dw_run_generic(const DwCore& p, const int16_t* const* rows, const int32_t* wv, int32_t c0, int32_t m,
                     int32_t* acc) {
   for (int32_t i = 0, c = c0; i < m; ++i, c += p.stride_w) {
@@ -744,6 +964,28 @@ void dw_run_generic(const DwCore& p, const int16_t* const* rows, const int32_t* 
       for (int32_t kx = 0; kx < p.kw; ++kx) a += rows[ky][c + kx * p.dilation_w] * wv[ky * p.kw + kx];
     acc[i] = a;
   }
+}
+
+// Small planes, 3x3 stride 1: the whole padded plane in the ring (rows in order), every
+// output of the plane as one run of dw3_pairs over the flattened rows (output (oy, ox) at flat
+// oy * row_len + ox; the kw - 1 columns between rows are computed and dropped), compacted, then
+// requantized in one call: the per-row set-up of dw_channel's ring loop dominates small planes.
+// False (nothing done) when the plane or its flat run is too large.
+constexpr int32_t kDwFlat = 80;  // flat outputs of one plane (8x8 with 3x3: 78)
+__attribute__((noinline)) bool dw3_whole_plane(const DwCore& p, const FastQuant& q, const DwPacked& w,
+                                               const int8_t* in, int32_t in_stride, int8_t* out, int32_t out_stride,
+                                               int32_t row_len, int16_t* ring) {
+  const int32_t rows_total = p.oh + 2, flat = (p.oh - 1) * row_len + p.ow;
+  if (flat > kDwFlat || rows_total * row_len + 8 > kDwRingElems) return false;
+  for (int32_t k = 0; k < rows_total; ++k) dw_load_row(p, in, in_stride, k - p.pad_top, row_len, ring + k * row_len);
+  for (int32_t j = 0; j < 8; ++j) ring[rows_total * row_len + j] = 0;  // read by an odd last pair
+  int32_t acc[kDwFlat + 2];
+  const int32_t w2a = pack_pair(w.wl[0], w.wl[1]), w2b = pack_pair(w.wl[2], 0);
+  dw3_pairs<1>(ring, ring + row_len, ring + 2 * row_len, (flat + 1) / 2, w.wp[0], w.wp[1], w.wp[2], w2a, w2b, acc);
+  for (int32_t oy = 1; oy < p.oh; ++oy)  // compact in place: destinations never pass their sources
+    for (int32_t ox = 0; ox < p.ow; ++ox) acc[oy * p.ow + ox] = acc[oy * row_len + ox];
+  requantize_run(p.tail, q, acc, p.oh * p.ow, out, out_stride);
+  return true;
 }
 
 }  // namespace
@@ -775,6 +1017,9 @@ void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride
   if (fixed == 3) dw_pack<3>(wv, &packed);
   else if (fixed == 5) dw_pack<5>(wv, &packed);
   else if (fixed == 7) dw_pack<7>(wv, &packed);
+  if (fixed == 3 && p.stride_h == 1 && p.stride_w == 1 &&
+      dw3_whole_plane(p, q, packed, in, in_stride, out, out_stride, row_len, ring))
+    return;
   // Stored input row iy = k - pad_top for ring row k >= 0, kept in slot k % span_h. The sums
   // of consecutive outputs (flat index oy * ow + ox) gather in acc and are requantized together.
   int32_t next_k = 0;
@@ -791,7 +1036,10 @@ void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride
     for (int32_t ox = 0; ox < p.ow;) {
       const int32_t m = p.ow - ox < kDwChunk - filled ? p.ow - ox : kDwChunk - filled;
       const int32_t c0 = ox * p.stride_w;
-      if (fixed == 3) dw_run_fixed<3>(rows, packed, c0, p.stride_w, m, acc + filled);
+      if (fixed == 3 && p.stride_w <= 2) dw3_run(rows, packed, c0, p.stride_w, m, acc + filled);
+      else if (fixed == 3) dw_run_fixed<3>(rows, packed, c0, p.stride_w, m, acc + filled);
+      else if (fixed == 5 && p.stride_w <= 2) dwk_run<5>(rows, packed, c0, p.stride_w, m, acc + filled);
+      else if (fixed == 7 && p.stride_w <= 2) dwk_run<7>(rows, packed, c0, p.stride_w, m, acc + filled);
       else if (fixed == 5) dw_run_fixed<5>(rows, packed, c0, p.stride_w, m, acc + filled);
       else if (fixed == 7) dw_run_fixed<7>(rows, packed, c0, p.stride_w, m, acc + filled);
       else dw_run_generic(p, rows, wv, c0, m, acc + filled);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "../quant.h"
+#include "requant_fast.h"
 
 namespace tt {
 
@@ -59,6 +60,15 @@ inline void add_elementwise(const AddRescale& r, int32_t off1, int32_t off2, int
   }
   const int32_t* a = t1 + 128;
   const int32_t* b = t2 + 128;
+  const int32_t right = -r.shift_out;  // >= 0 (add_rescale)
+  if (requant_fast_applies(r.multiplier_out, right, out_offset)) {
+    // The output rescale + zero point as one 64-bit multiply-add (requant_fast.h), the same integers.
+    const int64_t z0 = requant_z0(right, out_offset);
+    const int32_t mult = r.multiplier_out;
+    for (int32_t i = 0; i < n; ++i)
+      y[i] = static_cast<int8_t>(clamp_i32(requant_apply(z0, mult, 0, right, a[x1[i]] + b[x2[i]]), act_min, act_max));
+    return;
+  }
   for (int32_t i = 0; i < n; ++i) {
     const int32_t sum = multiply_by_quantized_multiplier(a[x1[i]] + b[x2[i]], r.multiplier_out, r.shift_out);
     y[i] = static_cast<int8_t>(clamp_i32(sum + out_offset, act_min, act_max));
