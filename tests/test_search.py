@@ -260,3 +260,46 @@ def test_search_measures_its_proposals_and_takes_the_best_measured(backbone):
     assert len(r.proposals) == len(measured) >= 2
     assert plain.scheme.to_dict() in [s.to_dict() for s, _ in r.proposals]  # the sum's best is among them
     assert r.planned_peak_bytes == min(cost.exact_peak(s) for s, _ in r.proposals) <= 150 * 1024
+
+
+def test_search_also_measures_the_deepest_bias_only_scheme_and_the_rule(backbone):
+    """Besides the knapsack's picks, the search measures the deepest bias-only scheme that fits
+    (exact plan) and the data-free rule, and takes one of them when it measures best, even
+    though the sum of contributions ranks it last (no weight options)."""
+    cost = CostModel(backbone)
+    n = len(backbone.conv_op_indices())
+    budget = 150 * 1024
+    contrib = Contributions(0.5, bias={4: 0.001}, weight={(12, 1.0): 0.03, (9, 1.0): 0.015})
+    deepest = max(k for k in range(1, n + 1) if cost.exact_peak(SparseScheme(k, {})) <= budget)
+    rule = default_scheme(backbone, budget / 1024, cost=cost)
+
+    def bias_only_is_best(scheme):  # a measurement in which no weight helps
+        return scheme.n_bias_update - 100 * len(scheme.weight_update)
+
+    r = search(backbone, contrib, budget, cost=cost, measure=bias_only_is_best, verify_top=2)
+    keys = [CostModel.key(s) for s, _ in r.proposals]
+    assert CostModel.key(SparseScheme(deepest, {})) in keys and CostModel.key(rule) in keys
+    assert len(set(keys)) == len(keys)  # each measured once
+    assert deepest > 4 and CostModel.key(r.scheme) == CostModel.key(SparseScheme(deepest, {}))
+    assert r.planned_peak_bytes <= budget
+
+
+def test_verification_runs_train_on_the_training_part_and_are_cached(backbone, digits_npz, cache):
+    """``ContributionAnalysis.verify``: the mean over seeds of runs of its own length, each cached
+    (a second analysis object reads them instead of training), different seeds different runs."""
+    from tflm_train.keras.contribution import VerifySettings
+
+    z = np.load(digits_npz)
+    x, y = prepare_inputs(backbone, z["x"], z["y"], 10)
+    settings = AnalysisSettings(steps=2, batch_size=8, lr=0.05, val_images=32)
+    analysis = ContributionAnalysis(backbone, x, y, 10, settings)
+    assert len(analysis.y_part) + len(analysis.y_val) == len(y)
+    verify = VerifySettings(steps=6, batch_size=8, seeds=(0, 1))
+    scheme = SparseScheme(3, {})
+    mean = analysis.verify(scheme, verify)
+    runs = {k: v for k, v in analysis.results.items() if k.startswith("verify6x8/")}
+    assert len(runs) == 2 and mean == pytest.approx(np.mean([v["accuracy"] for v in runs.values()]))
+    again = ContributionAnalysis(backbone, x, y, 10, settings)
+    assert again.verify(scheme, verify) == mean and again.trainer is None  # from the cache, no training
+    with pytest.raises(GraphError, match="seeds"):
+        VerifySettings(seeds=())
