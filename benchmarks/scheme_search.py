@@ -229,6 +229,12 @@ def main(argv=None):
                    help="analyse every non-depthwise layer, not only expanding pointwise convs")
     p.add_argument("--bias-points", type=int, default=4)
     p.add_argument("--verify-top", type=int, default=3, help="search proposals measured before one is chosen")
+    p.add_argument("--verify-seeds", type=int, nargs="+", default=[0, 1],
+                   help="seeds of the search's measurement of each proposal (runs of --steps x --batch on the "
+                        "training images, scored on the analysis' held-out part of them)")
+    p.add_argument("--reuse-runs", default=None,
+                   help="an earlier results JSON whose comparison runs (same model, task, scheme, seed and "
+                        "fine-tuning settings) are taken instead of rerun, after one of them is rerun and matches")
     p.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5, 1.0],
                    help="channel ratios the analysis measures (the package's default is 0.125 0.25 0.5 1)")
     p.add_argument("--qemu", action="store_true", help="confirm the first searched scheme in the QEMU firmware")
@@ -243,7 +249,7 @@ def main(argv=None):
     if args.quick:
         args.seeds, args.steps, args.train, args.test = args.seeds[:1], 5, 400, 200
         args.analysis_steps, args.max_layers, args.bias_points, args.budgets = 3, 1, 1, args.budgets[:1]
-        args.verify_top = 1
+        args.verify_top, args.verify_seeds = 1, [0]
     out = Path(args.out) if args.out else RESULT
     if args.tables:
         saved = json.loads(out.read_text())
@@ -255,7 +261,7 @@ def main(argv=None):
 
     import tflm_train
     from tflm_train.io.npz_reader import load_npz
-    from tflm_train.keras.contribution import AnalysisSettings
+    from tflm_train.keras.contribution import AnalysisSettings, VerifySettings
     from tflm_train.training import SparseScheme
     from tflm_train.training.search import CostModel
 
@@ -269,7 +275,8 @@ def main(argv=None):
         return qemu_only(args, log)
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    settings_record = {k: v for k, v in vars(args).items() if k not in ("out", "resume", "qemu_only", "tables")}
+    settings_record = {k: v for k, v in vars(args).items()
+                       if k not in ("out", "resume", "qemu_only", "tables", "reuse_runs")}
     result = {"command": "python benchmarks/scheme_search.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "commit": commit,
               # files that differed from that commit when the run started (others work in the same tree)
@@ -290,6 +297,19 @@ def main(argv=None):
         result["resumed_from"] = {"commit": old.get("commit"), "total_seconds": old.get("total_seconds"),
                                   **({"resumed_from": old["resumed_from"]} if "resumed_from" in old else {})}
 
+    reusable, reuse_checked = {}, False
+    if args.reuse_runs:
+        old = json.loads(Path(args.reuse_runs).read_text())
+        # what a comparison run depends on (not the search's settings)
+        fields = ("resolution", "steps", "batch", "lr", "lr_schedule", "train", "test")
+        differ = {k: (old["settings"].get(k), settings_record[k]) for k in fields
+                  if old["settings"].get(k) != settings_record[k]}
+        if differ:
+            raise SystemExit(f"--reuse-runs: {args.reuse_runs} was made with other fine-tuning settings {differ}")
+        reusable = dict(old.get("runs", {}))
+        result["reused_runs"] = {"file": args.reuse_runs, "commit": old.get("commit"), "available": len(reusable),
+                                 "reused": [], "check": None}
+
     def save():
         result["total_seconds"] = time.time() - t0
         result["markdown"] = markdown(result)
@@ -301,6 +321,7 @@ def main(argv=None):
 
     settings = AnalysisSettings(steps=args.analysis_steps, batch_size=args.analysis_batch, lr=args.analysis_lr,
                                 val_images=args.analysis_val, metric=args.analysis_metric)
+    verify = VerifySettings(steps=args.steps, batch_size=args.batch, seeds=tuple(args.verify_seeds))
     first_searched = None
     graphs = {m: load_npz(str(SHARED / "models" / f"{m}.npz"), input_size=args.resolution) for m in args.models}
     # tasks outermost: every model gets the first task before any model gets the second
@@ -329,7 +350,7 @@ def main(argv=None):
                 t = time.time()
                 options = dict(num_classes=classes, settings=settings, max_weight_layers=args.max_layers,
                                bias_points=args.bias_points, ratios=args.ratios, verify_top=args.verify_top,
-                               expanding_only=not args.all_layers)
+                               expanding_only=not args.all_layers, verify=verify)
                 scheme, res, contrib = tflm_train.search_scheme(graph, x, y, budget / 1024, progress=True,
                                                                 return_result=True, **options)
                 search_seconds = time.time() - t
@@ -368,6 +389,19 @@ def main(argv=None):
                         t = time.time()
                         if run_key in result["runs"]:
                             acc = result["runs"][run_key]
+                        elif run_key in reusable and reuse_checked:
+                            acc = result["runs"][run_key] = reusable[run_key]
+                            result["reused_runs"]["reused"].append(run_key)
+                        elif run_key in reusable:
+                            # the first reusable run is rerun: the earlier result must come out again
+                            acc = trainer.run(s, x, y, xt, yt, args.steps, args.batch, seed)
+                            result["runs"][run_key] = acc
+                            result["reused_runs"]["check"] = {"run": run_key, "earlier": reusable[run_key],
+                                                              "now": acc}
+                            if acc != reusable[run_key]:
+                                raise SystemExit(f"--reuse-runs: {run_key} gave {acc}, the earlier run "
+                                                 f"{reusable[run_key]}: not reusing runs of another code")
+                            reuse_checked = True
                         else:
                             acc = trainer.run(s, x, y, xt, yt, args.steps, args.batch, seed)
                             result["runs"][run_key] = acc

@@ -13,7 +13,7 @@ import tflm_train
 from tflm_train import cli, datasets
 from tflm_train.graph import GraphError
 from tflm_train.io.npz_reader import load_npz
-from tflm_train.keras.contribution import AnalysisSettings, ContributionAnalysis
+from tflm_train.keras.contribution import AnalysisSettings, ContributionAnalysis, VerifySettings
 from tflm_train.scheme_search import prepare_inputs
 from tflm_train.training import SparseScheme
 from tflm_train.training.search import (DEFAULT_BUDGET_KB, Contributions, CostModel, analysis_candidates,
@@ -23,7 +23,8 @@ from .paths import REPO, seed_model
 
 BACKBONE = os.path.join(REPO, "tflm_train", "data", "fmnist_backbone.tflite")
 #: the tiny analysis the end-to-end tests run (4 short Keras runs)
-TINY = ["--steps", "3", "--batch-size", "8", "--max-layers", "1", "--ratios", "0.5", "1", "--bias-points", "1"]
+TINY = ["--steps", "3", "--batch-size", "8", "--max-layers", "1", "--ratios", "0.5", "1", "--bias-points", "1",
+        "--verify-steps", "3", "--verify-seeds", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,9 @@ def test_cli_search_writes_a_scheme_plan_takes_and_the_cache_is_reused(backbone,
     assert cli.main(["plan", BACKBONE, "--scheme", out, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["peak_bytes"] <= 150 * 1024
     files = list((cache / "contributions").glob("*.json"))
-    assert len(files) == 1 and len(json.loads(files[0].read_text())["runs"]) == 4
+    runs = json.loads(files[0].read_text())["runs"]
+    assert len(files) == 1 and len([r for r in runs if not r.startswith("verify")]) == 4
+    assert any(r.startswith("verify3x32/seed0/") for r in runs)  # the proposals' measurements
     # the same (model, data, settings) from Python: every run comes from the cache
     z = np.load(digits_npz)
     settings = AnalysisSettings(steps=3, batch_size=8)
@@ -108,8 +111,9 @@ def test_cli_search_writes_a_scheme_plan_takes_and_the_cache_is_reused(backbone,
     depths, layers = analysis_candidates(CostModel(backbone), 150 * 1024, (0.5, 1.0), 1, 1)
     assert analysis.pending(depths, layers, (0.5, 1.0)) == 0
     again = tflm_train.search_scheme(backbone, z["x"], z["y"], 150, settings=settings, ratios=(0.5, 1.0),
-                                     bias_points=1, max_weight_layers=1)
+                                     bias_points=1, max_weight_layers=1, verify=VerifySettings(steps=3, seeds=(0,)))
     assert again.to_dict() == scheme.to_dict()
+    assert len(json.loads(files[0].read_text())["runs"]) == len(runs)  # nothing run again
 
 
 @pytest.mark.parametrize("args, message", [
@@ -223,12 +227,15 @@ def test_a_budget_only_the_exact_plan_of_the_classifier_fits(backbone):
     assert r.scheme.n_bias_update == 1 and not r.scheme.weight_update and r.planned_peak_bytes == exact
 
 
-def test_contribution_run_trains_exactly_the_scheme_with_one_traced_step(backbone, digits_npz):
+def test_contribution_run_trains_exactly_the_scheme_with_one_traced_step(backbone, digits_npz, cache):
     """The analysis' masked step: what the scheme freezes stays byte-identical (partial channels
-    included), what it trains moves, and a second run starts from the same state (same result)."""
+    included), what it trains moves, and a second run starts from the same state (same result).
+    The search's verification runs (``verify``) share it: the mean over seeds of runs of their
+    own length on the training part, each cached (a second analysis reads them, no training)."""
     z = np.load(digits_npz)
     x, y = prepare_inputs(backbone, z["x"], z["y"], 10)
-    analysis = ContributionAnalysis(backbone, x, y, 10, AnalysisSettings(steps=4, batch_size=8, lr=0.05), cache=False)
+    settings = AnalysisSettings(steps=4, batch_size=8, lr=0.05, val_images=32)
+    analysis = ContributionAnalysis(backbone, x, y, 10, settings)
     n = len(backbone.conv_op_indices())
     layer_index = max(i for i in range(n - 1) if backbone.ops[backbone.conv_op_indices()[i]].type == "CONV_2D")
     scheme = SparseScheme(3, {layer_index: 0.5})
@@ -242,6 +249,16 @@ def test_contribution_run_trains_exactly_the_scheme_with_one_traced_step(backbon
     assert analysis.measure(scheme) == first  # reset weights, optimizer and rounding stream
     analysis.measure(SparseScheme(2, {}))
     assert analysis.trainer._step.experimental_get_tracing_count() == traced  # no re-tracing per candidate
+
+    assert len(analysis.y_part) + len(analysis.y_val) == len(y)
+    verify = VerifySettings(steps=6, batch_size=8, seeds=(0, 1))
+    mean = analysis.verify(SparseScheme(3, {}), verify)
+    runs = {k: v for k, v in analysis.results.items() if k.startswith("verify6x8/")}
+    assert len(runs) == 2 and mean == pytest.approx(np.mean([v["accuracy"] for v in runs.values()]))
+    again = ContributionAnalysis(backbone, x, y, 10, settings)
+    assert again.verify(SparseScheme(3, {}), verify) == mean and again.trainer is None  # cached, no training
+    with pytest.raises(GraphError, match="seeds"):
+        VerifySettings(seeds=())
 
 
 def test_search_measures_its_proposals_and_takes_the_best_measured(backbone):
@@ -260,3 +277,26 @@ def test_search_measures_its_proposals_and_takes_the_best_measured(backbone):
     assert len(r.proposals) == len(measured) >= 2
     assert plain.scheme.to_dict() in [s.to_dict() for s, _ in r.proposals]  # the sum's best is among them
     assert r.planned_peak_bytes == min(cost.exact_peak(s) for s, _ in r.proposals) <= 150 * 1024
+
+
+def test_search_also_measures_the_deepest_bias_only_scheme_and_the_rule(backbone):
+    """Besides the knapsack's picks, the search measures the deepest bias-only scheme that fits
+    (exact plan) and the data-free rule, and takes one of them when it measures best, even
+    though the sum of contributions ranks it last (no weight options)."""
+    cost = CostModel(backbone)
+    n = len(backbone.conv_op_indices())
+    budget = 150 * 1024
+    contrib = Contributions(0.5, bias={4: 0.001}, weight={(12, 1.0): 0.03, (9, 1.0): 0.015})
+    deepest = max(k for k in range(1, n + 1) if cost.exact_peak(SparseScheme(k, {})) <= budget)
+    rule = default_scheme(backbone, budget / 1024, cost=cost)
+
+    def bias_only_is_best(scheme):  # a measurement in which no weight helps
+        return scheme.n_bias_update - 100 * len(scheme.weight_update)
+
+    r = search(backbone, contrib, budget, cost=cost, measure=bias_only_is_best, verify_top=2)
+    keys = [CostModel.key(s) for s, _ in r.proposals]
+    assert CostModel.key(SparseScheme(deepest, {})) in keys and CostModel.key(rule) in keys
+    assert len(set(keys)) == len(keys)  # each measured once
+    assert deepest > 4 and CostModel.key(r.scheme) == CostModel.key(SparseScheme(deepest, {}))
+    assert r.planned_peak_bytes <= budget
+

@@ -167,7 +167,7 @@ def search_scheme(graph: QuantGraph, x, y, budget_kb: Optional[float] = None, *,
                   num_classes: Optional[int] = None, head: str = "float", settings=None, ratios=None,
                   bias_points: int = 6, max_weight_layers: int = 16, depthwise: bool = False,
                   expanding_only: bool = False, cache: bool = True,
-                  verify_top: int = 4, progress: bool = False, return_result: bool = False):
+                  verify_top: int = 4, verify=None, progress: bool = False, return_result: bool = False):
     """The sparse-update scheme of largest predicted accuracy gain on (x, y) whose training step's
     planned peak fits ``budget_kb`` (default 256 KB minus the application reserve,
     ``tflm_train.training.search.DEFAULT_BUDGET_KB``) and whose training file fits ``flash_kb``.
@@ -175,11 +175,13 @@ def search_scheme(graph: QuantGraph, x, y, budget_kb: Optional[float] = None, *,
     ``x``: images (see the module docstring), ``y``: integer labels; ``num_classes`` defaults to
     ``max(y) + 1``. ``settings``: ``tflm_train.keras.contribution.AnalysisSettings``.
     ``verify_top``: how many of the search's proposals (the best pick of each of that many bias
-    depths) are measured with a run of their own before one is chosen (0: the largest
-    predicted gain is taken as it is). Returns a
+    depths, plus the deepest bias-only scheme and the data-free rule) are measured before one
+    is chosen (0: the largest predicted gain is taken as it is); ``verify``:
+    ``tflm_train.keras.contribution.VerifySettings``, how they are measured (default: two
+    seeds of 100 steps of batch 32 on the training part, scored on the held-out images). Returns a
     ``SparseScheme`` (with ``return_result``: ``(scheme, SearchResult, Contributions)``).
     """
-    from .keras.contribution import AnalysisSettings, ContributionAnalysis
+    from .keras.contribution import AnalysisSettings, ContributionAnalysis, VerifySettings
     from .training.search import (DEFAULT_BUDGET_KB, DEFAULT_RATIOS, CostModel, analysis_candidates, check_budget,
                                   search)
 
@@ -216,9 +218,10 @@ def search_scheme(graph: QuantGraph, x, y, budget_kb: Optional[float] = None, *,
     bar.start(total, f"contribution analysis ({analysis.pending(depths, layers, ratios)} to run)")
     try:
         contrib = analysis.run(depths, layers, ratios, progress=bar.step)
-        bar.start(len(contrib.bias) + 3 + verify_top, "search")
+        verify = verify or VerifySettings()
+        bar.start(len(contrib.bias) + 3 + verify_top + 2, "search")
         result = search(graph, contrib, budget, flash, num_classes=int(num_classes), head=head, cost=cost,
-                        progress=bar.step, measure=analysis.score if verify_top > 0 else None,
+                        progress=bar.step, measure=(lambda s: analysis.verify(s, verify)) if verify_top > 0 else None,
                         verify_top=verify_top)
     finally:
         bar.close()
@@ -256,15 +259,20 @@ def add_parser(sub) -> None:
     s.add_argument("--expanding-only", action="store_true",
                    help="analyse only expanding pointwise convs (a block's first 1x1 conv): half the runs")
     s.add_argument("--verify-top", type=int, default=4,
-                   help="proposals (best pick of that many bias depths) measured by a run of their own before one "
-                        "is chosen; 0 takes the largest predicted gain as it is (default 4)")
+                   help="proposals (best pick of that many bands of bias depths; with the deepest bias-only scheme "
+                        "and the data-free rule) measured before one is chosen; 0 takes the largest predicted gain "
+                        "as it is (default 4)")
+    s.add_argument("--verify-steps", type=int, default=100,
+                   help="training steps of each proposal's measurement, as long as the fine-tuning to come "
+                        "(default 100, batch 32)")
+    s.add_argument("--verify-seeds", type=int, default=2, help="seeds each proposal is measured over (default 2)")
     s.add_argument("--no-cache", action="store_true", help="neither read nor write the contribution cache")
     s.set_defaults(func=cmd_search)
 
 
 def cmd_search(args) -> int:
     from . import load
-    from .keras.contribution import AnalysisSettings
+    from .keras.contribution import AnalysisSettings, VerifySettings
 
     t0 = time.time()
     graph = load(args.model, **({"input_size": args.input_size} if args.input_size else {}))
@@ -277,6 +285,8 @@ def cmd_search(args) -> int:
                                             max_weight_layers=args.max_layers, ratios=args.ratios,
                                             bias_points=args.bias_points, cache=not args.no_cache,
                                             verify_top=args.verify_top, expanding_only=args.expanding_only,
+                                            verify=VerifySettings(steps=args.verify_steps,
+                                                                  seeds=tuple(range(args.verify_seeds))),
                                             progress=True, return_result=True)
     scheme.to_json(args.output)
     elapsed = time.time() - t0

@@ -77,6 +77,22 @@ class AnalysisSettings:
             raise GraphError(f"analysis settings: lr must be > 0, got {self.lr}")
 
 
+@dataclass(frozen=True)
+class VerifySettings:
+    """How the search measures its proposals (``ContributionAnalysis.verify``): ``seeds`` runs of
+    ``steps`` steps of batch ``batch_size`` each, at the analysis' learning rate, scored on its
+    held-out images. Defaults: the length of the fine-tuning benchmarks/scheme_search.py
+    compares (100 steps of batch 32), two seeds."""
+
+    steps: int = 100
+    batch_size: int = 32
+    seeds: Tuple[int, ...] = (0, 1)
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1 or not self.seeds:
+            raise GraphError(f"verification settings: steps and batch_size must be >= 1 and seeds non-empty ({self})")
+
+
 #: How a run trains (part of the cache key): one traced step, gradient masks per scheme.
 RUN_METHOD = "masked-step-1"
 
@@ -119,9 +135,11 @@ class ContributionAnalysis:
                              f"{max(5, settings.batch_size + 1)}: batch {settings.batch_size} + held-out images)")
         order = np.random.default_rng(settings.seed).permutation(n)
         val, tr = order[n - n_val:], order[:n - n_val]
-        need = settings.steps * settings.batch_size
-        tr = np.resize(tr, need)  # cycle through the training part for ``steps`` batches
-        self.x_train, self.y_train = x[tr].astype(np.float32), y[tr].astype(np.int64)
+        #: the training part (the held-out images are never trained on)
+        self.x_part, self.y_part = x[tr].astype(np.float32), y[tr].astype(np.int64)
+        # cycle through the training part for ``steps`` batches
+        cycle = np.resize(np.arange(len(tr)), settings.steps * settings.batch_size)
+        self.x_train, self.y_train = self.x_part[cycle], self.y_part[cycle]
         self.x_val, self.y_val = x[val].astype(np.float32), y[val].astype(np.int64)
         self.path = cache_dir() / f"{cache_key(graph, x, y, num_classes, settings)}.json" if cache else None
         #: run name -> {"accuracy": held-out accuracy, "loss": held-out mean cross-entropy}
@@ -135,12 +153,15 @@ class ContributionAnalysis:
         self.trainer: Optional["MaskedTrainer"] = None
 
     # ------------------------------------------------------------------ runs
-    def _train(self, scheme: SparseScheme) -> None:
-        """``settings.steps`` steps training ``scheme`` from the initial weights and optimizer state."""
+    def _masked_trainer(self) -> "MaskedTrainer":
         if self.trainer is None:
             s = self.settings
             self.trainer = MaskedTrainer(self.graph, self.num_classes, head=s.head, lr=s.lr, seed=s.seed)
-        self.trainer.train(scheme, self.x_train, self.y_train, self.settings.batch_size)
+        return self.trainer
+
+    def _train(self, scheme: SparseScheme) -> None:
+        """``settings.steps`` steps training ``scheme`` from the initial weights and optimizer state."""
+        self._masked_trainer().train(scheme, self.x_train, self.y_train, self.settings.batch_size)
 
     def score(self, scheme: SparseScheme) -> float:
         """The settings' metric after a short run training ``scheme``, larger is better.
@@ -165,6 +186,27 @@ class ContributionAnalysis:
         self.results[name] = result
         self._save()
         return result
+
+    def verify(self, scheme: SparseScheme, verify: "VerifySettings") -> float:
+        """Mean held-out accuracy of ``scheme`` over ``verify.seeds`` runs of ``verify.steps``
+        steps of batch ``verify.batch_size`` on the training part (each seed: its own order of
+        the images and stream of the stochastic rounding), each run cached.
+
+        The search scores its proposals with this rather than with ``score``: runs as long as
+        the fine-tuning the scheme is chosen for, averaged over seeds, because the analysis'
+        short runs favour weights (they move the features fast) over deep biases (which pay
+        off later), and one run's accuracy on a few hundred images scatters by points."""
+        accs = []
+        for seed in verify.seeds:
+            name = f"verify{verify.steps}x{verify.batch_size}/seed{seed}/{candidate_name(scheme)}"
+            if name not in self.results:
+                order = np.random.default_rng(seed).permutation(len(self.y_part))
+                idx = np.resize(order, verify.steps * verify.batch_size)
+                self._masked_trainer().train(scheme, self.x_part[idx], self.y_part[idx], verify.batch_size, rounding_seed=seed)
+                self.results[name] = self.trainer.evaluate(self.x_val, self.y_val)
+                self._save()
+            accs.append(self.results[name]["accuracy"])
+        return float(np.mean(accs))
 
     def _save(self) -> None:
         if self.path is None:
