@@ -117,6 +117,20 @@ def _scatter_output_tap(g: np.ndarray, in_hw, stride, pad, offset) -> np.ndarray
     return np.where(valid, t, F32(0))
 
 
+# --------------------------------------------------------------------------- gradient storage
+def store_grad(x: np.ndarray, dtype: str = "float32") -> np.ndarray:
+    """A computed float32 gradient as stored in a tensor of ``dtype``: float32 unchanged, or
+    IEEE binary16 rounded once to nearest even (overflow to +-inf, subnormals kept; NumPy's
+    float32 -> float16 cast)."""
+    x = np.asarray(x, F32)
+    return x if dtype == "float32" else x.astype(np.float16)
+
+
+def load_grad(x: np.ndarray) -> np.ndarray:
+    """A stored gradient as the float32 the kernels compute with (binary16 widens exactly)."""
+    return np.asarray(x, F32)
+
+
 # --------------------------------------------------------------------------- elementwise / shape ops
 def clamp_grad(grad_y: np.ndarray, y_q: np.ndarray, act_min: int, act_max: int) -> np.ndarray:
     """Straight-through clamp: the gradient passes where ``act_min < y < act_max``."""
