@@ -46,6 +46,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -428,7 +429,8 @@ def grad_dtype_main(args, argv, graph, lr, batched_xy, all_train_xy, test_xy, ou
                         args.lr_batch1, all_train_xy, log)
     r.update(command="python benchmarks/transfer_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
              resolution=args.resolution, train_images=len(batched_xy[1]), test_images=args.test,
-             commit=_commit(), total_seconds=time.time() - t_start)
+             commit=subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                   text=True).stdout.strip(), total_seconds=time.time() - t_start)
     table = grad_dtype_markdown(r)
     print(table)
     if out is not None:
@@ -436,16 +438,6 @@ def grad_dtype_main(args, argv, graph, lr, batched_xy, all_train_xy, test_xy, ou
         out.write_text(json.dumps(r, indent=1) + "\n")
         log(f"wrote {out}")
     return r
-
-
-def _commit() -> str:
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":
