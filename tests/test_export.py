@@ -172,7 +172,7 @@ def _repack(model, k, meta) -> bytes:
 def test_metadata_contents(exported):
     r = exported["mcunet-5fps"]
     _, _, m = _meta(r.data)
-    assert (m.versionMajor, m.versionMinor) == (2, 0)
+    assert (m.versionMajor, m.versionMinor) == (2, 1)
     assert m.signature.key == "train"
     names = [n.decode() if isinstance(n, bytes) else n for n in list(m.signature.inputNames) + list(m.signature.outputNames)]
     assert names == ["input", "label", "loss"]
@@ -243,7 +243,7 @@ def test_corrupt_metadata_bytes(small):
 def test_inconsistent_metadata(small):
     for major in (1, 3):  # version 1 (before the compact format) and a future version: one clear line
         model, k, meta = _meta(small)
-        meta.versionMajor = major
+        meta.versionMajor, meta.versionMinor = major, 0
         with pytest.raises(GraphError, match=f"training metadata version {major}.0 is not supported: this reader "
                                              r"reads version 2.x \(export the model again\)"):
             read_training_file(_repack(model, k, meta))

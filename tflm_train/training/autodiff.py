@@ -124,7 +124,10 @@ class _Compiler:
         return self.add_tensor(TrainTensor(name, t.shape, t.dtype, kind, t.scale, t.zero_point, t.quantized_dim, data))
 
     def grad_tensor(self, name: str, like: str) -> str:
-        return self.add_tensor(TrainTensor(name, self.tensors[like].shape, self.grad_dtype, "gradient"))
+        # the loss writes its gradient in place of its float32 working values (z, d, e), so the
+        # gradients of the logits stay float32 (N values); every other gradient is grad_dtype
+        dtype = "float32" if like == "logits" else self.grad_dtype
+        return self.add_tensor(TrainTensor(name, self.tensors[like].shape, dtype, "gradient"))
 
     def emit(self, type_: str, inputs, outputs, attrs=None, name="", phase="backward"):
         self.ops.append(TrainOp(type_, list(inputs), list(outputs), dict(attrs or {}), name, phase))

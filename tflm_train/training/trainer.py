@@ -116,10 +116,10 @@ def _grad_input(tg, op, values):
 def _pool_grad(tg, op, values):
     a = op.attrs
     filt, stride, pad = (a["filter_h"], a["filter_w"]), (a["stride_h"], a["stride_w"]), (a["pad_top"], a["pad_left"])
-    g = values[op.inputs[0]]
+    g, out = values[op.inputs[0]], tg.tensors[op.outputs[0]]
     if op.type == "AVERAGE_POOL_2D_GRAD":
-        return [bw.average_pool_grad(g, tg.tensors[op.outputs[0]].shape, filt, stride, pad)]
-    return [bw.max_pool_grad(g, values[op.inputs[1]], filt, stride, pad)]
+        return [bw.average_pool_grad(g, out.shape, filt, stride, pad, out.dtype)]
+    return [bw.max_pool_grad(g, values[op.inputs[1]], filt, stride, pad, out.dtype)]
 
 
 def _loss(tg, op, values):
