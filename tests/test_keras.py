@@ -263,8 +263,9 @@ def test_keras_step_matches_reference_trainer(mcunet32, scheme_99kb, grad_dtype)
         if layer["channels"]:
             w_keras = k.kernel.numpy().astype(np.float64)
             w_ref = state.values[layer["weight"]].astype(np.float64)
-            # both round the same real step stochastically: to the same pair of integers
-            assert np.max(np.abs(w_keras - w_ref)) <= 1, layer["weight"]
+            # both round the same real step stochastically: to the same pair of integers (float16:
+            # or the next, where the two sides' steps differ by a binary16 ulp across an integer)
+            assert np.max(np.abs(w_keras - w_ref)) <= (1 if grad_dtype == "float32" else 2), layer["weight"]
             moved_ref = w_ref != start[layer["weight"]]
             moved_keras = w_keras != start[layer["weight"]]
             assert abs(moved_ref.mean() - moved_keras.mean()) < 0.05 + 0.3 * moved_ref.mean(), layer["weight"]
@@ -273,7 +274,17 @@ def test_keras_step_matches_reference_trainer(mcunet32, scheme_99kb, grad_dtype)
             b_keras = k.bias.numpy()
             b_ref = state.values[layer["bias"]].astype(np.float64)
             # both round the same real step to nearest: equal but where float noise meets a tie
-            assert np.mean(b_keras == b_ref) > 0.95 and np.max(np.abs(b_keras - b_ref)) <= 1, layer["bias"]
+            if grad_dtype == "float32":
+                assert np.mean(b_keras == b_ref) > 0.95 and np.max(np.abs(b_keras - b_ref)) <= 1, layer["bias"]
+            else:
+                # float16: a stored gradient element sits one binary16 ulp (2^-11) apart where the
+                # two sides' float32 noise straddles a rounding boundary (and the simulation rounds
+                # the sum of a tensor's contributions, the device each part); a bias gradient sums
+                # many elements with cancellation. Measured: >= 98 % of the biases within 1, at
+                # most 3 apart, total difference <= 0.16 % of the total step
+                d = np.abs(b_keras - b_ref)
+                step = np.abs(b_ref - start[layer["bias"]]).sum()
+                assert np.mean(d <= 1) > 0.95 and d.max() <= 4 and d.sum() <= 1 + 0.005 * step, layer["bias"]
             compared += 1
     assert compared >= 20
 
