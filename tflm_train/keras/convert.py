@@ -209,11 +209,12 @@ class _Builder:
         self.grad_dtype = grad_dtype
         self.values: Dict[str, object] = {}
         self.tensor_layers: Dict[str, str] = {}
+        self.float32_grads: set = set()  # the logits and what follows the head: float32 gradients
 
     def store(self, name: str, value, layer) -> None:
         """``value`` is graph tensor ``name``, computed by ``layer``; its gradient is rounded
         as the training graph stores ``grad/<name>`` (float16: ``GradientStore``)."""
-        if self.grad_dtype != "float32":
+        if self.grad_dtype != "float32" and name not in self.float32_grads:
             t = self.graph.tensors[name]
             scale = t.scalar_scale() if self.quantized and t.scale is not None else 1.0
             value = GradientStore(scale, self.grad_dtype, name=layer_name(f"grad_store_{name}"))(value)
@@ -291,7 +292,7 @@ def from_graph(
     model takes its int8 output). The source graph is kept as ``model.tflm_graph`` for
     ``to_graph`` and ``SparseUpdate``.
     - ``grad_dtype="float16"`` simulates the device's float16 gradient storage: the gradient
-      of every graph tensor and of the logits is rounded to IEEE binary16 in the backward
+      of every graph tensor but the logits is rounded to IEEE binary16 in the backward
       (``GradientStore``), as the training graph exported with the same ``grad_dtype`` does.
     """
     if not isinstance(graph, QuantGraph):
@@ -351,10 +352,9 @@ def from_graph(
             layer = FloatHead(num_classes, s, z, quantized=quantized, op_index=cls_index, name="new_head",
                               kernel_values=head_init(int(f_t.size), int(num_classes), seed).T,
                               bias_values=np.zeros(num_classes))
-            out = layer(features)  # float logits: no graph tensor to map
-            if grad_dtype != "float32":  # their gradient is grad/logits
-                out = GradientStore(1.0, grad_dtype, name="grad_store_new_head_logits")(out)
+            out = layer(features)  # float logits (their gradient stays float32): no graph tensor to map
         else:
+            b.float32_grads.update(t for op in graph.ops[cls_index:] for t in op.outputs)  # grad/logits: float32
             layer = b.call(cls_index, _new_int8_head(graph, cls_index, int(num_classes), seed,
                                                      head_weight_headroom, head_logits_scale))
             out_name, qparams = cls_op.outputs[0], (layer.y_scale, layer.y_zero_point)

@@ -550,7 +550,8 @@ class Dequantize(_GraphLayer):
 class GradientStore(keras.layers.Layer):
     """Identity whose backward rounds the gradient as the device stores it (``grad_dtype``
     of the training graph): float16 rounds each element once to IEEE binary16 (nearest
-    even), float32 passes it on.
+    even), float32 passes it on. ``from_graph`` puts one on every graph tensor but the
+    logits (whose gradients the device keeps in float32).
 
     The device stores the gradient of one sample in real units; Keras carries the gradient
     w.r.t. the layer's values (int8 values: ``s`` times the real one) of a batch-mean loss
