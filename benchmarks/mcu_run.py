@@ -184,7 +184,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     default_run = args.grad_dtype == "float32" and not args.only
-    out = args.out or os.path.join(HERE, "results", "mcu_run.json" if default_run else f"mcu_run_{args.grad_dtype}.json")
+    name = "mcu_run.json" if default_run else f"mcu_run_{args.grad_dtype}.json"
+    out = args.out or os.path.join(HERE, "results", name)
     runs = [r for r in RUNS if not args.only or f"{r[0]}:{r[2]}" in args.only]
     tools = mcu.check_tools()
     rows = []

@@ -149,7 +149,8 @@ def file_size_markdown(rows) -> str:
 def breakdown_markdown(rows) -> str:
     cats = ["trainable parameters", "saved activations", "working activations", "gradients", "runtime state",
             "placement slack"]
-    lines = ["| model | scheme | gradients stored as | " + " | ".join(cats) + " |", "|---|---|---|" + "---:|" * len(cats)]
+    lines = ["| model | scheme | gradients stored as | " + " | ".join(cats) + " |",
+             "|---|---|---|" + "---:|" * len(cats)]
     for r in rows:
         if not r["published"]:
             continue

@@ -50,7 +50,8 @@ tt_status eval_as(TrainContext& ctx) {
       const int32_t i = p.u.channels.at(j);
       float grad = 0.0f;
       for (int32_t r = 0; r < p.rows; ++r)
-        grad = grad + widen(p.u.g[static_cast<int64_t>(r) * p.o + o]) * p.u.deq(p.x[static_cast<int64_t>(r) * p.in + i]);
+        grad = grad + widen(p.u.g[static_cast<int64_t>(r) * p.o + o]) *
+                          p.u.deq(p.x[static_cast<int64_t>(r) * p.in + i]);
       int8_t* w = p.u.element(o, j);
       *w = qas_update_weight(*w, grad, p.u.lr, p.u.scale.at(o), p.u.rng);
     }

@@ -47,7 +47,8 @@ inline uint16_t f32_to_f16_bits(float f) {
   memcpy(&x, &f, 4);
   const uint32_t sign = (x >> 16) & 0x8000u;
   const uint32_t a = x & 0x7fffffffu;
-  if (a >= 0x7f800000u) return static_cast<uint16_t>(sign | (a > 0x7f800000u ? 0x7e00u | ((a >> 13) & 0x3ffu) : 0x7c00u));
+  if (a >= 0x7f800000u)  // inf, or NaN: quiet, the top payload bits kept
+    return static_cast<uint16_t>(sign | (a > 0x7f800000u ? 0x7e00u | ((a >> 13) & 0x3ffu) : 0x7c00u));
   if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520: rounds to inf
   uint32_t r, rem, halfway;
   if (a >= 0x38800000u) {  // >= 2^-14: a normal half; rebias the exponent, drop 13 bits

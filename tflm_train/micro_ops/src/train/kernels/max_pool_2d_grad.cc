@@ -37,7 +37,8 @@ tt_status eval_as(TrainContext& ctx) {
               best_at = at;
             }
           }
-        p.out[best_at] = narrow<G>(widen(p.out[best_at]) + widen(p.g[(static_cast<int64_t>(oy) * p.ow + ox) * p.c + c]));
+        const float routed = widen(p.g[(static_cast<int64_t>(oy) * p.ow + ox) * p.c + c]);
+        p.out[best_at] = narrow<G>(widen(p.out[best_at]) + routed);
       }
     }
   return TT_OK;
