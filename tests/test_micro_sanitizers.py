@@ -118,6 +118,11 @@ def _training_files():
         "mcunet48_99kb": export(mcunet, scheme_file("mcunet-5fps") + ":99kb", lr=1e-3).data,
         "zoo_int8_head": export(zoo_graph(), ZOO_SCHEME, head="int8", num_classes=5, lr=0.01).data,
         "default_last2": export(tflm_train.load(DEFAULT_MODEL), "last-2", lr=1e-3).data,
+        # float16 gradients: every kernel's binary16 path, the int8 head's float32 -> float16 grad-input
+        "mcunet48_99kb_float16": export(mcunet, scheme_file("mcunet-5fps") + ":99kb", lr=1e-3,
+                                        grad_dtype="float16").data,
+        "zoo_int8_head_float16": export(zoo_graph(), ZOO_SCHEME, head="int8", num_classes=5, lr=0.01,
+                                        grad_dtype="float16").data,
     }
 
 

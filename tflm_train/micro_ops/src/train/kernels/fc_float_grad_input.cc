@@ -14,7 +14,8 @@ tt_status parse(TrainContext& ctx, const float** g, const float** w, GO** out, i
   if (st != TT_OK) return st;
   const TensorDesc tg = ctx.tensor(ctx.input(0)), tw = ctx.tensor(ctx.input(1)), to = ctx.tensor(ctx.output(0));
   for (const TensorDesc* t : {&tg, &tw, &to}) {
-    if ((st = expect_dtype(ctx, *t, t == &to ? GradDType<GO>::value : tfmt::kFloat32, "operand")) != TT_OK) return st;
+    const uint8_t dtype = t == &to ? GradDType<GO>::value : static_cast<uint8_t>(tfmt::kFloat32);
+    if ((st = expect_dtype(ctx, *t, dtype, "operand")) != TT_OK) return st;
     if ((st = expect_addressable(ctx, *t, "operand")) != TT_OK) return st;
   }
   if (tw.rank != 2 || tw.dims[0] < 1 || tg.elements % tw.dims[0] != 0 ||
