@@ -13,9 +13,14 @@ one instruction-count reading after every op) and the code size of the kernels.
 
 Writes benchmarks/results/mcu_run.json and replaces its section of benchmarks/README.md.
 Run: python benchmarks/mcu_run.py
+
+``--grad-dtype float16`` exports with float16 activation gradients; with ``--only MODEL:KEY ...``
+a subset of the runs. Any run but the default writes benchmarks/results/mcu_run_<grad dtype>.json
+(``--out``) and leaves the README alone.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -50,16 +55,18 @@ INPUT_SIZE, NUM_CLASSES, LR, SEED, STEPS, SAMPLES = 128, 10, 1e-3, 1, 3, 3
 BEGIN, END = "<!-- mcu_run:begin -->", "<!-- mcu_run:end -->"
 
 
-def run_one(model: str, key: str, work: str) -> dict:
+def run_one(model: str, key: str, work: str, grad_dtype: str = "float32") -> dict:
     graph = tflm_train.load(os.path.join(SHARED, "models", f"{model}.npz"), input_size=INPUT_SIZE)
     path = os.path.join(work, f"{model}_{key}_train.tflite")
     r = export(graph, os.path.join(SHARED, "schemes", f"{model}.json") + f":{key}", path, num_classes=NUM_CLASSES,
-               lr=LR, seed=SEED)
+               lr=LR, seed=SEED, grad_dtype=grad_dtype)
     t0 = time.time()
     report = mcu.mcu_run(r.data, steps=STEPS, samples=SAMPLES, data="fmnist", profile=True)
     row = dict(model=model, scheme=key, input_size=INPUT_SIZE, num_classes=NUM_CLASSES, lr=LR, seed=SEED,
                export_command=f"tflm-train export {model}.npz --input-size {INPUT_SIZE} --scheme "
-                              f"{model}.json:{key} --lr {LR} --seed {SEED} -o {os.path.basename(path)}",
+                              f"{model}.json:{key} --lr {LR} --seed {SEED} --grad-dtype {grad_dtype} "
+                              f"-o {os.path.basename(path)}",
+               grad_dtype=grad_dtype,
                command=f"tflm-train mcu-run {os.path.basename(path)} --steps {STEPS} --samples {SAMPLES} --profile "
                        "--json",
                file_bytes=len(r.data), plan_peak_bytes=r.plan.peak_bytes, wall_seconds=round(time.time() - t0, 1),
@@ -170,13 +177,22 @@ def update_readme(text: str) -> None:
     replace_section(text, BEGIN, END)
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--grad-dtype", choices=("float32", "float16"), default="float32")
+    p.add_argument("--only", nargs="+", metavar="MODEL:KEY", help="these runs only (e.g. mcunet-5fps:99kb)")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    default_run = args.grad_dtype == "float32" and not args.only
+    name = "mcu_run.json" if default_run else f"mcu_run_{args.grad_dtype}.json"
+    out = args.out or os.path.join(HERE, "results", name)
+    runs = [r for r in RUNS if not args.only or f"{r[0]}:{r[2]}" in args.only]
     tools = mcu.check_tools()
     rows = []
     with tempfile.TemporaryDirectory() as work:
-        for model, label, key in RUNS:
+        for model, label, key in runs:
             try:
-                row = run_one(model, key, work)
+                row = run_one(model, key, work, args.grad_dtype)
             except (mcu.McuError, ValueError) as e:
                 row = dict(model=model, scheme=key, error=str(e).splitlines()[0])
             row["label"] = label
@@ -188,14 +204,16 @@ def main() -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip()
     code = kernel_code_size()
-    result = dict(command="python benchmarks/mcu_run.py", machine="QEMU mps2-an386 (Cortex-M4F), 256 KB RAM / 1 MB "
+    result = dict(command="python benchmarks/mcu_run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                  machine="QEMU mps2-an386 (Cortex-M4F), 256 KB RAM / 1 MB "
                   "flash link regions", tools=tools, host=platform.platform(), commit=commit, runs=rows,
                   kernel_code_bytes=code)
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "mcu_run.json"), "w") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
         json.dump(result, f, indent=1)
     text = markdown(rows, code)
-    update_readme(text)
+    if default_run:
+        update_readme(text)
     print(text)
     return 0 if all(r.get("matches_host") for r in rows) else 1
 

@@ -46,6 +46,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -105,12 +106,12 @@ def accuracy(model, x, y, batch_size=256) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == y))
 
 
-def make_model(graph, mode: str, seed: int):
+def make_model(graph, mode: str, seed: int, grad_dtype: str = "float32"):
     from tflm_train.keras import from_graph
 
     if mode == "fp32":
-        return from_graph(graph, 10, head="float", quantized=False, seed=seed)
-    return from_graph(graph, 10, head="int8", seed=seed)
+        return from_graph(graph, 10, head="float", quantized=False, seed=seed, grad_dtype=grad_dtype)
+    return from_graph(graph, 10, head="int8", seed=seed, grad_dtype=grad_dtype)
 
 
 def make_optimizer(mode: str, lr: float, seed: int):
@@ -125,13 +126,13 @@ def make_optimizer(mode: str, lr: float, seed: int):
     return QAS(sgd, scale_gradients=(mode == "int8+QAS"), seed=seed)
 
 
-def train(graph, mode, update_set, scheme_key, lr, batch, train_xy, seed):
+def train(graph, mode, update_set, scheme_key, lr, batch, train_xy, seed, grad_dtype="float32"):
     """One fine-tuning run; returns (model, seconds, final loss)."""
     import keras
     from tflm_train.keras import SparseUpdate
 
     keras.utils.set_random_seed(seed)
-    model = make_model(graph, mode, seed)
+    model = make_model(graph, mode, seed, grad_dtype)
     model.compile(optimizer=make_optimizer(mode, lr, seed),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
     x, y = train_xy
@@ -220,6 +221,66 @@ def pair_runs(graph, scheme_key, lr, batch, train_xy, test_xy, seeds, first, log
             "fp32_minus_int8_qas_points": diffs, "mean_difference_points": float(np.mean(diffs))}
 
 
+def grad_dtype_runs(graph, scheme_key, lr, batch, train_xy, test_xy, seeds, ref_steps, lr_batch1, ref_xy, log) -> dict:
+    """float32 vs float16 gradient storage (``grad_dtype``), int8 + QAS on the sparse scheme,
+    per seed: the Keras simulation (batch ``batch``, ``GradientStore``) and the NumPy reference
+    trainer (batch 1, the device's arithmetic: one binary16 rounding per stored gradient element)."""
+    from tflm_train.keras import from_graph
+    from tflm_train.training import TrainState, apply_to_graph, build_train_graph, train_step
+
+    dtypes = ("float32", "float16")
+    keras_acc = {d: [] for d in dtypes}
+    ref_acc = {d: [] for d in dtypes}
+    scheme = scheme_for("sparse", graph, scheme_key)
+    for seed in seeds:
+        for d in dtypes:
+            model, secs, _ = train(graph, "int8+QAS", "sparse", scheme_key, lr, batch, train_xy, seed, d)
+            keras_acc[d].append(accuracy(model, *test_xy))
+            log(f"  keras seed {seed} {d}: {100 * keras_acc[d][-1]:.2f} ({secs:.0f}s)")
+        if ref_steps <= 0:
+            continue
+        x, y = ref_xy[0][:ref_steps], ref_xy[1][:ref_steps]
+        for d in dtypes:
+            tg = build_train_graph(graph, scheme, num_classes=10, head="int8", lr=lr_batch1, seed=seed + 1,
+                                   head_init_seed=seed, grad_dtype=d)
+            state = TrainState.from_train_graph(tg)
+            t = time.time()
+            for i in range(ref_steps):
+                train_step(tg, state, x[i], int(y[i]))
+            ref_acc[d].append(accuracy(from_graph(apply_to_graph(graph, tg, state)), *test_xy))
+            log(f"  reference seed {seed} {d}: {100 * ref_acc[d][-1]:.2f} ({time.time() - t:.0f}s)")
+
+    def summary(acc):
+        if not acc["float32"]:
+            return None
+        diffs = [100 * (a - b) for a, b in zip(acc["float32"], acc["float16"])]
+        return {"accuracy": acc, "mean": {d: float(np.mean(v)) for d, v in acc.items()},
+                "float32_minus_float16_points": diffs, "mean_difference_points": float(np.mean(diffs))}
+
+    return {"seeds": list(seeds), "scheme": scheme_key, "mode": "int8+QAS", "head": "int8",
+            "keras": dict(summary(keras_acc), batch_size=batch, lr=lr, steps=len(train_xy[1]) // batch),
+            "reference_trainer": (dict(summary(ref_acc), batch_size=1, lr=lr_batch1, steps=ref_steps)
+                                  if ref_steps > 0 else None)}
+
+
+def grad_dtype_markdown(r: dict) -> str:
+    lines = ["| gradient storage | " + " | ".join(f"seed {s}" for s in r["seeds"]) + " | mean |",
+             "|---|" + "---:|" * (len(r["seeds"]) + 1)]
+    for what in ("keras", "reference_trainer"):
+        part = r.get(what)
+        if not part:
+            continue
+        label = (f"Keras, batch {part['batch_size']}, {part['steps']} steps" if what == "keras"
+                 else f"NumPy reference (device arithmetic), batch 1, {part['steps']} steps")
+        for d in ("float32", "float16"):
+            cells = " | ".join(f"{100 * a:.2f}" for a in part["accuracy"][d])
+            lines.append(f"| {label}, {d} | {cells} | {100 * part['mean'][d]:.2f} |")
+        lines.append(f"| {label}: float32 - float16 (points) | "
+                     + " | ".join(f"{v:+.2f}" for v in part["float32_minus_float16_points"])
+                     + f" | {part['mean_difference_points']:+.2f} |")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- report
 def markdown(result: dict) -> str:
     modes = result["settings"]["modes"]
@@ -262,11 +323,17 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny smoke run, nothing written unless --out is given")
     p.add_argument("--out", default=None)
+    p.add_argument("--grad-dtypes", action="store_true",
+                   help="only compare float32 and float16 gradient storage (int8+QAS, sparse scheme, "
+                        "--grad-seeds, Keras and the reference trainer); writes transfer_accuracy_grad16.json")
+    p.add_argument("--grad-seeds", type=int, nargs="+", default=[0, 1, 2])
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.test, args.val, args.ref_steps = 20, 300, 200, 40
         args.lr_candidates, args.pair_seeds, args.ref_seeds = args.lr_candidates[:2], [1], [0]
     out = Path(args.out) if args.out else (None if args.quick else RESULT)
+    if args.grad_dtypes and not args.out and not args.quick:
+        out = RESULT.with_name("transfer_accuracy_grad16.json")
 
     import keras
     from tflm_train.io.npz_reader import load_npz
@@ -285,6 +352,8 @@ def main(argv=None):
     log(f"data: {n_train} train, {args.val} val, {args.test} test images at {args.resolution}x{args.resolution}")
 
     lr, lr_scores = args.lr, None
+    if args.grad_dtypes:
+        return grad_dtype_main(args, argv, graph, lr, batched_xy, all_train_xy, test_xy, out, t_start, log)
     if lr is None:
         log("choosing the learning rate on the validation split (fp32, sparse scheme)")
         sel_steps = args.select_steps or args.steps
@@ -349,6 +418,26 @@ def main(argv=None):
         out.write_text(json.dumps(result, indent=1) + "\n")
         log(f"wrote {out}")
     return result
+
+
+def grad_dtype_main(args, argv, graph, lr, batched_xy, all_train_xy, test_xy, out, t_start, log) -> dict:
+    if lr is None:
+        raise SystemExit("--grad-dtypes needs --lr (the committed run's selected rate)")
+    log(f"float32 vs float16 gradients, seeds {args.grad_seeds}, lr {lr:g} (batch {args.batch}), "
+        f"reference {args.ref_steps} steps at lr {args.lr_batch1:g}")
+    r = grad_dtype_runs(graph, args.scheme, lr, args.batch, batched_xy, test_xy, args.grad_seeds, args.ref_steps,
+                        args.lr_batch1, all_train_xy, log)
+    r.update(command="python benchmarks/transfer_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+             resolution=args.resolution, train_images=len(batched_xy[1]), test_images=args.test,
+             commit=subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                   text=True).stdout.strip(), total_seconds=time.time() - t_start)
+    table = grad_dtype_markdown(r)
+    print(table)
+    if out is not None:
+        r["markdown"] = table
+        out.write_text(json.dumps(r, indent=1) + "\n")
+        log(f"wrote {out}")
+    return r
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ host and in QEMU (where the specification runs in software doubles).
 import os
 import subprocess
 
+import numpy as np
 import pytest
 
 from tflm_train.micro import mcu
@@ -73,3 +74,49 @@ def test_requantization_arithmetic_equals_double_spec_on_host(tmp_path):
 
 def test_requantization_arithmetic_equals_double_spec_on_cortex_m4(tmp_path):
     _qemu_run(tmp_path, "quant_equivalence", QUANT, QUANT_OK)
+
+
+# --------------------------------------------------------------------------- float16 gradient storage
+HALF = [os.path.join(MICRO_OPS, "tests", "half_conversion.cc")]
+
+
+def _position_hash(values) -> int:
+    """sum of v_i * (i * 2654435761 | 1) mod 2^32, as half_conversion.cc hashes."""
+    v = np.asarray(values, np.uint64)
+    m = ((np.arange(v.size, dtype=np.uint64) * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)) | np.uint64(1)
+    return int(np.sum((v * m) & np.uint64(0xFFFFFFFF)) & np.uint64(0xFFFFFFFF))
+
+
+def _narrowed(bits) -> np.ndarray:
+    """NumPy's float32 -> float16 cast (round to nearest even) of float32 bit patterns; NaN canonical."""
+    h = np.asarray(bits, np.uint32).view(np.float32).astype(np.float16)
+    return np.where(np.isnan(h), np.uint16(0x7E00), h.view(np.uint16)).astype(np.uint32)
+
+
+def half_hashes(randoms: int) -> str:
+    """The line half_conversion.cc prints, computed with NumPy."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        f = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+        widen = np.where(np.isnan(f), np.uint32(0x7FC00000), f.view(np.uint32))
+        base = np.arange(1 << 20, dtype=np.uint32) << np.uint32(12)
+        ties = _narrowed(np.stack([base - np.uint32(1), base, base + np.uint32(1)], axis=1).reshape(-1))
+        i = np.arange(randoms, dtype=np.uint32) * np.uint32(0x9E3779B9)
+        for shift, mult in ((16, 0x85EBCA6B), (13, 0xC2B2AE35), (16, None)):
+            i = i ^ (i >> np.uint32(shift))
+            if mult is not None:
+                i = i * np.uint32(mult)
+        random = _narrowed(i)
+    return (f"TT half widen={_position_hash(widen):08x} ties={_position_hash(ties):08x} "
+            f"random={_position_hash(random):08x}")
+
+
+def test_half_conversion_equals_numpy_on_host(tmp_path):
+    """The host's software binary16 conversion == NumPy's casts: all 2^16 widenings, every
+    rounding tie and its neighbours, 10^6 random floats (NaN, inf, subnormals included)."""
+    _host_run(tmp_path, "half_conversion", HALF, [["1000000"]], half_hashes(1000000))
+
+
+def test_half_conversion_equals_numpy_on_cortex_m4(tmp_path):
+    """The Cortex-M4F's VCVTB (FPSCR out of reset: round to nearest even, IEEE half, no flush)
+    == NumPy's casts on the same inputs (10^5 random floats)."""
+    _qemu_run(tmp_path, "half_conversion", HALF, half_hashes(100000))

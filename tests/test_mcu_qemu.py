@@ -57,19 +57,21 @@ def test_ram_overflow_fails_the_link():
 
 
 # --------------------------------------------------------------------------- training on the device
-def test_mcunet_training_on_cortex_m4_matches_host():
+@pytest.mark.parametrize("grad_dtype", ["float32", "float16"])
+def test_mcunet_training_on_cortex_m4_matches_host(grad_dtype):
     """MCUNet-5FPS (48x48, published "99kb" scheme, float head) trains on the emulated
     Cortex-M4 inside 256 KB / 1 MB: every plan rule (in place, fused, virtual pad,
     bitmasks, split weights) runs on the device, and its losses and post-training logits
     equal the host runtime's, which equal the NumPy reference trainer's
-    (tests/test_micro_train.py)."""
+    (tests/test_micro_train.py); float16 gradients convert with the FPU's VCVTB on the device
+    and in software on the host."""
     _tools_or_skip()
     import tflm_train
     from tests.paths import SCHEMES, seed_model
     from tflm_train.io.train_export import export
 
     g = tflm_train.load(seed_model("mcunet-5fps"), input_size=48)
-    r = export(g, os.path.join(SCHEMES, "mcunet-5fps.json") + ":99kb", lr=1e-3)
+    r = export(g, os.path.join(SCHEMES, "mcunet-5fps.json") + ":99kb", lr=1e-3, grad_dtype=grad_dtype)
     rng = np.random.default_rng(1)
     xs = [rng.integers(-128, 128, (1, 48, 48, 3)).astype(np.int8) for _ in range(2)]
     report = mcu.run_training(r.data, xs, [4, 7], steps=3)

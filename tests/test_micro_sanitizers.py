@@ -120,6 +120,11 @@ def _training_files():
         "zoo_int8_head": export(zoo_graph(), ZOO_SCHEME, head="int8", num_classes=5, lr=0.01).data,
         "default_last2": export(tflm_train.load(DEFAULT_MODEL), "last-2", lr=1e-3).data,
         "user_bands": export(user_graph(), "last-1", num_classes=4, lr=1e-2).data,  # a band chain
+        # float16 gradients: every kernel's binary16 path, the int8 head's float32 -> float16 grad-input
+        "mcunet48_99kb_float16": export(mcunet, scheme_file("mcunet-5fps") + ":99kb", lr=1e-3,
+                                        grad_dtype="float16").data,
+        "zoo_int8_head_float16": export(zoo_graph(), ZOO_SCHEME, head="int8", num_classes=5, lr=0.01,
+                                        grad_dtype="float16").data,
     }
 
 

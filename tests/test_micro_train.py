@@ -203,6 +203,63 @@ def test_unfolded_pad_virtual_crop_matches_reference(monkeypatch):
     train_both(r.data, steps=2, seed=4)
 
 
+# --------------------------------------------------------------------------- float16 gradient storage
+def float16_file(graph, scheme, **kwargs):
+    """The training file with grad_dtype="float16": every gradient but the logits' is binary16."""
+    r = export(graph, scheme, grad_dtype="float16", **kwargs)
+    grads = {n: t.dtype for n, t in r.train_graph.tensors.items() if t.kind == "gradient"}
+    assert {n for n, d in grads.items() if d != "float16"} == {n for n in grads if n.startswith("grad/logits")}
+    assert all(grads[n] == "float32" for n in grads if n.startswith("grad/logits"))
+    return r
+
+
+@pytest.mark.parametrize("head", ["float", "int8"])
+def test_float16_gradients_match_reference(mcunet48, head):
+    """Stored binary16 gradients (host: software conversion) in every execution mode: the
+    runtime rounds where the reference rounds, byte for byte; the plan needs less SRAM."""
+    r = float16_file(mcunet48, scheme_file("mcunet-5fps") + ":99kb", head=head, lr=1e-3)
+    modes = {s.mode for s in r.plan.steps}
+    assert {"in_place", "fused", "skip"} <= modes and r.plan.bitmasks
+    f32 = export(mcunet48, scheme_file("mcunet-5fps") + ":99kb", head=head, lr=1e-3)
+    assert r.plan.peak_bytes < f32.plan.peak_bytes
+    _, tg, _, losses = train_both(r.data, steps=3)
+    assert {t.dtype for t in tg.tensors.values() if t.kind == "gradient"} == {"float16", "float32"}  # read back
+    assert all(np.isfinite(losses))
+
+
+def test_float16_gradients_zoo_and_plan_variants_match_reference(mcunet48, monkeypatch):
+    """The zoo ops (pool gradients summed in their float16 output, PAD_GRAD, MEAN_GRAD,
+    GRAD_ACCUMULATE, depth multiplier 2), plans without in-place / fused steps, and a
+    virtual-crop gradient, all with float16 gradients."""
+    for head in ("float", "int8"):
+        r = float16_file(zoo_graph(), ZOO_SCHEME, head=head, num_classes=5, lr=0.01)
+        train_both(r.data, steps=4, seed=3)
+    r = float16_file(mcunet48, scheme_file("mcunet-5fps") + ":49kb", lr=1e-3, fuse=False, inplace=False, masks=False,
+                     sparse_params=False)
+    train_both(r.data, steps=2, seed=1)
+    from tflm_train.training import autodiff
+
+    monkeypatch.setattr(autodiff._Compiler, "foldable_pad", lambda self, x: None)
+    r = float16_file(pad_conv_graph(), SparseScheme(3, {0: 1.0, 1: 0.5}, name="all"), num_classes=4, lr=0.02)
+    assert "virtual_crop" in {t.storage for t in r.plan.tensors.values()}
+    train_both(r.data, steps=3, seed=4)
+
+
+def test_unknown_dtype_is_refused_by_both_readers(small_file):
+    """A tensor dtype this version does not know (a later minor version's): one line from each reader."""
+    from tflm_train.graph import GraphError
+
+    def unknown(m):
+        m.tensors[m.signature.outputs[0]].dtype = 9
+
+    data = rewrite_metadata(small_file, unknown)
+    with pytest.raises(MicroRuntimeError, match="TT_MALFORMED_MODEL: .*unknown dtype 9") as e:
+        Interpreter(data)
+    assert "\n" not in str(e.value)
+    with pytest.raises(GraphError, match="unknown dtype"):
+        read_training_file(data)
+
+
 # --------------------------------------------------------------------------- predict and the trained .tflite
 def test_predict_and_to_tflite(mcunet48):
     r = export(mcunet48, scheme_file("mcunet-5fps") + ":99kb", lr=1e-3)

@@ -7,7 +7,7 @@ import math
 import os
 import sys
 
-from .graph import CONV_LIKE_OPS, GraphError
+from .graph import CONV_LIKE_OPS, DEFAULT_GRAD_DTYPE, GRAD_DTYPES, GraphError
 from .tf_quiet import set_verbose, verbose
 
 
@@ -143,9 +143,9 @@ def cmd_plan(args) -> int:
         scheme = scheme_of(args.scheme, graph, force=args.force_scheme)
         # the file's size: the training file exported to memory (its plan is the reordered one)
         r = export(graph, scheme, None, num_classes=args.num_classes, head=args.head, budget_check=False,
-                   **_budget_kwargs(args))
+                   grad_dtype=args.grad_dtype, **_budget_kwargs(args))
         p = r.plan if not args.no_reorder else plan(graph, scheme, reorder=False, num_classes=args.num_classes,
-                                                    head=args.head)
+                                                    head=args.head, grad_dtype=args.grad_dtype)
         budget = BudgetReport(p.peak_bytes, args.ram_kb, r.nbytes, args.flash_kb, r.budget.inference_bytes)
     else:
         p = plan(graph, None, reorder=not args.no_reorder)
@@ -174,7 +174,7 @@ def cmd_export(args) -> int:
     graph = _load_for_training(args)
     r = export(graph, args.scheme, None, num_classes=args.num_classes, head=args.head, lr=lr, seed=args.seed,
                budget_check=False, force_scheme=args.force_scheme, debug_names=args.debug_names,
-               **_budget_kwargs(args))
+               grad_dtype=args.grad_dtype, **_budget_kwargs(args))
     code = _finish_budget(r.budget, args, graph.name)
     if code:
         return code  # nothing written
@@ -260,6 +260,9 @@ def _training_args(s, scheme_required: bool) -> None:
     s.add_argument("--num-classes", type=int, default=10, help="classes of the new head (default 10)")
     s.add_argument("--head", choices=("float", "int8", "keep"), default="float",
                    help="new classifier head, or keep training the model's own int8 classifier (default float)")
+    s.add_argument("--grad-dtype", choices=GRAD_DTYPES, default=DEFAULT_GRAD_DTYPE,
+                   help=f"storage of the activation gradients (default {DEFAULT_GRAD_DTYPE}; float16: IEEE "
+                        "binary16, half the bytes, arithmetic still float32)")
     s.add_argument("--ram-kb", type=_budget_kb, default=DEFAULT_RAM_KB,
                    help=f"device RAM budget for the planned peak (default {DEFAULT_RAM_KB})")
     s.add_argument("--flash-kb", type=_budget_kb, default=DEFAULT_FLASH_KB,

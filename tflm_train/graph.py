@@ -46,6 +46,12 @@ CONV_LIKE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 DTYPES = ("int8", "uint8", "int16", "int32", "int64", "float32")
 
+#: Storage of a training step's activation gradients (every tensor of kind "gradient"):
+#: float32, or IEEE binary16 rounded once per stored element, arithmetic still float32
+#: (docs/training_graph.md, "Gradient storage").
+GRAD_DTYPES = ("float32", "float16")
+DEFAULT_GRAD_DTYPE = "float32"
+
 
 class GraphError(ValueError):
     """A model that is malformed or uses something tflm-train does not support."""

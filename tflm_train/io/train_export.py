@@ -29,14 +29,15 @@ import flatbuffers
 import numpy as np
 
 from ..budget import DEFAULT_FLASH_KB, DEFAULT_RAM_KB, BudgetReport, check_kb
-from ..graph import CONV_LIKE_OPS, GraphError, QuantGraph
+from ..graph import CONV_LIKE_OPS, DEFAULT_GRAD_DTYPE, GraphError, QuantGraph
 from ..ops import quant
 from ..schema import FILE_IDENTIFIER, METADATA_NAME, VERSION, tfmt
 from .tflite_schema import fb
 from .tflite_writer import _AlignedBufferT, add_subgraph, new_model, pack_model
 
 DTYPES = {"int8": tfmt.DType.INT8, "uint8": tfmt.DType.UINT8, "int16": tfmt.DType.INT16, "int32": tfmt.DType.INT32,
-          "int64": tfmt.DType.INT64, "uint32": tfmt.DType.UINT32, "float32": tfmt.DType.FLOAT32}
+          "int64": tfmt.DType.INT64, "uint32": tfmt.DType.UINT32, "float32": tfmt.DType.FLOAT32,
+          "float16": tfmt.DType.FLOAT16}
 KINDS = {"input": tfmt.TensorKind.INPUT, "label": tfmt.TensorKind.LABEL, "activation": tfmt.TensorKind.ACTIVATION,
          "parameter": tfmt.TensorKind.PARAMETER, "constant": tfmt.TensorKind.CONSTANT, "state": tfmt.TensorKind.STATE,
          "gradient": tfmt.TensorKind.GRADIENT, "loss": tfmt.TensorKind.LOSS, "scratch": tfmt.TensorKind.SCRATCH}
@@ -648,7 +649,7 @@ def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, 
            lr: Optional[float] = None, seed: int = 1, state=None, fuse: bool = True, inplace: bool = True,
            masks: bool = True, sparse_params: bool = True, ram_kb: int = DEFAULT_RAM_KB,
            flash_kb: int = DEFAULT_FLASH_KB, budget_check: bool = True, force_scheme: bool = False,
-           debug_names: bool = False, bands: bool = True) -> ExportResult:
+           debug_names: bool = False, bands: bool = True, grad_dtype: str = DEFAULT_GRAD_DTYPE) -> ExportResult:
     """Write the training .tflite of ``model`` under ``scheme`` to ``path`` (if given).
 
     ``model``: a QuantGraph, or a Keras model from ``tflm_train.keras`` (via
@@ -667,7 +668,8 @@ def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, 
     (``tflm_train.budget``): over budget raises ``BudgetError`` and writes nothing, unless
     ``budget_check=False``. ``result.budget`` holds the figures and the file's overhead over
     its inference model. ``debug_names`` adds the metadata's Debug section (every tensor and
-    op name, for tools and messages; a few percent of the file).
+    op name, for tools and messages; a few percent of the file). ``grad_dtype``: storage of
+    the activation gradients, ``"float32"`` or ``"float16"`` (IEEE binary16, arithmetic float32).
     """
     from ..planner.plan import plan_train_graph
     from ..training.autodiff import build_train_graph
@@ -678,7 +680,7 @@ def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, 
     check_kb(flash_kb, "flash_kb")
     graph = graph_of(model)
     tg = build_train_graph(graph, scheme_of(scheme, graph, force=force_scheme), num_classes=num_classes, head=head,
-                           lr=lr, seed=seed)
+                           lr=lr, seed=seed, grad_dtype=grad_dtype)
     if state is None:
         state = TrainState.from_train_graph(tg)
     else:

@@ -30,7 +30,7 @@ import numpy as np
 import keras
 
 from ..contract import CLASSIFIER_TAIL_OPS, check
-from ..graph import CONV_LIKE_OPS, GraphError, Op, QuantGraph, Tensor
+from ..graph import CONV_LIKE_OPS, DEFAULT_GRAD_DTYPE, GRAD_DTYPES, GraphError, Op, QuantGraph, Tensor
 from ..ops.forward import concatenation_axis
 from ..ops.quant import INT32_MAX, INT32_MIN
 from ..training.autodiff import DEFAULT_INT8_LOGITS_SCALE
@@ -38,6 +38,7 @@ from .fake_quant import activation_range
 from .layers import (
     Dequantize,
     FloatHead,
+    GradientStore,
     QuantAdd,
     QuantConv,
     QuantMean,
@@ -202,11 +203,23 @@ def _model_input(graph: QuantGraph):
 class _Builder:
     """Walks graph ops, calling one Keras layer per op on the Keras tensors of its inputs."""
 
-    def __init__(self, graph: QuantGraph, quantized: bool):
+    def __init__(self, graph: QuantGraph, quantized: bool, grad_dtype: str = DEFAULT_GRAD_DTYPE):
         self.graph = graph
         self.quantized = quantized
+        self.grad_dtype = grad_dtype
         self.values: Dict[str, object] = {}
         self.tensor_layers: Dict[str, str] = {}
+        self.float32_grads: set = set()  # the logits and what follows the head: float32 gradients
+
+    def store(self, name: str, value, layer) -> None:
+        """``value`` is graph tensor ``name``, computed by ``layer``; its gradient is rounded
+        as the training graph stores ``grad/<name>`` (float16: ``GradientStore``)."""
+        if self.grad_dtype != "float32" and name not in self.float32_grads:
+            t = self.graph.tensors[name]
+            scale = t.scalar_scale() if self.quantized and t.scale is not None else 1.0
+            value = GradientStore(scale, self.grad_dtype, name=layer_name(f"grad_store_{name}"))(value)
+        self.values[name] = value
+        self.tensor_layers[name] = layer.name
 
     def call(self, op_index: int, layer, n_inputs: int = 1):
         op = self.graph.ops[op_index]
@@ -215,8 +228,7 @@ class _Builder:
         if missing:
             raise GraphError(f"{self.graph.name}: op {op_index} ({op.type}) reads {missing}, "
                              "which is neither the model input nor produced by an earlier op")
-        self.values[op.outputs[0]] = layer(*[self.values[n] for n in names])
-        self.tensor_layers[op.outputs[0]] = layer.name
+        self.store(op.outputs[0], layer(*[self.values[n] for n in names]), layer)
         return layer
 
     def run(self, op_index: int):
@@ -239,8 +251,7 @@ class _Builder:
             x = self.values.get(op.inputs[1 - k])
             if x is None:
                 raise GraphError(f"{g.name}: op {op_index} (ADD) reads {op.inputs[1 - k]!r}, which no earlier op produced")
-            self.values[op.outputs[0]] = layer(x)
-            self.tensor_layers[op.outputs[0]] = layer.name
+            self.store(op.outputs[0], layer(x), layer)
             return layer
         if op.type in ("SOFTMAX", "DEQUANTIZE"):
             raise GraphError(f"{g.name}: {op.type} (op {op_index}) is only supported at the end of the graph")
@@ -249,8 +260,7 @@ class _Builder:
             if missing:
                 raise GraphError(f"{g.name}: op {op_index} (CONCATENATION) reads {missing}, which no earlier op produced")
             layer = _op_layer(g, op_index, self.quantized)
-            self.values[op.outputs[0]] = layer([self.values[n] for n in op.inputs])
-            self.tensor_layers[op.outputs[0]] = layer.name
+            self.store(op.outputs[0], layer([self.values[n] for n in op.inputs]), layer)
             return layer
         return self.call(op_index, _op_layer(g, op_index, self.quantized))
 
@@ -264,6 +274,7 @@ def from_graph(
     head_weight_headroom: float = 2.0,
     head_logits_scale: float = DEFAULT_INT8_LOGITS_SCALE,
     name: Optional[str] = None,
+    grad_dtype: str = DEFAULT_GRAD_DTYPE,
 ) -> keras.Model:
     """A Keras model whose layers emulate the int8 ``graph`` (see ``layers``).
 
@@ -280,6 +291,9 @@ def from_graph(
     ``[batch, classes]`` for a new head. A float graph input's QUANTIZE is skipped (the
     model takes its int8 output). The source graph is kept as ``model.tflm_graph`` for
     ``to_graph`` and ``SparseUpdate``.
+    - ``grad_dtype="float16"`` simulates the device's float16 gradient storage: the gradient
+      of every graph tensor but the logits is rounded to IEEE binary16 in the backward
+      (``GradientStore``), as the training graph exported with the same ``grad_dtype`` does.
     """
     if not isinstance(graph, QuantGraph):
         raise GraphError(f"from_graph: expected a QuantGraph, got {type(graph).__name__}")
@@ -297,7 +311,9 @@ def from_graph(
     in_name, skipped = _model_input(graph)
     in_t = graph.tensors[in_name]
 
-    b = _Builder(graph, quantized)
+    if grad_dtype not in GRAD_DTYPES:
+        raise GraphError(f"from_graph: grad_dtype must be one of {GRAD_DTYPES}, got {grad_dtype!r}")
+    b = _Builder(graph, quantized, grad_dtype)
     inputs = keras.Input(shape=in_t.shape[1:], dtype="float32", name=layer_name(in_name))
     x = inputs
     if not quantized:
@@ -336,8 +352,9 @@ def from_graph(
             layer = FloatHead(num_classes, s, z, quantized=quantized, op_index=cls_index, name="new_head",
                               kernel_values=head_init(int(f_t.size), int(num_classes), seed).T,
                               bias_values=np.zeros(num_classes))
-            out = layer(features)  # float logits: no graph tensor to map
+            out = layer(features)  # float logits (their gradient stays float32): no graph tensor to map
         else:
+            b.float32_grads.update(t for op in graph.ops[cls_index:] for t in op.outputs)  # grad/logits: float32
             layer = b.call(cls_index, _new_int8_head(graph, cls_index, int(num_classes), seed,
                                                      head_weight_headroom, head_logits_scale))
             out_name, qparams = cls_op.outputs[0], (layer.y_scale, layer.y_zero_point)

@@ -547,6 +547,50 @@ class Dequantize(_GraphLayer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class GradientStore(keras.layers.Layer):
+    """Identity whose backward rounds the gradient as the device stores it (``grad_dtype``
+    of the training graph): float16 rounds each element once to IEEE binary16 (nearest
+    even), float32 passes it on. ``from_graph`` puts one on every graph tensor but the
+    logits (whose gradients the device keeps in float32).
+
+    The device stores the gradient of one sample in real units; Keras carries the gradient
+    w.r.t. the layer's values (int8 values: ``s`` times the real one) of a batch-mean loss
+    (``1/B`` times the sample's), so the rounding happens on ``g * B / s`` and is mapped back
+    (``s = 1`` for real values). For a power-of-two batch the batch factor is exact; the scale
+    adds two float32 roundings (2^-24 relative), below binary16's 2^-11.
+    """
+
+    def __init__(self, scale=1.0, grad_dtype="float16", **kwargs):
+        super().__init__(**kwargs)
+        self.scale, self.grad_dtype = float(scale), str(grad_dtype)
+
+    def call(self, x):
+        if self.grad_dtype == "float32":
+            return x
+        to_real = float(np.float32(1.0 / self.scale))
+        to_value = float(np.float32(self.scale))
+
+        @ops.custom_gradient
+        def stored(a):
+            def grad(*args, upstream=None):
+                if upstream is None:
+                    (upstream,) = args
+                batch = ops.cast(ops.shape(upstream)[0], "float32")
+                per_sample = upstream * (batch * to_real)
+                rounded = ops.cast(ops.cast(per_sample, self.grad_dtype), "float32")
+                return rounded * (to_value / batch)
+
+            return a, grad
+
+        return stored(x)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(scale=self.scale, grad_dtype=self.grad_dtype)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class FloatHead(_GraphLayer):
     """A new float32 classifier on the flattened features: ``x @ kernel + bias``.
 

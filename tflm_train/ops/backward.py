@@ -117,6 +117,20 @@ def _scatter_output_tap(g: np.ndarray, in_hw, stride, pad, offset) -> np.ndarray
     return np.where(valid, t, F32(0))
 
 
+# --------------------------------------------------------------------------- gradient storage
+def store_grad(x: np.ndarray, dtype: str = "float32") -> np.ndarray:
+    """A computed float32 gradient as stored in a tensor of ``dtype``: float32 unchanged, or
+    IEEE binary16 rounded once to nearest even (overflow to +-inf, subnormals kept; NumPy's
+    float32 -> float16 cast)."""
+    x = np.asarray(x, F32)
+    return x if dtype == "float32" else x.astype(np.float16)
+
+
+def load_grad(x: np.ndarray) -> np.ndarray:
+    """A stored gradient as the float32 the kernels compute with (binary16 widens exactly)."""
+    return np.asarray(x, F32)
+
+
 # --------------------------------------------------------------------------- elementwise / shape ops
 def clamp_grad(grad_y: np.ndarray, y_q: np.ndarray, act_min: int, act_max: int) -> np.ndarray:
     """Straight-through clamp: the gradient passes where ``act_min < y < act_max``."""
@@ -187,9 +201,10 @@ def _pool_windows(in_hw, out_hw, filt, stride, pad):
     return y0, y1, x0, x1
 
 
-def _pool_scatter(q: np.ndarray, in_shape, filt, stride, pad, route=None) -> np.ndarray:
+def _pool_scatter(q: np.ndarray, in_shape, filt, stride, pad, route=None, grad_dtype: str = "float32") -> np.ndarray:
     """Add ``q[n,oy,ox,c]`` into every input of its clipped window (or only where ``route`` is
-    true for that tap), summing per input over (oy, ox) in row-major order.
+    true for that tap), summing per input over (oy, ox) in row-major order. The running sum
+    lives in the output tensor, so each partial sum is stored (``grad_dtype``).
 
     For a fixed input element, ascending oy means descending window row dy (and likewise
     for columns), so visiting taps with dy descending, then dx descending, accumulates
@@ -211,23 +226,24 @@ def _pool_scatter(q: np.ndarray, in_shape, filt, stride, pad, route=None) -> np.
             if route is not None:
                 term = np.where(route[(dy, dx)][:, oys][:, :, oxs], term, F32(0))
             sel = (slice(None), iy[oys][:, None], ix[oxs][None, :])
-            acc[sel] = acc[sel] + term
+            acc[sel] = load_grad(store_grad(acc[sel] + term, grad_dtype))
     return acc
 
 
-def average_pool_grad(grad_y, input_shape, filter_hw, stride_hw, pad_tl) -> np.ndarray:
-    """Gradient of AVERAGE_POOL_2D (divisor = clipped window size, as TFLite counts it)."""
+def average_pool_grad(grad_y, input_shape, filter_hw, stride_hw, pad_tl, grad_dtype: str = "float32") -> np.ndarray:
+    """Gradient of AVERAGE_POOL_2D (divisor = clipped window size, as TFLite counts it); every
+    partial sum stored as ``grad_dtype``."""
     grad_y = np.asarray(grad_y, F32)
     in_hw = tuple(input_shape[1:3])
     y0, y1, x0, x1 = _pool_windows(in_hw, grad_y.shape[1:3], filter_hw, stride_hw, pad_tl)
     cnt = ((y1 - y0)[:, None] * (x1 - x0)[None, :]).astype(F32)
     q = grad_y / np.maximum(cnt, F32(1))[None, :, :, None]
-    return _pool_scatter(q, tuple(input_shape), filter_hw, stride_hw, pad_tl)
+    return _pool_scatter(q, tuple(input_shape), filter_hw, stride_hw, pad_tl, grad_dtype=grad_dtype)
 
 
-def max_pool_grad(grad_y, x_q, filter_hw, stride_hw, pad_tl) -> np.ndarray:
+def max_pool_grad(grad_y, x_q, filter_hw, stride_hw, pad_tl, grad_dtype: str = "float32") -> np.ndarray:
     """Gradient of MAX_POOL_2D: each output's gradient goes to the first (row-major) maximum
-    of its clipped window."""
+    of its clipped window; every partial sum stored as ``grad_dtype``."""
     grad_y = np.asarray(grad_y, F32)
     x = np.asarray(x_q).astype(np.int64)
     n, h, w, c = x.shape
@@ -244,7 +260,7 @@ def max_pool_grad(grad_y, x_q, filter_hw, stride_hw, pad_tl) -> np.ndarray:
             best = np.where(better, v, best)
             arg = np.where(better, dy * filter_hw[1] + dx, arg)
     route = {(dy, dx): arg == dy * filter_hw[1] + dx for dy in range(filter_hw[0]) for dx in range(filter_hw[1])}
-    return _pool_scatter(grad_y, x.shape, filter_hw, stride_hw, pad_tl, route)
+    return _pool_scatter(grad_y, x.shape, filter_hw, stride_hw, pad_tl, route, grad_dtype)
 
 
 # --------------------------------------------------------------------------- conv-like grad-input

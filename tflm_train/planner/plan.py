@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..contract import check
-from ..graph import GraphError, QuantGraph
+from ..graph import DEFAULT_GRAD_DTYPE, GraphError, QuantGraph
 from .liveness import lifetimes
 from .placement import ALIGNMENT, HEURISTICS, Block, align_up, arena_end, live_lower_bound, place, place_best
 from .schedule import Step, build_schedule
@@ -515,7 +515,8 @@ def verify_bands(plan: MemoryPlan) -> None:
 def plan(graph, scheme=None, *, reorder: bool = True, fuse: bool = True, inplace: bool = True,
          masks: bool = True, sparse_params: bool = True, algorithm: str = "best", refine: bool = True,
          num_classes: int = 10, head: str = "float", lr: Optional[float] = None,
-         seed: int = 1, force_scheme: bool = False, bands: Optional[bool] = None) -> MemoryPlan:
+         seed: int = 1, force_scheme: bool = False, bands: Optional[bool] = None,
+         grad_dtype: str = DEFAULT_GRAD_DTYPE) -> MemoryPlan:
     """Memory plan of one training step of ``graph`` under ``scheme``.
 
     ``graph``: a QuantGraph (with ``scheme``: a SparseScheme or ``"FILE[:KEY]"``; without:
@@ -532,10 +533,12 @@ def plan(graph, scheme=None, *, reorder: bool = True, fuse: bool = True, inplace
     inference interpreter (``tt_init_planned``), which runs no band chains.
     ``scheme`` takes every spelling of ``tflm_train.training.scheme.scheme_of``; a scheme made
     for another model is refused unless ``force_scheme``. ``lr=None``: the head mode's default.
+    ``grad_dtype``: storage of the activation gradients, ``"float32"`` or ``"float16"``.
     """
     if bands is None:
         bands = not (scheme is None and isinstance(graph, QuantGraph))
-    tg = _as_train_graph(graph, scheme, force_scheme, num_classes=num_classes, head=head, lr=lr, seed=seed)
+    tg = _as_train_graph(graph, scheme, force_scheme, num_classes=num_classes, head=head, lr=lr, seed=seed,
+                         grad_dtype=grad_dtype)
     return plan_train_graph(tg, reorder=reorder, fuse=fuse, inplace=inplace, masks=masks,
                             sparse_params=sparse_params, algorithm=algorithm, refine=refine, bands=bands)
 

@@ -14,6 +14,7 @@ class DType(object):
     INT64 = 4
     UINT32 = 5
     FLOAT32 = 6
+    FLOAT16 = 7
 
 
 class TensorKind(object):

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Set
 import numpy as np
 
 from ..contract import check
-from ..graph import CONV_LIKE_OPS, GraphError, Op, QuantGraph
+from ..graph import CONV_LIKE_OPS, DEFAULT_GRAD_DTYPE, GRAD_DTYPES, GraphError, Op, QuantGraph
 from ..ops import quant
 from ..ops.backward import conv_padding
 from ..ops.forward import concatenation_axis, relu6_range
@@ -77,13 +77,16 @@ def head_init(c_in: int, num_classes: int, seed: int) -> np.ndarray:
 
 class _Compiler:
     def __init__(self, graph: QuantGraph, scheme: SparseScheme, num_classes: int, head: str, lr, seed: int,
-                 head_init_seed: int, int8_logits_scale: float):
+                 head_init_seed: int, int8_logits_scale: float, grad_dtype: str = DEFAULT_GRAD_DTYPE):
         if head not in HEADS:
             raise GraphError(f"head must be one of {HEADS}, not {head!r}")
         if int(num_classes) < 2:
             raise GraphError(f"num_classes must be >= 2, not {num_classes}")
         if not np.isfinite(int8_logits_scale) or int8_logits_scale <= 0:
             raise GraphError(f"int8 logits scale must be positive, not {int8_logits_scale}")
+        if grad_dtype not in GRAD_DTYPES:
+            raise GraphError(f"grad_dtype must be one of {GRAD_DTYPES}, not {grad_dtype!r}")
+        self.grad_dtype = grad_dtype
         self.g = graph
         self.scheme = scheme
         self.num_classes = int(num_classes)
@@ -121,7 +124,10 @@ class _Compiler:
         return self.add_tensor(TrainTensor(name, t.shape, t.dtype, kind, t.scale, t.zero_point, t.quantized_dim, data))
 
     def grad_tensor(self, name: str, like: str) -> str:
-        return self.add_tensor(TrainTensor(name, self.tensors[like].shape, "float32", "gradient"))
+        # the loss writes its gradient in place of its float32 working values (z, d, e), so the
+        # gradients of the logits stay float32 (N values); every other gradient is grad_dtype
+        dtype = "float32" if like == "logits" else self.grad_dtype
+        return self.add_tensor(TrainTensor(name, self.tensors[like].shape, dtype, "gradient"))
 
     def emit(self, type_: str, inputs, outputs, attrs=None, name="", phase="backward"):
         self.ops.append(TrainOp(type_, list(inputs), list(outputs), dict(attrs or {}), name, phase))
@@ -550,6 +556,7 @@ def build_train_graph(
     seed: int = 1,
     head_init_seed: int = 0,
     int8_logits_scale: float = DEFAULT_INT8_LOGITS_SCALE,
+    grad_dtype: str = DEFAULT_GRAD_DTYPE,
 ) -> TrainGraph:
     """Compile one training step of ``graph`` under ``scheme`` (see docs/training_graph.md).
 
@@ -559,7 +566,8 @@ def build_train_graph(
     ``int8_logits_scale``), or the classifier itself keeps training with ``"keep"``
     (an int8 head initialized from the model, e.g. after fine-tuning in Keras). ``lr`` is the SGD
     learning rate of every update (QAS makes one rate fit all int8 layers; None: ``default_lr(head)``), ``seed`` the xorshift32 seed of stochastic rounding,
-    ``head_init_seed`` the seed of the head's initialization.
+    ``head_init_seed`` the seed of the head's initialization, ``grad_dtype`` the storage of
+    every gradient tensor (``"float32"``, or ``"float16"``: IEEE binary16, arithmetic still float32).
     """
     if not isinstance(graph, QuantGraph):
         raise GraphError(f"build_train_graph needs a QuantGraph, not {type(graph).__name__}")
@@ -567,4 +575,4 @@ def build_train_graph(
         raise GraphError(f"build_train_graph needs a SparseScheme, not {type(scheme).__name__}")
     check(graph, training=True)
     return _Compiler(graph, scheme, num_classes, head, lr, seed, head_init_seed,
-                     float(int8_logits_scale)).compile()
+                     float(int8_logits_scale), grad_dtype).compile()

@@ -29,7 +29,7 @@ from ..graph import GraphError
 #: persists read-only (flash); everything else lives within one step (arena).
 KINDS = ("input", "label", "activation", "parameter", "constant", "state", "gradient", "loss", "scratch")
 PERSISTENT_KINDS = ("parameter", "constant", "state")
-TRAIN_DTYPES = ("int8", "uint8", "int16", "int32", "int64", "uint32", "float32")
+TRAIN_DTYPES = ("int8", "uint8", "int16", "int32", "int64", "uint32", "float32", "float16")
 
 PHASES = ("forward", "loss", "backward", "update")
 

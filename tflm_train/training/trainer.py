@@ -9,7 +9,7 @@ seen (used to quantize the head for inference).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -116,10 +116,10 @@ def _grad_input(tg, op, values):
 def _pool_grad(tg, op, values):
     a = op.attrs
     filt, stride, pad = (a["filter_h"], a["filter_w"]), (a["stride_h"], a["stride_w"]), (a["pad_top"], a["pad_left"])
-    g = values[op.inputs[0]]
+    g, out = values[op.inputs[0]], tg.tensors[op.outputs[0]]
     if op.type == "AVERAGE_POOL_2D_GRAD":
-        return [bw.average_pool_grad(g, tg.tensors[op.outputs[0]].shape, filt, stride, pad)]
-    return [bw.max_pool_grad(g, values[op.inputs[1]], filt, stride, pad)]
+        return [bw.average_pool_grad(g, out.shape, filt, stride, pad, out.dtype)]
+    return [bw.max_pool_grad(g, values[op.inputs[1]], filt, stride, pad, out.dtype)]
 
 
 def _loss(tg, op, values):
@@ -208,11 +208,32 @@ def _bind(tg: TrainGraph, state: TrainState, x, label=None) -> Dict[str, np.ndar
     return values
 
 
+class _Loaded(Mapping):
+    """``values`` as a kernel reads them: stored float16 gradients widened to float32."""
+
+    def __init__(self, values: Dict[str, np.ndarray]):
+        self.values = values
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        v = self.values[name]
+        return bw.load_grad(v) if v.dtype == np.float16 else v
+
+    def __iter__(self):
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
 def _run(tg: TrainGraph, values: Dict[str, np.ndarray], ops: Sequence[TrainOp]) -> None:
+    """Run ``ops`` in order; a gradient is stored in its tensor's dtype (float16: one rounding
+    per element) and read back widened, as the C++ kernels load and store it."""
+    loaded = _Loaded(values)
     for op in ops:
-        outs = run_train_op(tg, op, values)
+        outs = run_train_op(tg, op, values if op.type in FORWARD_OPS else loaded)
         for name, out in zip(op.outputs, outs):
-            values[name] = out
+            t = tg.tensors[name]
+            values[name] = bw.store_grad(out, t.dtype) if t.kind == "gradient" else out
 
 
 def run_step(tg: TrainGraph, state: TrainState, x, label) -> Dict[str, np.ndarray]:

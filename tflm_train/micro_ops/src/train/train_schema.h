@@ -22,7 +22,8 @@ enum TfliteTensorField { kTfliteTensorShape = 0, kTfliteTensorName = 3, kTfliteT
 enum TfliteQuantField { kTfliteQuantScale = 2, kTfliteQuantizedDimension = 6 };
 enum TfliteMetadataField { kMetadataNameField = 0, kMetadataBuffer = 1 };
 
-enum DType : uint8_t { kInt8 = 0, kUInt8 = 1, kInt16 = 2, kInt32 = 3, kInt64 = 4, kUInt32 = 5, kFloat32 = 6 };
+enum DType : uint8_t { kInt8 = 0, kUInt8 = 1, kInt16 = 2, kInt32 = 3, kInt64 = 4, kUInt32 = 5, kFloat32 = 6,
+                      kFloat16 = 7 };  // 2.1: IEEE binary16 gradients
 enum Kind : uint8_t {
   kInput = 0,
   kLabel = 1,
@@ -122,7 +123,7 @@ enum DebugField { kDebugTensorNames = 0, kDebugOpNames = 1 };
 inline uint32_t dtype_size(uint8_t d) {
   switch (d) {
     case kInt8: case kUInt8: return 1;
-    case kInt16: return 2;
+    case kInt16: case kFloat16: return 2;
     case kInt32: case kUInt32: case kFloat32: return 4;
     case kInt64: return 8;
     default: return 0;
@@ -130,7 +131,7 @@ inline uint32_t dtype_size(uint8_t d) {
 }
 
 inline const char* dtype_name(uint8_t d) {
-  static const char* const kNames[] = {"int8", "uint8", "int16", "int32", "int64", "uint32", "float32"};
+  static const char* const kNames[] = {"int8", "uint8", "int16", "int32", "int64", "uint32", "float32", "float16"};
   return d < sizeof(kNames) / sizeof(kNames[0]) ? kNames[d] : "unknown";
 }
 

@@ -1,7 +1,7 @@
 // CONCATENATION_GRAD(grad_y) -> grad_x: the gradient of one CONCATENATION
 // input, its slice [begin, begin + size) of grad_y along `axis` (size = the
 // input's extent there): for each index of the dimensions before the axis, one
-// contiguous float32 block copied.
+// contiguous block copied (the stored elements, float32 or float16: no rounding).
 #include <string.h>
 
 #include "train_kernel_util.h"
@@ -11,17 +11,18 @@ namespace train {
 namespace {
 
 struct ConcatenationGrad {
-  const float* g = nullptr;
-  float* out = nullptr;
-  int64_t outer = 1, block = 0, stride = 0, offset = 0;  // in elements
+  const uint8_t* g = nullptr;
+  uint8_t* out = nullptr;
+  int64_t outer = 1, block = 0, stride = 0, offset = 0;  // in bytes
 };
 
 tt_status parse(TrainContext& ctx, ConcatenationGrad* p) {
   tt_status st = expect_arity(ctx, 1, 1);
   if (st != TT_OK) return st;
   const TensorDesc g = ctx.tensor(ctx.input(0)), out = ctx.tensor(ctx.output(0));
-  if ((st = expect_dtype(ctx, g, tfmt::kFloat32, "gradient")) != TT_OK) return st;
-  if ((st = expect_dtype(ctx, out, tfmt::kFloat32, "output")) != TT_OK) return st;
+  const uint8_t grad_dtype = is_half(g) ? tfmt::kFloat16 : tfmt::kFloat32;
+  if ((st = expect_dtype(ctx, g, grad_dtype, "gradient")) != TT_OK) return st;
+  if ((st = expect_dtype(ctx, out, grad_dtype, "output")) != TT_OK) return st;
   if ((st = expect_addressable(ctx, g, "gradient")) != TT_OK) return st;
   if ((st = expect_addressable(ctx, out, "output")) != TT_OK) return st;
   int32_t axis, begin;
@@ -30,7 +31,7 @@ tt_status parse(TrainContext& ctx, ConcatenationGrad* p) {
     return ctx.fail(TT_MALFORMED_MODEL, "axis out of range or ranks differ");
   if (begin < 0 || begin + out.dims[axis] > g.dims[axis])
     return ctx.fail(TT_SHAPE_MISMATCH, "slice [", begin, ", ", begin + out.dims[axis], ") outside the gradient");
-  int64_t inner = 1;
+  int64_t inner = tfmt::dtype_size(grad_dtype);
   for (int32_t k = 0; k < g.rank; ++k) {
     if (k != axis && g.dims[k] != out.dims[k])
       return ctx.fail(TT_SHAPE_MISMATCH, "gradient and output differ in dimension ", k);
@@ -40,8 +41,8 @@ tt_status parse(TrainContext& ctx, ConcatenationGrad* p) {
   p->block = out.dims[axis] * inner;
   p->stride = g.dims[axis] * inner;
   p->offset = begin * inner;
-  p->g = f32_data(g);
-  p->out = f32_data(out);
+  p->g = g.data;
+  p->out = out.data;
   return TT_OK;
 }
 
@@ -59,7 +60,7 @@ tt_status eval(TrainContext& ctx) {
   const tt_status st = parse(ctx, &p);
   if (st != TT_OK) return st;
   for (int64_t k = 0; k < p.outer; ++k)
-    memcpy(p.out + k * p.block, p.g + k * p.stride + p.offset, static_cast<size_t>(p.block) * sizeof(float));
+    memcpy(p.out + k * p.block, p.g + k * p.stride + p.offset, static_cast<size_t>(p.block));
   return TT_OK;
 }
 

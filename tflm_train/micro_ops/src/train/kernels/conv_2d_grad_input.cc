@@ -4,6 +4,9 @@
 // W = f32(w_q) * weight_scale[o]. Modes: normal; in place with a pixel layout
 // (1x1 stride 1: pixel p from grad_y pixel p via a one-pixel scratch). The output
 // may be a VIRTUAL_CROP: only the interior is computed, into its source.
+// Storage: grad_y GI, grad_x GO (float32 or float16; float32 -> float16 for the int8
+// head, whose logits gradient stays float32): widened on load, one rounding per stored
+// element (so a float16 output never holds a partial sum).
 #include "float_mac.h"
 #include "train_kernel_util.h"
 
@@ -11,8 +14,9 @@ namespace tt {
 namespace train {
 namespace {
 
+template <typename GI>
 struct ConvGradInput {
-  const float* g = nullptr;  // [1, OH, OW, O]
+  const GI* g = nullptr;     // [1, OH, OW, O]
   Int8Weights w;             // [O, KH, KW, C]
   F32Table scale;
   Spatial out;               // [1, H, W, C] (stored part of the logical gradient)
@@ -20,16 +24,17 @@ struct ConvGradInput {
   ConvGeometry g_;
 };
 
-tt_status parse(TrainContext& ctx, ConvGradInput* p) {
+template <typename GI, typename GO>
+tt_status parse(TrainContext& ctx, ConvGradInput<GI>* p) {
   tt_status st = expect_arity(ctx, 2, 1);
   if (st != TT_OK) return st;
   const TensorDesc g = ctx.tensor(ctx.input(0)), w = ctx.tensor(ctx.input(1)), out = ctx.tensor(ctx.output(0));
   Spatial gs;
-  if ((st = spatial_of(ctx, g, tfmt::kFloat32, "gradient", &gs)) != TT_OK) return st;
+  if ((st = spatial_of(ctx, g, GradDType<GI>::value, "gradient", &gs)) != TT_OK) return st;
   if (g.storage != tfmt::kArena) return ctx.fail(TT_UNSUPPORTED, "gradient must be an arena tensor");
   if ((st = int8_weights_of(ctx, w, "weight", &p->w)) != TT_OK) return st;
   if ((st = expect_rank(ctx, w, 4, "weight")) != TT_OK) return st;
-  if ((st = spatial_of(ctx, out, tfmt::kFloat32, "output", &p->out)) != TT_OK) return st;
+  if ((st = spatial_of(ctx, out, GradDType<GO>::value, "output", &p->out)) != TT_OK) return st;
   if (out.storage != tfmt::kArena && out.storage != tfmt::kVirtualCrop)
     return ctx.fail(TT_UNSUPPORTED, "output must be an arena tensor or a virtual crop");
   p->o = w.dims[0];
@@ -43,12 +48,13 @@ tt_status parse(TrainContext& ctx, ConvGradInput* p) {
                     gs.c, " and input depth ", p->out.c);
   if ((st = conv_geometry_attrs(ctx, &p->g_)) != TT_OK) return st;
   if ((st = f32_table(ctx, "weight_scale", p->o, &p->scale)) != TT_OK) return st;
-  p->g = f32_data(g);
+  p->g = grad_data<GI>(g);
   return TT_OK;
 }
 
 // The specified order, channel by channel (windows of more than kMaxTaps taps).
-void pixel_by_channel(const ConvGradInput& p, int32_t iy, int32_t ix, float* dst) {
+template <typename GI, typename GO>
+void pixel_by_channel(const ConvGradInput<GI>& p, int32_t iy, int32_t ix, GO* dst) {
   const int32_t ly = iy + p.out.top, lx = ix + p.out.left;
   for (int32_t c = 0; c < p.c; ++c) {
     const int32_t j = p.w.split() ? p.w.slot(c) : -1;
@@ -63,16 +69,16 @@ void pixel_by_channel(const ConvGradInput& p, int32_t iy, int32_t ix, float* dst
         if (nx < 0 || nx % p.g_.stride_w != 0) continue;
         const int32_t ox = nx / p.g_.stride_w;
         if (ox >= p.ow) continue;
-        const float* g = p.g + (static_cast<int64_t>(oy) * p.ow + ox) * p.o;
+        const GI* g = p.g + (static_cast<int64_t>(oy) * p.ow + ox) * p.o;
         for (int32_t o = 0; o < p.o; ++o) {
           const int32_t row = (o * p.kh + ky) * p.kw + kx;
           const int8_t q = j >= 0 ? p.w.ram[row * p.w.nsel + j] : p.w.full[static_cast<int64_t>(row) * p.c + c];
           const float w = static_cast<float>(q) * p.scale.at(o);
-          acc = mul_add(acc, g[o], w);
+          acc = mul_add(acc, widen(g[o]), w);
         }
       }
     }
-    dst[c] = acc;
+    dst[c] = narrow<GO>(acc);
   }
 }
 
@@ -83,11 +89,12 @@ constexpr int32_t kMaxTaps = 64;  // windows up to 8x8 take the register-blocked
 // ascending, exactly as specified; four channels are summed side by side (four
 // independent accumulators, each with the specified order and roundings), the
 // gradient value and weight scale of (tap, o) loaded once for the four.
-void pixel(const ConvGradInput& p, int32_t iy, int32_t ix, float* dst) {
+template <typename GI, typename GO>
+void pixel(const ConvGradInput<GI>& p, int32_t iy, int32_t ix, GO* dst) {
   const int32_t ly = iy + p.out.top, lx = ix + p.out.left;  // logical (padded) coordinates
   const int32_t taps_per_o = p.kh * p.kw;
   int32_t tap_k[kMaxTaps];        // ky * kw + kx of each valid tap, ascending
-  const float* tap_g[kMaxTaps];   // its grad_y pixel
+  const GI* tap_g[kMaxTaps];      // its grad_y pixel
   int32_t n = 0;
   for (int32_t ky = 0; ky < p.kh; ++ky) {
     const int32_t ny = ly + p.g_.pad_top - ky * p.g_.dilation_h;
@@ -118,65 +125,70 @@ void pixel(const ConvGradInput& p, int32_t iy, int32_t ix, float* dst) {
       const int32_t j = p.w.split() ? p.w.slot(c) : -1;
       float acc = 0.0f;
       for (int32_t t = 0; t < n; ++t) {
-        const float* g = tap_g[t];
+        const GI* g = tap_g[t];
         for (int32_t o = 0; o < p.o; ++o) {
           const int32_t row = o * taps_per_o + tap_k[t];
           const int8_t q = j >= 0 ? p.w.ram[row * p.w.nsel + j] : p.w.full[static_cast<int64_t>(row) * p.c + c];
-          acc = mul_add(acc, g[o], static_cast<float>(q) * load_f32(p.scale.data + s_step * static_cast<uint32_t>(o)));
+          acc = mul_add(acc, widen(g[o]),
+                        static_cast<float>(q) * load_f32(p.scale.data + s_step * static_cast<uint32_t>(o)));
         }
       }
-      dst[c++] = acc;
+      dst[c++] = narrow<GO>(acc);
       continue;
     }
     float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
     for (int32_t t = 0; t < n; ++t) {
-      const float* g = tap_g[t];
+      const GI* g = tap_g[t];
       const int8_t* w = p.w.full + static_cast<int64_t>(tap_k[t]) * p.c + c;
       const uint8_t* sp = p.scale.data;
       for (int32_t o = 0; o < p.o; ++o, w += o_stride, sp += s_step) {
-        const float gv = g[o], s = load_f32(sp);
+        const float gv = widen(g[o]), s = load_f32(sp);
         a0 = mul_add(a0, gv, static_cast<float>(w[0]) * s);
         a1 = mul_add(a1, gv, static_cast<float>(w[1]) * s);
         a2 = mul_add(a2, gv, static_cast<float>(w[2]) * s);
         a3 = mul_add(a3, gv, static_cast<float>(w[3]) * s);
       }
     }
-    dst[c] = a0;
-    dst[c + 1] = a1;
-    dst[c + 2] = a2;
-    dst[c + 3] = a3;
+    dst[c] = narrow<GO>(a0);
+    dst[c + 1] = narrow<GO>(a1);
+    dst[c + 2] = narrow<GO>(a2);
+    dst[c + 3] = narrow<GO>(a3);
     c += 4;
   }
 }
 
 // A 1x1 stride-1 unpadded gradient whose output is stored whole: grad_x pixel i reads
 // grad_y pixel i only.
-bool plain_1x1(const ConvGradInput& p) {
+template <typename GI>
+bool plain_1x1(const ConvGradInput<GI>& p) {
   return p.kh == 1 && p.kw == 1 && p.g_.stride_h == 1 && p.g_.stride_w == 1 && p.g_.pad_top == 0 &&
          p.g_.pad_left == 0 && p.out.top == 0 && p.out.left == 0 && p.out.h == p.oh && p.out.w == p.ow;
 }
 
 // Where trained split channel c's weight for output channel o lives: base[o * stride].
-inline void channel_weights(const ConvGradInput& p, int32_t c, const int8_t** base, int32_t* stride) {
+template <typename GI>
+inline void channel_weights(const ConvGradInput<GI>& p, int32_t c, const int8_t** base, int32_t* stride) {
   const int32_t j = p.w.split() ? p.w.slot(c) : -1;
   *base = j >= 0 ? p.w.ram + j : p.w.full + c;
   *stride = j >= 0 ? p.w.nsel : p.c;
 }
 
 // Channels [c0, C) of four pixels of a plain 1x1 gradient, one channel at a time.
-void tail_channels_4px(const ConvGradInput& p, const float* g0, float* d0, int32_t c0) {
+template <typename GI, typename GO>
+void tail_channels_4px(const ConvGradInput<GI>& p, const GI* g0, GO* d0, int32_t c0) {
   const uint32_t s_step = p.scale.length == 1 ? 0u : 4u;
   for (int32_t c = c0; c < p.c; ++c) {
     const int8_t* wc;
     int32_t stride;
     channel_weights(p, c, &wc, &stride);
     for (int32_t k = 0; k < 4; ++k) {
-      const float* g = g0 + k * p.o;
+      const GI* g = g0 + k * p.o;
       const int8_t* w = wc;
       float acc = 0.0f;
       for (int32_t o = 0; o < p.o; ++o, w += stride)
-        acc = mul_add(acc, g[o], static_cast<float>(*w) * load_f32(p.scale.data + s_step * static_cast<uint32_t>(o)));
-      d0[k * p.c + c] = acc;
+        acc = mul_add(acc, widen(g[o]),
+                      static_cast<float>(*w) * load_f32(p.scale.data + s_step * static_cast<uint32_t>(o)));
+      d0[k * p.c + c] = narrow<GO>(acc);
     }
   }
 }
@@ -186,10 +198,11 @@ void tail_channels_4px(const ConvGradInput& p, const float* g0, float* d0, int32
 // and scaled once for the four pixels, each accumulator summing over o ascending from 0.0f
 // with the specified roundings. A trained split channel reads its SRAM row (element o at
 // ram[o * nsel + j]), a frozen one flash (full[o * C + c]); the last C % 4 channels one by one.
-void four_pixels_1x1(const ConvGradInput& p, const float* g0, float* d0) {
-  const float* g1 = g0 + p.o;
-  const float* g2 = g1 + p.o;
-  const float* g3 = g2 + p.o;
+template <typename GI, typename GO>
+void four_pixels_1x1(const ConvGradInput<GI>& p, const GI* g0, GO* d0) {
+  const GI* g1 = g0 + p.o;
+  const GI* g2 = g1 + p.o;
+  const GI* g3 = g2 + p.o;
   const uint32_t s_step = p.scale.length == 1 ? 0u : 4u;
   int32_t c = 0;
   for (; c + 4 <= p.c; c += 4) {
@@ -202,8 +215,8 @@ void four_pixels_1x1(const ConvGradInput& p, const float* g0, float* d0) {
     const uint8_t* sp = p.scale.data;
     for (int32_t o = 0; o < p.o; ++o, w0 += t0, w1 += t1, w2 += t2, w3 += t3, sp += s_step) {
       const float s = load_f32(sp);
-      b.mac(g0[o], g1[o], g2[o], g3[o], static_cast<float>(*w0) * s, static_cast<float>(*w1) * s,
-            static_cast<float>(*w2) * s, static_cast<float>(*w3) * s);
+      b.mac(widen(g0[o]), widen(g1[o]), widen(g2[o]), widen(g3[o]), static_cast<float>(*w0) * s,
+            static_cast<float>(*w1) * s, static_cast<float>(*w2) * s, static_cast<float>(*w3) * s);
     }
     b.store(d0 + c, p.c);
   }
@@ -217,8 +230,17 @@ constexpr int32_t kCachedO = 128;  // output channels o per weight-table chunk (
 // in sixteen accumulators. Between chunks the partial sums wait in the output (a float
 // stored and reloaded is the same float), so each output still sums over o ascending from
 // 0.0f with the specified roundings. The last C % 4 channels and N % 4 pixels as before.
-void plain_1x1_normal(const ConvGradInput& p, float* out) {
+// A float16 output cannot hold a partial sum: with more than one chunk it takes
+// four_pixels_1x1 (every sum whole in registers) instead.
+template <typename GI, typename GO>
+void plain_1x1_normal(const ConvGradInput<GI>& p, GO* out) {
   const int32_t n = p.out.h * p.out.w, nb = n - n % 4;
+  if (sizeof(GO) != sizeof(float) && p.o > kCachedO) {
+    for (int32_t i = 0; i < nb; i += 4)
+      four_pixels_1x1(p, p.g + static_cast<int64_t>(i) * p.o, out + static_cast<int64_t>(i) * p.c);
+    for (int32_t i = nb; i < n; ++i) pixel(p, i / p.out.w, i % p.out.w, out + static_cast<int64_t>(i) * p.c);
+    return;
+  }
   const uint32_t s_step = p.scale.length == 1 ? 0u : 4u;
   float wc[4 * kCachedO];
   int32_t c = 0;
@@ -233,15 +255,16 @@ void plain_1x1_normal(const ConvGradInput& p, float* out) {
         for (int32_t k = 0; k < 4; ++k) wc[4 * o + k] = static_cast<float>(wp[k][(o0 + o) * ws[k]]) * sc;
       }
       for (int32_t i = 0; i < nb; i += 4) {
-        float* d = out + static_cast<int64_t>(i) * p.c + c;
+        GO* d = out + static_cast<int64_t>(i) * p.c + c;
         Block4x4 b = {};
-        if (o0 > 0) b.load(d, p.c);
-        const float* g0 = p.g + static_cast<int64_t>(i) * p.o + o0;
-        const float* g1 = g0 + p.o;
-        const float* g2 = g1 + p.o;
-        const float* g3 = g2 + p.o;
+        if (o0 > 0) b.load(reinterpret_cast<float*>(d), p.c);  // float32 only (one chunk otherwise)
+        const GI* g0 = p.g + static_cast<int64_t>(i) * p.o + o0;
+        const GI* g1 = g0 + p.o;
+        const GI* g2 = g1 + p.o;
+        const GI* g3 = g2 + p.o;
         const float* w = wc;
-        for (int32_t o = 0; o < on; ++o, w += 4) b.mac(g0[o], g1[o], g2[o], g3[o], w[0], w[1], w[2], w[3]);
+        for (int32_t o = 0; o < on; ++o, w += 4)
+          b.mac(widen(g0[o]), widen(g1[o]), widen(g2[o]), widen(g3[o]), w[0], w[1], w[2], w[3]);
         b.store(d, p.c);
       }
     }
@@ -251,13 +274,17 @@ void plain_1x1_normal(const ConvGradInput& p, float* out) {
   for (int32_t i = nb; i < n; ++i) pixel(p, i / p.out.w, i % p.out.w, out + static_cast<int64_t>(i) * p.c);
 }
 
-// Whether [a, a + an) and [b, b + bn) (floats) are disjoint.
-inline bool disjoint(const float* a, int64_t an, const float* b, int64_t bn) { return a + an <= b || b + bn <= a; }
+// Whether [a, a + an) and [b, b + bn) (bytes) are disjoint.
+inline bool disjoint(const void* a, int64_t an, const void* b, int64_t bn) {
+  const uint8_t *pa = static_cast<const uint8_t*>(a), *pb = static_cast<const uint8_t*>(b);
+  return pa + an <= pb || pb + bn <= pa;
+}
 
-tt_status prepare(TrainContext& ctx) {
-  ConvGradInput p;
+template <typename GI, typename GO>
+tt_status prepare_as(TrainContext& ctx) {
+  ConvGradInput<GI> p;
   tt_status st = expect_mode(ctx, kAllowNormal | kAllowInPlace);
-  if (st == TT_OK) st = parse(ctx, &p);
+  if (st == TT_OK) st = parse<GI, GO>(ctx, &p);
   if (st != TT_OK) return st;
   const TensorDesc g = ctx.tensor(ctx.input(0)), out = ctx.tensor(ctx.output(0));
   if ((st = ctx.reads(g)) != TT_OK || (st = ctx.reads(ctx.tensor(ctx.input(1)))) != TT_OK) return st;
@@ -269,16 +296,17 @@ tt_status prepare(TrainContext& ctx) {
         out.storage != tfmt::kArena || p.out.h != p.oh || p.out.w != p.ow)
       return ctx.fail(TT_UNSUPPORTED, "pixel layout needs a 1x1 stride-1 gradient of the same size");
     if ((st = expect_in_place_over(ctx, g, out)) != TT_OK) return st;
-    return expect_scratch(ctx, static_cast<uint32_t>(p.c) * 4u);
+    return expect_scratch(ctx, static_cast<uint32_t>(p.c) * static_cast<uint32_t>(sizeof(GO)));
   }
   return TT_OK;
 }
 
-tt_status eval(TrainContext& ctx) {
-  ConvGradInput p;
-  const tt_status st = parse(ctx, &p);
+template <typename GI, typename GO>
+tt_status eval_as(TrainContext& ctx) {
+  ConvGradInput<GI> p;
+  const tt_status st = parse<GI, GO>(ctx, &p);
   if (st != TT_OK) return st;
-  float* out = reinterpret_cast<float*>(p.out.data);
+  GO* out = reinterpret_cast<GO*>(p.out.data);
   if (ctx.mode() == tfmt::kNormal) {
     if (plain_1x1(p)) {
       plain_1x1_normal(p, out);
@@ -292,16 +320,17 @@ tt_status eval(TrainContext& ctx) {
   // gradient shares, in the layout's order. One pixel through the scratch; four pixels
   // straight into the output where their output rows miss every input pixel not yet read
   // (those four included), which the addresses decide.
-  float* scratch = reinterpret_cast<float*>(ctx.scratch());
+  GO* scratch = reinterpret_cast<GO*>(ctx.scratch());
   const bool up = ctx.layout_is("pixel_ascending");
   const int32_t n = p.out.h * p.out.w;
   for (int32_t k = 0; k < n;) {
     if (k + 4 <= n) {
       const int32_t b = up ? k : n - 4 - k;  // the block's first pixel
-      const float* unread = up ? p.g + static_cast<int64_t>(b) * p.o : p.g;
-      const int64_t unread_n = up ? static_cast<int64_t>(n - b) * p.o : static_cast<int64_t>(b + 4) * p.o;
-      float* dst = out + static_cast<int64_t>(b) * p.c;
-      if (disjoint(dst, 4 * static_cast<int64_t>(p.c), unread, unread_n)) {
+      const GI* unread = up ? p.g + static_cast<int64_t>(b) * p.o : p.g;
+      const int64_t unread_n = (up ? static_cast<int64_t>(n - b) * p.o : static_cast<int64_t>(b + 4) * p.o) *
+                               static_cast<int64_t>(sizeof(GI));
+      GO* dst = out + static_cast<int64_t>(b) * p.c;
+      if (disjoint(dst, 4 * static_cast<int64_t>(p.c) * static_cast<int64_t>(sizeof(GO)), unread, unread_n)) {
         four_pixels_1x1(p, p.g + static_cast<int64_t>(b) * p.o, dst);
         k += 4;
         continue;
@@ -309,10 +338,18 @@ tt_status eval(TrainContext& ctx) {
     }
     const int32_t i = up ? k : n - 1 - k;
     pixel(p, i / p.out.w, i % p.out.w, scratch);
-    memcpy(out + static_cast<int64_t>(i) * p.c, scratch, static_cast<size_t>(p.c) * sizeof(float));
+    memcpy(out + static_cast<int64_t>(i) * p.c, scratch, static_cast<size_t>(p.c) * sizeof(GO));
     ++k;
   }
   return TT_OK;
+}
+
+tt_status prepare(TrainContext& ctx) {
+  return by_grad_dtypes(ctx, prepare_as<float, float>, prepare_as<float, Half>, prepare_as<Half, Half>);
+}
+
+tt_status eval(TrainContext& ctx) {
+  return by_grad_dtypes(ctx, eval_as<float, float>, eval_as<float, Half>, eval_as<Half, Half>);
 }
 
 }  // namespace

@@ -11,14 +11,16 @@ namespace tt {
 namespace train {
 namespace {
 
+template <typename G>
 struct ConvUpdate {
-  WeightUpdate u;
+  WeightUpdate<G> u;
   Spatial x;
   ConvGeometry geo;
   int32_t oh = 0, ow = 0, o = 0, kh = 0, kw = 0, c = 0;
 };
 
-tt_status parse(TrainContext& ctx, ConvUpdate* p) {
+template <typename G>
+tt_status parse(TrainContext& ctx, ConvUpdate<G>* p) {
   tt_status st = expect_arity(ctx, 4, 2);
   if (st != TT_OK) return st;
   const TensorDesc w = ctx.tensor(ctx.input(2));
@@ -26,7 +28,7 @@ tt_status parse(TrainContext& ctx, ConvUpdate* p) {
   if ((st = parse_weight_update(ctx, w.dims[0], &p->u)) != TT_OK) return st;
   const TensorDesc g = ctx.tensor(ctx.input(0)), x = ctx.tensor(ctx.input(1));
   Spatial gs;
-  if ((st = spatial_of(ctx, g, tfmt::kFloat32, "gradient", &gs)) != TT_OK) return st;
+  if ((st = spatial_of(ctx, g, GradDType<G>::value, "gradient", &gs)) != TT_OK) return st;
   if ((st = spatial_of(ctx, x, tfmt::kInt8, "input", &p->x)) != TT_OK) return st;
   if (p->x.channel) return ctx.fail(TT_UNSUPPORTED, "input in channel storage");
   p->o = w.dims[0];
@@ -40,14 +42,16 @@ tt_status parse(TrainContext& ctx, ConvUpdate* p) {
   return conv_geometry_attrs(ctx, &p->geo);
 }
 
-tt_status prepare(TrainContext& ctx) {
-  ConvUpdate p;
+template <typename G>
+tt_status prepare_as(TrainContext& ctx) {
+  ConvUpdate<G> p;
   return parse(ctx, &p);
 }
 
 // The output columns [ox_lo, ox_hi) whose tap kx lies inside the input (one range), and
 // ix0, the input column of ox = 0.
-void valid_columns(const ConvUpdate& p, int32_t kx, int32_t* ix0, int32_t* ox_lo, int32_t* ox_hi) {
+template <typename G>
+void valid_columns(const ConvUpdate<G>& p, int32_t kx, int32_t* ix0, int32_t* ox_lo, int32_t* ox_hi) {
   *ix0 = -p.geo.pad_left + kx * p.geo.dilation_w - p.x.left;
   int32_t lo = 0, hi = p.ow;
   while (lo < p.ow && lo * p.geo.stride_w + *ix0 < 0) ++lo;
@@ -62,7 +66,8 @@ void valid_columns(const ConvUpdate& p, int32_t kx, int32_t* ix0, int32_t* ox_lo
 // dequantized once (through a table: deq[q] is the same float32 value per int8 code)
 // for the up to eight sums. grads[i] for o, grads[4 + i] for o + 1. The valid columns
 // are one range (computed once), so the pixel loop has no checks.
-void element_grads(const ConvUpdate& p, const float* deq, int32_t o, bool pair, int32_t ky, int32_t kx,
+template <typename G>
+void element_grads(const ConvUpdate<G>& p, const float* deq, int32_t o, bool pair, int32_t ky, int32_t kx,
                    const int32_t* cs, int32_t k, float* grads) {
   const int8_t* x = reinterpret_cast<const int8_t*>(p.x.data);
   int32_t ix0, ox_lo, ox_hi;
@@ -73,12 +78,12 @@ void element_grads(const ConvUpdate& p, const float* deq, int32_t o, bool pair, 
   for (int32_t oy = 0; oy < p.oh && ox_lo < ox_hi; ++oy) {
     const int32_t iy = oy * p.geo.stride_h - p.geo.pad_top + ky * p.geo.dilation_h - p.x.top;
     if (iy < 0 || iy >= p.x.h) continue;
-    const float* g = p.u.g + (static_cast<int64_t>(oy) * p.ow + ox_lo) * p.o + o;
+    const G* g = p.u.g + (static_cast<int64_t>(oy) * p.ow + ox_lo) * p.o + o;
     const int8_t* px = x + (static_cast<int64_t>(iy) * p.x.w + ox_lo * p.geo.stride_w + ix0) * p.c;
     const int32_t n = ox_hi - ox_lo;
     if (k == 4 && pair) {
       for (int32_t i = 0; i < n; ++i, g += p.o, px += x_step) {
-        const float gv = g[0], gw = g[1];
+        const float gv = widen(g[0]), gw = widen(g[1]);
         const float x0 = deq[px[c0]], x1 = deq[px[c1]], x2 = deq[px[c2]], x3 = deq[px[c3]];
         a0 = mul_add(a0, gv, x0);
         a1 = mul_add(a1, gv, x1);
@@ -91,7 +96,7 @@ void element_grads(const ConvUpdate& p, const float* deq, int32_t o, bool pair, 
       }
     } else if (k == 4) {
       for (int32_t i = 0; i < n; ++i, g += p.o, px += x_step) {
-        const float gv = *g;
+        const float gv = widen(*g);
         a0 = mul_add(a0, gv, deq[px[c0]]);
         a1 = mul_add(a1, gv, deq[px[c1]]);
         a2 = mul_add(a2, gv, deq[px[c2]]);
@@ -99,7 +104,7 @@ void element_grads(const ConvUpdate& p, const float* deq, int32_t o, bool pair, 
       }
     } else {
       for (int32_t i = 0; i < n; ++i, g += p.o, px += x_step) {
-        const float gv = *g, gw = pair ? g[1] : 0.0f;
+        const float gv = widen(*g), gw = pair ? widen(g[1]) : 0.0f;
         const float x0 = deq[px[c0]];
         a0 = mul_add(a0, gv, x0);
         if (pair) b0 = mul_add(b0, gw, x0);
@@ -128,7 +133,8 @@ void element_grads(const ConvUpdate& p, const float* deq, int32_t o, bool pair, 
 
 // element_grads for four selected channels and four output channels o .. o + 3:
 // grads[4 * r + i] for output channel o + r and channel cs[i], sixteen sums side by side.
-void element_grads4(const ConvUpdate& p, const float* deq, int32_t o, int32_t ky, int32_t kx, const int32_t* cs,
+template <typename G>
+void element_grads4(const ConvUpdate<G>& p, const float* deq, int32_t o, int32_t ky, int32_t kx, const int32_t* cs,
                     float* grads) {
   const int8_t* x = reinterpret_cast<const int8_t*>(p.x.data);
   int32_t ix0, ox_lo, ox_hi;
@@ -139,10 +145,10 @@ void element_grads4(const ConvUpdate& p, const float* deq, int32_t o, int32_t ky
   for (int32_t oy = 0; oy < p.oh && ox_lo < ox_hi; ++oy) {
     const int32_t iy = oy * p.geo.stride_h - p.geo.pad_top + ky * p.geo.dilation_h - p.x.top;
     if (iy < 0 || iy >= p.x.h) continue;
-    const float* g = p.u.g + (static_cast<int64_t>(oy) * p.ow + ox_lo) * p.o + o;
+    const G* g = p.u.g + (static_cast<int64_t>(oy) * p.ow + ox_lo) * p.o + o;
     const int8_t* px = x + (static_cast<int64_t>(iy) * p.x.w + ox_lo * p.geo.stride_w + ix0) * p.c;
     for (int32_t i = ox_lo; i < ox_hi; ++i, g += p.o, px += x_step)
-      b.mac(g[0], g[1], g[2], g[3], deq[px[c0]], deq[px[c1]], deq[px[c2]], deq[px[c3]]);
+      b.mac(widen(g[0]), widen(g[1]), widen(g[2]), widen(g[3]), deq[px[c0]], deq[px[c1]], deq[px[c2]], deq[px[c3]]);
   }
   b.store(grads, 4);
 }
@@ -151,8 +157,9 @@ void element_grads4(const ConvUpdate& p, const float* deq, int32_t o, int32_t ky
 // kh * kw * nsel elements): as many channels per pass as their rows fit (1.5 KB of stack).
 constexpr int32_t kNextFloats = 384;
 
-tt_status eval(TrainContext& ctx) {
-  ConvUpdate p;
+template <typename G>
+tt_status eval_as(TrainContext& ctx) {
+  ConvUpdate<G> p;
   const tt_status st = parse(ctx, &p);
   if (st != TT_OK) return st;
   float table[256];
@@ -206,6 +213,10 @@ tt_status eval(TrainContext& ctx) {
   }
   return TT_OK;
 }
+
+tt_status prepare(TrainContext& ctx) { return by_grad_dtype(ctx, prepare_as<float>, prepare_as<Half>); }
+
+tt_status eval(TrainContext& ctx) { return by_grad_dtype(ctx, eval_as<float>, eval_as<Half>); }
 
 }  // namespace
 

@@ -8,14 +8,16 @@ namespace tt {
 namespace train {
 namespace {
 
+template <typename G>
 struct DwUpdate {
-  WeightUpdate u;
+  WeightUpdate<G> u;
   Spatial x;
   ConvGeometry geo;
   int32_t oh = 0, ow = 0, co = 0, kh = 0, kw = 0, m = 1;
 };
 
-tt_status parse(TrainContext& ctx, DwUpdate* p) {
+template <typename G>
+tt_status parse(TrainContext& ctx, DwUpdate<G>* p) {
   tt_status st = expect_arity(ctx, 4, 2);
   if (st != TT_OK) return st;
   const TensorDesc w = ctx.tensor(ctx.input(2));
@@ -23,7 +25,7 @@ tt_status parse(TrainContext& ctx, DwUpdate* p) {
   if ((st = parse_weight_update(ctx, w.dims[3], &p->u)) != TT_OK) return st;
   const TensorDesc g = ctx.tensor(ctx.input(0)), x = ctx.tensor(ctx.input(1));
   Spatial gs;
-  if ((st = spatial_of(ctx, g, tfmt::kFloat32, "gradient", &gs)) != TT_OK) return st;
+  if ((st = spatial_of(ctx, g, GradDType<G>::value, "gradient", &gs)) != TT_OK) return st;
   if ((st = spatial_of(ctx, x, tfmt::kInt8, "input", &p->x)) != TT_OK) return st;
   if (p->x.channel) return ctx.fail(TT_UNSUPPORTED, "input in channel storage");
   p->kh = w.dims[1];
@@ -40,13 +42,15 @@ tt_status parse(TrainContext& ctx, DwUpdate* p) {
   return conv_geometry_attrs(ctx, &p->geo);
 }
 
-tt_status prepare(TrainContext& ctx) {
-  DwUpdate p;
+template <typename G>
+tt_status prepare_as(TrainContext& ctx) {
+  DwUpdate<G> p;
   return parse(ctx, &p);
 }
 
-tt_status eval(TrainContext& ctx) {
-  DwUpdate p;
+template <typename G>
+tt_status eval_as(TrainContext& ctx) {
+  DwUpdate<G> p;
   const tt_status st = parse(ctx, &p);
   if (st != TT_OK) return st;
   const int8_t* x = reinterpret_cast<const int8_t*>(p.x.data);
@@ -63,7 +67,7 @@ tt_status eval(TrainContext& ctx) {
           for (int32_t ox = 0; ox < p.ow; ++ox) {
             const int32_t ix = ox * p.geo.stride_w - p.geo.pad_left + kx * p.geo.dilation_w - p.x.left;
             if (ix < 0 || ix >= p.x.w) continue;
-            const float gv = p.u.g[(static_cast<int64_t>(oy) * p.ow + ox) * p.co + co];
+            const float gv = widen(p.u.g[(static_cast<int64_t>(oy) * p.ow + ox) * p.co + co]);
             grad = grad + gv * p.u.deq(x[(static_cast<int64_t>(iy) * p.x.w + ix) * p.x.c + ci]);
           }
         }
@@ -73,6 +77,10 @@ tt_status eval(TrainContext& ctx) {
     }
   return TT_OK;
 }
+
+tt_status prepare(TrainContext& ctx) { return by_grad_dtype(ctx, prepare_as<float>, prepare_as<Half>); }
+
+tt_status eval(TrainContext& ctx) { return by_grad_dtype(ctx, eval_as<float>, eval_as<Half>); }
 
 }  // namespace
 

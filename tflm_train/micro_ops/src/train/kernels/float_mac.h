@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "grad_storage.h"
+
 namespace tt {
 namespace train {
 
@@ -28,10 +30,11 @@ struct Block4x4 {
 #pragma GCC unroll 16
     for (int32_t k = 0; k < 16; ++k) a[k] = mul_add(a[k], x[k >> 2], v[k & 3]);
   }
-  // Row r's four columns at d + r * stride.
-  void store(float* d, int32_t stride) const {
+  // Row r's four columns at d + r * stride, in d's storage type (float, or Half: rounded).
+  template <typename T>
+  void store(T* d, int32_t stride) const {
 #pragma GCC unroll 16
-    for (int32_t k = 0; k < 16; ++k) d[(k >> 2) * stride + (k & 3)] = a[k];
+    for (int32_t k = 0; k < 16; ++k) d[(k >> 2) * stride + (k & 3)] = narrow<T>(a[k]);
   }
   void load(const float* d, int32_t stride) {
 #pragma GCC unroll 16

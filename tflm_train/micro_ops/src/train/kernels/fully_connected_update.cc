@@ -7,13 +7,15 @@ namespace tt {
 namespace train {
 namespace {
 
+template <typename G>
 struct FcUpdate {
-  WeightUpdate u;
+  WeightUpdate<G> u;
   const int8_t* x = nullptr;
   int32_t rows = 0, o = 0, in = 0;
 };
 
-tt_status parse(TrainContext& ctx, FcUpdate* p) {
+template <typename G>
+tt_status parse(TrainContext& ctx, FcUpdate<G>* p) {
   tt_status st = expect_arity(ctx, 4, 2);
   if (st != TT_OK) return st;
   const TensorDesc w = ctx.tensor(ctx.input(2));
@@ -31,13 +33,15 @@ tt_status parse(TrainContext& ctx, FcUpdate* p) {
   return TT_OK;
 }
 
-tt_status prepare(TrainContext& ctx) {
-  FcUpdate p;
+template <typename G>
+tt_status prepare_as(TrainContext& ctx) {
+  FcUpdate<G> p;
   return parse(ctx, &p);
 }
 
-tt_status eval(TrainContext& ctx) {
-  FcUpdate p;
+template <typename G>
+tt_status eval_as(TrainContext& ctx) {
+  FcUpdate<G> p;
   const tt_status st = parse(ctx, &p);
   if (st != TT_OK) return st;
   const int32_t nsel = static_cast<int32_t>(p.u.channels.length);
@@ -46,12 +50,17 @@ tt_status eval(TrainContext& ctx) {
       const int32_t i = p.u.channels.at(j);
       float grad = 0.0f;
       for (int32_t r = 0; r < p.rows; ++r)
-        grad = grad + p.u.g[static_cast<int64_t>(r) * p.o + o] * p.u.deq(p.x[static_cast<int64_t>(r) * p.in + i]);
+        grad = grad + widen(p.u.g[static_cast<int64_t>(r) * p.o + o]) *
+                          p.u.deq(p.x[static_cast<int64_t>(r) * p.in + i]);
       int8_t* w = p.u.element(o, j);
       *w = qas_update_weight(*w, grad, p.u.lr, p.u.scale.at(o), p.u.rng);
     }
   return TT_OK;
 }
+
+tt_status prepare(TrainContext& ctx) { return by_grad_dtype(ctx, prepare_as<float>, prepare_as<Half>); }
+
+tt_status eval(TrainContext& ctx) { return by_grad_dtype(ctx, eval_as<float>, eval_as<Half>); }
 
 }  // namespace
 

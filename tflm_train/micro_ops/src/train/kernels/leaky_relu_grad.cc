@@ -8,22 +8,24 @@ namespace tt {
 namespace train {
 namespace {
 
+template <typename G>
 struct LeakyReluGrad {
-  const float* g = nullptr;
+  const G* g = nullptr;
   const int8_t* x = nullptr;
-  float* out = nullptr;
+  G* out = nullptr;
   int64_t n = 0;
   int32_t zp_in = 0;
   float alpha = 0.0f;
 };
 
-tt_status parse(TrainContext& ctx, LeakyReluGrad* p) {
+template <typename G>
+tt_status parse(TrainContext& ctx, LeakyReluGrad<G>* p) {
   tt_status st = expect_arity(ctx, 2, 1);
   if (st != TT_OK) return st;
   const TensorDesc g = ctx.tensor(ctx.input(0)), x = ctx.tensor(ctx.input(1)), out = ctx.tensor(ctx.output(0));
-  if ((st = expect_dtype(ctx, g, tfmt::kFloat32, "gradient")) != TT_OK) return st;
+  if ((st = expect_dtype(ctx, g, GradDType<G>::value, "gradient")) != TT_OK) return st;
   if ((st = expect_dtype(ctx, x, tfmt::kInt8, "input")) != TT_OK) return st;
-  if ((st = expect_dtype(ctx, out, tfmt::kFloat32, "output")) != TT_OK) return st;
+  if ((st = expect_dtype(ctx, out, GradDType<G>::value, "output")) != TT_OK) return st;
   if (g.elements != x.elements || out.elements != g.elements)
     return ctx.fail(TT_SHAPE_MISMATCH, "gradient, input and output sizes differ");
   for (const TensorDesc* t : {&g, &x, &out})
@@ -31,15 +33,16 @@ tt_status parse(TrainContext& ctx, LeakyReluGrad* p) {
   if ((st = ctx.attr_float("alpha", &p->alpha)) != TT_OK) return st;
   if ((st = int8_zero_point_attr(ctx, "input_zero_point", &p->zp_in)) != TT_OK) return st;
   if (!isfinite(p->alpha)) return ctx.fail(TT_MALFORMED_MODEL, "alpha is not finite");
-  p->g = f32_data(g);
+  p->g = grad_data<G>(g);
   p->x = reinterpret_cast<const int8_t*>(x.data);
-  p->out = f32_data(out);
+  p->out = grad_data<G>(out);
   p->n = out.elements;
   return TT_OK;
 }
 
-tt_status prepare(TrainContext& ctx) {
-  LeakyReluGrad p;
+template <typename G>
+tt_status prepare_as(TrainContext& ctx) {
+  LeakyReluGrad<G> p;
   tt_status st = expect_mode(ctx, kAllowNormal | kAllowInPlace);
   if (st == TT_OK) st = parse(ctx, &p);
   if (st != TT_OK) return st;
@@ -49,13 +52,21 @@ tt_status prepare(TrainContext& ctx) {
   return expect_elementwise_in_place(ctx, g, out);
 }
 
-tt_status eval(TrainContext& ctx) {
-  LeakyReluGrad p;
+template <typename G>
+tt_status eval_as(TrainContext& ctx) {
+  LeakyReluGrad<G> p;
   const tt_status st = parse(ctx, &p);
   if (st != TT_OK) return st;
-  for (int64_t i = 0; i < p.n; ++i) p.out[i] = p.x[i] >= p.zp_in ? p.g[i] : p.g[i] * p.alpha;
+  for (int64_t i = 0; i < p.n; ++i) {
+    const float g = widen(p.g[i]);
+    p.out[i] = narrow<G>(p.x[i] >= p.zp_in ? g : g * p.alpha);
+  }
   return TT_OK;
 }
+
+tt_status prepare(TrainContext& ctx) { return by_grad_dtype(ctx, prepare_as<float>, prepare_as<Half>); }
+
+tt_status eval(TrainContext& ctx) { return by_grad_dtype(ctx, eval_as<float>, eval_as<Half>); }
 
 }  // namespace
 

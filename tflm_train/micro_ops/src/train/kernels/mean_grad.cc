@@ -1,13 +1,15 @@
-// MEAN_GRAD(grad_y) -> grad_x: grad_x[idx] = grad_y[idx with reduced axes at 0] / f32(count).
+// MEAN_GRAD(grad_y) -> grad_x: grad_x[idx] = grad_y[idx with reduced axes at 0] / f32(count)
+// (one float32 division, stored in the gradients' storage type).
 #include "train_kernel_util.h"
 
 namespace tt {
 namespace train {
 namespace {
 
+template <typename G>
 struct MeanGrad {
-  const float* g = nullptr;
-  float* out = nullptr;
+  const G* g = nullptr;
+  G* out = nullptr;
   int32_t rank = 0;
   int32_t dims[kMaxRank] = {1, 1, 1, 1, 1, 1};
   int64_t gstride[kMaxRank] = {0, 0, 0, 0, 0, 0};  // 0 along reduced axes
@@ -15,12 +17,13 @@ struct MeanGrad {
   int32_t count = 1;
 };
 
-tt_status parse(TrainContext& ctx, MeanGrad* p) {
+template <typename G>
+tt_status parse(TrainContext& ctx, MeanGrad<G>* p) {
   tt_status st = expect_arity(ctx, 1, 1);
   if (st != TT_OK) return st;
   const TensorDesc g = ctx.tensor(ctx.input(0)), out = ctx.tensor(ctx.output(0));
   for (const TensorDesc* t : {&g, &out}) {
-    if ((st = expect_dtype(ctx, *t, tfmt::kFloat32, "operand")) != TT_OK) return st;
+    if ((st = expect_dtype(ctx, *t, GradDType<G>::value, "operand")) != TT_OK) return st;
     if ((st = expect_addressable(ctx, *t, "operand")) != TT_OK) return st;
   }
   I32List axes;
@@ -47,14 +50,15 @@ tt_status parse(TrainContext& ctx, MeanGrad* p) {
   if (count != p->count || count < 1 || g.elements != s)
     return ctx.fail(TT_SHAPE_MISMATCH, "count ", p->count, " and the gradient's ", static_cast<long long>(g.elements),
                     " elements do not fit the reduced axes");
-  p->g = f32_data(g);
-  p->out = f32_data(out);
+  p->g = grad_data<G>(g);
+  p->out = grad_data<G>(out);
   p->n = out.elements;
   return TT_OK;
 }
 
-tt_status prepare(TrainContext& ctx) {
-  MeanGrad p;
+template <typename G>
+tt_status prepare_as(TrainContext& ctx) {
+  MeanGrad<G> p;
   tt_status st = expect_mode(ctx, kAllowNormal);
   if (st == TT_OK) st = parse(ctx, &p);
   if (st == TT_OK) st = ctx.reads(ctx.tensor(ctx.input(0)));
@@ -62,8 +66,9 @@ tt_status prepare(TrainContext& ctx) {
   return st;
 }
 
-tt_status eval(TrainContext& ctx) {
-  MeanGrad p;
+template <typename G>
+tt_status eval_as(TrainContext& ctx) {
+  MeanGrad<G> p;
   const tt_status st = parse(ctx, &p);
   if (st != TT_OK) return st;
   const float count = static_cast<float>(p.count);
@@ -71,7 +76,7 @@ tt_status eval(TrainContext& ctx) {
   for (int64_t i = 0; i < p.n; ++i) {
     int64_t gi = 0;
     for (int32_t k = 0; k < p.rank; ++k) gi += idx[k] * p.gstride[k];
-    p.out[i] = p.g[gi] / count;
+    p.out[i] = narrow<G>(widen(p.g[gi]) / count);
     for (int32_t k = p.rank - 1; k >= 0; --k) {
       if (++idx[k] < p.dims[k]) break;
       idx[k] = 0;
@@ -79,6 +84,10 @@ tt_status eval(TrainContext& ctx) {
   }
   return TT_OK;
 }
+
+tt_status prepare(TrainContext& ctx) { return by_grad_dtype(ctx, prepare_as<float>, prepare_as<Half>); }
+
+tt_status eval(TrainContext& ctx) { return by_grad_dtype(ctx, eval_as<float>, eval_as<Half>); }
 
 }  // namespace
 

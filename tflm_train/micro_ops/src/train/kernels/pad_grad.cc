@@ -10,8 +10,9 @@ namespace train {
 namespace {
 
 struct PadGrad {
-  const float* g = nullptr;
-  float* out = nullptr;
+  const uint8_t* g = nullptr;  // stored elements (float32 or float16), moved unchanged
+  uint8_t* out = nullptr;
+  uint32_t esize = 4;
   int32_t in[4] = {1, 1, 1, 1}, out_dims[4] = {1, 1, 1, 1}, before[4] = {0, 0, 0, 0};
 };
 
@@ -19,8 +20,10 @@ tt_status parse(TrainContext& ctx, PadGrad* p) {
   tt_status st = expect_arity(ctx, 1, 1);
   if (st != TT_OK) return st;
   const TensorDesc g = ctx.tensor(ctx.input(0)), out = ctx.tensor(ctx.output(0));
-  if ((st = expect_dtype(ctx, g, tfmt::kFloat32, "gradient")) != TT_OK) return st;
-  if ((st = expect_dtype(ctx, out, tfmt::kFloat32, "output")) != TT_OK) return st;
+  const uint8_t grad_dtype = is_half(g) ? tfmt::kFloat16 : tfmt::kFloat32;
+  if ((st = expect_dtype(ctx, g, grad_dtype, "gradient")) != TT_OK) return st;
+  if ((st = expect_dtype(ctx, out, grad_dtype, "output")) != TT_OK) return st;
+  p->esize = tfmt::dtype_size(grad_dtype);
   if (g.rank != out.rank || g.rank < 1 || g.rank > 4) return ctx.fail(TT_UNSUPPORTED, "rank 1..4 expected");
   I32List pads;
   if ((st = i32_list(ctx, "paddings", 2 * g.rank, &pads)) != TT_OK) return st;
@@ -41,8 +44,8 @@ tt_status parse(TrainContext& ctx, PadGrad* p) {
   }
   if ((st = expect_addressable(ctx, g, "gradient")) != TT_OK) return st;
   if ((st = expect_addressable(ctx, out, "output")) != TT_OK) return st;
-  p->g = f32_data(g);
-  p->out = f32_data(out);
+  p->g = g.data;
+  p->out = out.data;
   return TT_OK;
 }
 
@@ -65,7 +68,7 @@ tt_status eval(TrainContext& ctx) {
   PadGrad p;
   const tt_status st = parse(ctx, &p);
   if (st != TT_OK) return st;
-  const size_t row = static_cast<size_t>(p.out_dims[3]) * sizeof(float);
+  const size_t row = static_cast<size_t>(p.out_dims[3]) * p.esize;
   for (int32_t a = 0; a < p.out_dims[0]; ++a)
     for (int32_t b = 0; b < p.out_dims[1]; ++b)
       for (int32_t c = 0; c < p.out_dims[2]; ++c) {
@@ -73,7 +76,7 @@ tt_status eval(TrainContext& ctx) {
         const int64_t src =
             ((static_cast<int64_t>(a + p.before[0]) * p.in[1] + b + p.before[1]) * p.in[2] + c + p.before[2]) *
                 p.in[3] + p.before[3];
-        memmove(p.out + dst, p.g + src, row);  // ascending rows; dst <= src when in place
+        memmove(p.out + dst * p.esize, p.g + src * p.esize, row);  // ascending rows; dst <= src when in place
       }
   return TT_OK;
 }

@@ -3,14 +3,15 @@
 namespace tt {
 namespace train {
 
-tt_status parse_pool_grad(TrainContext& ctx, bool with_input, PoolGrad* p) {
+template <typename G>
+tt_status parse_pool_grad(TrainContext& ctx, bool with_input, PoolGrad<G>* p) {
   tt_status st = expect_mode(ctx, kAllowNormal);
   if (st == TT_OK) st = expect_arity(ctx, with_input ? 2 : 1, 1);
   if (st != TT_OK) return st;
   const TensorDesc g = ctx.tensor(ctx.input(0)), out = ctx.tensor(ctx.output(0));
   Spatial gs, os;
-  if ((st = spatial_of(ctx, g, tfmt::kFloat32, "gradient", &gs)) != TT_OK) return st;
-  if ((st = spatial_of(ctx, out, tfmt::kFloat32, "output", &os)) != TT_OK) return st;
+  if ((st = spatial_of(ctx, g, GradDType<G>::value, "gradient", &gs)) != TT_OK) return st;
+  if ((st = spatial_of(ctx, out, GradDType<G>::value, "output", &os)) != TT_OK) return st;
   if (g.storage != tfmt::kArena || out.storage != tfmt::kArena)
     return ctx.fail(TT_UNSUPPORTED, "gradients must be arena tensors");
   if (gs.c != os.c) return ctx.fail(TT_SHAPE_MISMATCH, "gradient depths differ");
@@ -36,10 +37,13 @@ tt_status parse_pool_grad(TrainContext& ctx, bool with_input, PoolGrad* p) {
     if ((st = ctx.reads(x)) != TT_OK) return st;
     p->x = reinterpret_cast<const int8_t*>(x.data);
   }
-  p->g = f32_data(g);
-  p->out = f32_data(out);
+  p->g = grad_data<G>(g);
+  p->out = grad_data<G>(out);
   return TT_OK;
 }
+
+template tt_status parse_pool_grad<float>(TrainContext&, bool, PoolGrad<float>*);
+template tt_status parse_pool_grad<Half>(TrainContext&, bool, PoolGrad<Half>*);
 
 }  // namespace train
 }  // namespace tt

@@ -8,10 +8,11 @@
 namespace tt {
 namespace train {
 
+template <typename G>
 struct PoolGrad {
-  const float* g = nullptr;     // [1, OH, OW, C]
+  const G* g = nullptr;         // [1, OH, OW, C]
   const int8_t* x = nullptr;    // [1, H, W, C] (max pool)
-  float* out = nullptr;         // [1, H, W, C]
+  G* out = nullptr;             // [1, H, W, C]
   int32_t h = 0, w = 0, c = 0, oh = 0, ow = 0, fh = 0, fw = 0, sh = 1, sw = 1, pt = 0, pl = 0;
   void window(int32_t oy, int32_t ox, int32_t* y0, int32_t* y1, int32_t* x0, int32_t* x1) const {
     const int32_t ty = oy * sh - pt, tx = ox * sw - pl;
@@ -23,7 +24,9 @@ struct PoolGrad {
 };
 
 // `with_input`: the op also reads the forward input x (MAX_POOL_2D_GRAD).
-tt_status parse_pool_grad(TrainContext& ctx, bool with_input, PoolGrad* p);
+// G: the gradients' storage type (float or Half; both operands alike).
+template <typename G>
+tt_status parse_pool_grad(TrainContext& ctx, bool with_input, PoolGrad<G>* p);
 
 }  // namespace train
 }  // namespace tt

@@ -11,6 +11,7 @@
 
 #include "../../quant.h"
 #include "../train_runtime.h"
+#include "grad_storage.h"
 
 namespace tt {
 namespace train {
@@ -45,6 +46,23 @@ tt_status expect_scratch(TrainContext& ctx, uint32_t bytes);
 
 Str name_of(TrainContext& ctx, const TensorDesc& t);
 inline float* f32_data(const TensorDesc& t) { return reinterpret_cast<float*>(t.data); }
+// A gradient tensor's elements in its storage type G (float or Half, grad_storage.h).
+template <typename G>
+inline G* grad_data(const TensorDesc& t) {
+  return reinterpret_cast<G*>(t.data);
+}
+// Whether a gradient is stored as binary16 (else float32; expect_dtype checks which).
+inline bool is_half(const TensorDesc& t) { return t.dtype == tfmt::kFloat16; }
+// The instantiation of a kernel function for the gradient storage of input 0 (float32 or
+// float16), and for GRAD_INPUT ops also of output 0 (float32 -> float16: the int8 head).
+using KernelFn = tt_status (*)(TrainContext&);
+inline tt_status by_grad_dtype(TrainContext& ctx, KernelFn as_float, KernelFn as_half) {
+  return (is_half(ctx.tensor(ctx.input(0))) ? as_half : as_float)(ctx);
+}
+inline tt_status by_grad_dtypes(TrainContext& ctx, KernelFn float_float, KernelFn float_half, KernelFn half_half) {
+  if (is_half(ctx.tensor(ctx.input(0)))) return half_half(ctx);
+  return (is_half(ctx.tensor(ctx.output(0))) ? float_half : float_float)(ctx);
+}
 inline int8_t* i8_data(const TensorDesc& t) { return reinterpret_cast<int8_t*>(t.data); }
 
 // A 1xHxWxC activation as stored: the tensor itself, the source of a virtual PAD

@@ -3,14 +3,15 @@
 namespace tt {
 namespace train {
 
-tt_status parse_weight_update(TrainContext& ctx, int32_t scale_entries, WeightUpdate* p) {
+template <typename G>
+tt_status parse_weight_update(TrainContext& ctx, int32_t scale_entries, WeightUpdate<G>* p) {
   tt_status st = expect_mode(ctx, kAllowNormal);
   if (st == TT_OK) st = expect_arity(ctx, 4, 2);
   if (st != TT_OK) return st;
   const TensorDesc g = ctx.tensor(ctx.input(0)), w = ctx.tensor(ctx.input(2)), rng = ctx.tensor(ctx.input(3));
   if (ctx.output(0) != w.index || ctx.output(1) != rng.index)
     return ctx.fail(TT_MALFORMED_MODEL, "an update must rewrite its weight and RNG state in place");
-  if ((st = expect_dtype(ctx, g, tfmt::kFloat32, "gradient")) != TT_OK) return st;
+  if ((st = expect_dtype(ctx, g, GradDType<G>::value, "gradient")) != TT_OK) return st;
   if ((st = expect_addressable(ctx, g, "gradient")) != TT_OK) return st;
   if (w.storage != tfmt::kPersistent || w.kind != tfmt::kParameter)
     return ctx.fail(TT_MALFORMED_MODEL, "weight ", name_of(ctx, w), " is not a persistent parameter");
@@ -42,10 +43,13 @@ tt_status parse_weight_update(TrainContext& ctx, int32_t scale_entries, WeightUp
     if (st == TT_OK) st = ctx.writes(rng);
     if (st != TT_OK) return st;
   }
-  p->g = f32_data(g);
+  p->g = grad_data<G>(g);
   p->rng = reinterpret_cast<uint32_t*>(rng.data);
   return TT_OK;
 }
+
+template tt_status parse_weight_update<float>(TrainContext&, int32_t, WeightUpdate<float>*);
+template tt_status parse_weight_update<Half>(TrainContext&, int32_t, WeightUpdate<Half>*);
 
 }  // namespace train
 }  // namespace tt

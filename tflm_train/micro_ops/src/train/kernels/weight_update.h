@@ -1,6 +1,7 @@
 // Shared by the fused weight-gradient + QAS update ops (CONV_2D_UPDATE,
 // DEPTHWISE_CONV_2D_UPDATE, FULLY_CONNECTED_UPDATE): the trained weight, its
 // selected channels (last axis), QAS table, learning rate, saved input and RNG.
+// G: the output gradient's storage type (float or Half), widened on every load.
 #ifndef TFLM_TRAIN_MICRO_TRAIN_KERNELS_WEIGHT_UPDATE_H_
 #define TFLM_TRAIN_MICRO_TRAIN_KERNELS_WEIGHT_UPDATE_H_
 
@@ -9,8 +10,9 @@
 namespace tt {
 namespace train {
 
+template <typename G>
 struct WeightUpdate {
-  const float* g = nullptr;   // output gradient (after the clamp)
+  const G* g = nullptr;       // output gradient (after the clamp)
   Int8Weights w;              // the trained weight (SRAM: whole or split)
   I32List channels;           // selected channels of the last axis, ascending
   F32Table scale;             // weight_scale (per output channel / channel, or one)
@@ -27,7 +29,8 @@ struct WeightUpdate {
 
 // Operands [grad_y, x, weight, rng] -> [weight, rng]; `scale_entries`: the size
 // of weight_scale when per channel. Declares the accesses when preparing.
-tt_status parse_weight_update(TrainContext& ctx, int32_t scale_entries, WeightUpdate* p);
+template <typename G>
+tt_status parse_weight_update(TrainContext& ctx, int32_t scale_entries, WeightUpdate<G>* p);
 
 }  // namespace train
 }  // namespace tt
