@@ -409,7 +409,7 @@ def refine_in_place(tg, steps, extra, d: StorageDecisions, forbid: Sequence[int]
     return d, forbid
 
 
-def choose_bands(tg, steps, extra, d: StorageDecisions,
+def choose_bands(tg, steps, extra, d: StorageDecisions, over_input: bool = True,
                  **flags) -> Tuple[StorageDecisions, List[Tuple[int, int, int]], List[int]]:
     """Band chains that make the arena smaller, and the chains' last steps kept from writing
     their output over their input.
@@ -421,19 +421,22 @@ def choose_bands(tg, steps, extra, d: StorageDecisions,
     placement pays for more often than the quick one shows; then the taller band, fewer
     kernel calls) if that arena is smaller than without it. The smallest band (the
     smallest windows) is tried first: when it does not pay, no taller one is tried (a
-    scheme search plans often)."""
+    scheme search plans often). ``over_input=False``: no chain output over its input."""
     best = _quick_arena(tg, steps, d)
     chosen: List[Tuple[int, int, int]] = []
     forbid: List[int] = []
     for first, last in band_candidates(tg, steps, extra, fuse=flags.get("fuse", True),
                                        sparse_params=flags.get("sparse_params", True)):
-        sizes = {}
+        sizes, possible = {}, False
         for rows in sorted(BAND_ROWS):
             chains = chosen + [(first, last, rows)]
             over = decide(tg, steps, extra, bands=chains, no_inplace=forbid, **flags)
-            variants = [(over, True)] if over.inplace_input[last] is not None else []
-            variants.append((decide(tg, steps, extra, bands=chains, no_inplace=forbid + [last], **flags)
-                             if variants else over, False))
+            variants = [(over, False)]
+            if over.inplace_input[last] is not None:  # the rules allow the output over the input
+                possible = True
+                variants = [(decide(tg, steps, extra, bands=chains, no_inplace=forbid + [last], **flags), False)]
+                if over_input:
+                    variants.append((over, True))
             for trial, kept in variants:
                 sizes[(_quick_arena(tg, steps, trial), kept, -rows)] = trial
             if min(size for size, _, r in sizes if r == -rows) >= best:
@@ -442,7 +445,7 @@ def choose_bands(tg, steps, extra, d: StorageDecisions,
         if key[0] < best:
             best, d = key[0], sizes[key]
             chosen.append((first, last, -key[2]))
-            if not key[1]:
+            if possible and not key[1]:
                 forbid.append(last)
     return d, chosen, forbid
 
@@ -451,18 +454,29 @@ def plan_train_graph(tg, reorder: bool = True, fuse: bool = True, inplace: bool 
                      sparse_params: bool = True, algorithm: str = "best", refine: bool = True,
                      bands=True) -> MemoryPlan:
     """``bands``: True (``choose_bands``), False, or the chains ``(first step, last step,
-    band rows)`` to run in bands."""
+    band rows)`` to run in bands. With True and ``inplace``, the chains are chosen twice,
+    with and without chain outputs written over their inputs (greedy choices on the quick
+    arena differ), and the plan with the smaller peak is kept."""
     steps, extra = build_schedule(tg, reorder)
     flags = dict(fuse=fuse, inplace=inplace, masks=masks, sparse_params=sparse_params)
+    args = (tg, steps, extra, flags, reorder, algorithm, refine)
+    if bands is True and inplace:
+        plans = [_plan_steps(*args, bands=True, over_input=over) for over in (False, True)]
+        return min(plans, key=lambda p: (p.peak_bytes, p.arena_bytes))  # ties: no output over an input
+    return _plan_steps(*args, bands=bands, over_input=True)
+
+
+def _plan_steps(tg, steps, extra, flags, reorder, algorithm, refine, bands, over_input: bool) -> MemoryPlan:
+    flags = dict(flags)
     d = decide(tg, steps, extra, **flags)
     forbid: List[int] = []  # steps kept out of place although the rules allow it
     if bands is True:
-        d, chosen, forbid = choose_bands(tg, steps, extra, d, **flags)
+        d, chosen, forbid = choose_bands(tg, steps, extra, d, over_input=over_input, **flags)
         flags["bands"] = chosen
     elif bands:
         flags["bands"] = [tuple(int(v) for v in c) for c in bands]
         d = decide(tg, steps, extra, **flags)
-    if refine and inplace:
+    if refine and flags["inplace"]:
         d, forbid = refine_in_place(tg, steps, extra, d, forbid, **flags)
     offsets, base = _persistent_offsets(d)
     blocks = blocks_of(tg, steps, d)
@@ -477,8 +491,8 @@ def plan_train_graph(tg, reorder: bool = True, fuse: bool = True, inplace: bool 
     offsets.update({b.name: placed[b.name] for b in blocks if not b.name.startswith("scratch/")})
     arena = arena_end(blocks, placed, base)
     lower = live_lower_bound(blocks, base)
-    return assemble(tg, steps, d, offsets, scratch_offsets, base, arena, name, results, lower, reorder, fuse, inplace,
-                    masks, sparse_params, forbid)
+    return assemble(tg, steps, d, offsets, scratch_offsets, base, arena, name, results, lower, reorder,
+                    flags["fuse"], flags["inplace"], flags["masks"], flags["sparse_params"], forbid)
 
 
 def verify_bands(plan: MemoryPlan) -> None:
