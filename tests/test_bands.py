@@ -15,8 +15,9 @@ from tflm_train import load
 from tflm_train.graph import GraphError, Op, QuantGraph, Tensor
 from tflm_train.io.train_export import export, read_training_file
 from tflm_train.micro import Interpreter, MicroRuntimeError
-from tflm_train.planner.bands import BandError, RowGeometry, verify_band_chain, window_rows
-from tflm_train.planner.plan import verify
+from tflm_train.planner.bands import (BandError, RowGeometry, in_place_gap, verify_band_chain, verify_band_in_place,
+                                      window_rows)
+from tflm_train.planner.plan import verify, verify_bands
 
 
 def user_graph(seed: int = 7) -> QuantGraph:
@@ -74,8 +75,11 @@ def test_user_model_runs_in_bands_byte_identical(user_export):
     assert {"conv_s2", "dw"} <= set(ops)  # the padded stride-2 conv and the depthwise run in bands
     windows = [t for t in r.plan.tensors.values() if t.storage == "band"]
     assert windows and all(t.nbytes < r.train_graph.tensors[t.name].nbytes for t in windows)
+    # the image has no reader after the chain: the chain's output is written over it
+    assert r.plan.steps[last].inplace_input == "x"
+    assert r.plan.tensors["g"].offset == r.plan.tensors["x"].offset and r.plan.tensors["x"].last == last
     _, tg, plan = read_training_file(r.data)  # the reader recomputes the chain and its windows
-    assert plan.bands == r.plan.bands
+    assert plan.bands == r.plan.bands and plan.steps[last].inplace_input == "x"
     train_both(r.data, steps=3)
 
 
@@ -85,6 +89,107 @@ def test_seed_model_runs_in_bands_byte_identical():
     assert r.plan.bands and r.plan.peak_bytes <= 157.1 * 1024  # 166.1 KB without bands
     it, _, _, losses = train_both(r.data, steps=2)
     assert it.train_info["plan_arena_bytes"] == r.plan.arena_bytes
+
+
+def test_mcunet_chain_over_the_image_byte_identical():
+    """MCUNet-5FPS 99kb at 128: its first chain (first_conv .. blocks/1/pointwise2) written
+    over the 48 KB image, forced (float32 gradients leave the backward as the peak, so the
+    planner's choice does not need it), trains byte-identically with the reference."""
+    from tflm_train.planner.schedule import build_schedule
+    from tflm_train.planner.storage import band_candidates
+    from tflm_train.training import SparseScheme, build_train_graph
+
+    g = load(seed_model("mcunet-5fps"), input_size=128)
+    scheme = os.path.join(SCHEMES, "mcunet-5fps.json")
+    tg = build_train_graph(g, SparseScheme.from_json(scheme, "99kb"), num_classes=10, head="float")
+    first, last = band_candidates(tg, *build_schedule(tg, True))[0]
+    r = export(g, scheme + ":99kb", lr=1e-3, bands=[(first, last, 1)])
+    assert r.plan.bands == [(first, last, 1)] and r.plan.steps[last].inplace_input == "input"
+    out = r.plan.tensors[r.train_graph.ops[r.plan.steps[last].op].outputs[0]]
+    assert out.offset == r.plan.tensors["input"].offset
+    train_both(r.data, steps=2)
+
+
+def _moved_output(plan, gap_bytes):
+    """A copy of ``plan`` with its chain's output ``gap_bytes`` below its input (own buffer)."""
+    plan = copy.deepcopy(plan)
+    first, last, rows = plan.bands[0]
+    x = plan.tensors[plan.steps[last].inplace_input]
+    y = plan.tensors[plan.graph.ops[plan.steps[last].op].outputs[0]]
+    y.buffer, y.offset = y.name, x.offset - gap_bytes
+    return plan
+
+
+def test_output_over_input_gap_is_exact(user_export):
+    """The planner's gap is the exact minimum: the validator's row-by-row replay accepts the
+    output exactly that far below the input and refuses it one byte or one output row closer."""
+    g = [RowGeometry(40, 20, 3, 2, 1, 0), RowGeometry(20, 20, 3, 1, 1, 1)]  # 3x3 s2 VALID-ish, 3x3 s1 SAME
+    for rows in (1, 2, 4):
+        for in_row, out_row in ((120, 64), (120, 512), (40, 640)):
+            gap = in_place_gap(g, rows, in_row, out_row)
+            verify_band_in_place(g, rows, 10_000, in_row, 10_000 - gap, out_row)
+            verify_band_in_place(g, rows, 10_000, in_row, 10_000 - gap - 1000, out_row)  # lower: also fine
+            for closer in (1, out_row):
+                with pytest.raises(BandError, match="overwrites input row"):
+                    verify_band_in_place(g, rows, 10_000, in_row, 10_000 - gap + closer, out_row)
+    # on the exported plan: verify replays the placed chain
+    plan = user_export.plan
+    first, last, rows = plan.bands[0]
+    shapes = plan.graph.tensors
+    gap = in_place_gap(_chain_geoms(plan), rows, 40 * 3, 10 * 8)
+    row_out = shapes["g"].shape[2] * shapes["g"].shape[3]
+    verify(_moved_output(plan, gap))
+    for closer in (1, row_out):
+        with pytest.raises(BandError, match="overwrites input row"):
+            verify(_moved_output(plan, gap - closer))
+    read_later = copy.deepcopy(plan)
+    read_later.tensors["x"].last = last + 1
+    with pytest.raises(GraphError, match="alive together"):  # the span check sees it
+        verify(read_later)
+    with pytest.raises(GraphError, match="read after the chain"):  # and so does the band check
+        verify_bands(read_later)
+
+
+def _chain_geoms(plan):
+    from tflm_train.planner.bands import chain_geometry
+
+    first, last, _ = plan.bands[0]
+    geoms = []
+    for k in range(first, last + 1):
+        if plan.steps[k].mode != "band":
+            continue
+        op = plan.graph.ops[plan.steps[k].op]
+        x = plan.tensors[op.inputs[0]]
+        src, pad = (x.source, x.pad) if x.storage == "virtual_pad" else (x.name, None)
+        geoms.append(chain_geometry(plan.graph, op, plan.graph.tensors[src].shape, pad))
+    return geoms
+
+
+def test_runtime_refuses_an_output_too_close_to_its_input(user_export):
+    """The C++ reader recomputes the gap: the output exactly that far below the input is
+    accepted, 16 bytes (the alignment) or one row closer is refused in one line; the Python reader refuses both."""
+    data, tg, plan = user_export.data, user_export.train_graph, user_export.plan
+    first, last, rows = plan.bands[0]
+    gap = in_place_gap(_chain_geoms(plan), rows, 40 * 3, 10 * 8)
+    names = list(tg.tensors)
+    x_off = plan.tensors["x"].offset
+
+    gap16 = -(-gap // 16) * 16  # offsets are 16-byte aligned: the closest aligned placement
+    for closer in (0, 16, 80):  # exactly there, one aligned step and one output row closer
+        def move(m):
+            m.tensors[names.index("g")].arenaOffset = x_off - gap16 + closer
+
+        moved = rewrite_metadata(data, move)
+        if closer == 0:  # exactly the gap: the runtime accepts it (the planner itself only
+            Interpreter(moved)  # places the output at the input's offset, as the reader requires)
+            with pytest.raises(GraphError, match="has its own offset"):
+                read_training_file(moved)
+            continue
+        with pytest.raises(MicroRuntimeError, match=r"writes its output -?\d+ bytes below its input, its bands "
+                                                    r"need at least -?\d+"):
+            Interpreter(moved)
+        with pytest.raises(GraphError):
+            read_training_file(moved)
 
 
 def test_validator_catches_a_short_window(user_export):

@@ -201,6 +201,11 @@ def validate_plan(p):
             if s.layout.startswith("pixel"):
                 assert tg.tensors[op.inputs[1]].shape[1:3] == (1, 1) and op.attrs.get("stride_h", 1) == 1
             inplace_steps.append((k, s.inplace_input, out))
+        elif s.mode == "band" and s.inplace_input is not None:  # a band chain's output over its input
+            first = max(j for j, _, _ in p.bands if j <= k)
+            assert s.band_rows and s.inplace_input == resolve(tg.ops[steps[first].op].inputs[0])
+            assert tensors[op.outputs[0]].offset == tensors[s.inplace_input].offset
+            inplace_steps.append((k, s.inplace_input, op.outputs[0]))  # the rows: bands.verify_band_in_place
         else:
             assert s.inplace_input is None
 
@@ -312,6 +317,9 @@ def test_rules_are_applied(graphs):
     assert {"skip", "fused", "in_place"} <= modes
     assert "alias" in {s.mode for s in validate_plan(plan(g)).steps}  # the inference graph's final RESHAPE
     layouts = {s.layout for s in p.steps if s.mode == "in_place"}
+    # the first conv's rows over the image: the band chain over it replaces that unless bands are off
+    unbanded = validate_plan(plan(build_train_graph(g, published("mcunet-5fps", "49kb")), bands=False))
+    layouts |= {s.layout for s in unbanded.steps if s.mode == "in_place"}
     assert {"channel", "elementwise"} <= layouts
     assert any(l.startswith("row") for l in layouts) and any(l.startswith("pixel") for l in layouts)
     storages = {t.storage for t in p.tensors.values()}
@@ -354,7 +362,13 @@ def test_inference_plan(graphs):
     assert p.arena_bytes < inference_activation_peak(g128)
     # the first conv writes its output rows over the image: below image + output (49152 + 65536)
     assert p.lower_bound_bytes <= p.arena_bytes < 114688
-    assert p.steps[1].name == "first_conv" and p.steps[1].layout == "row_descending"
+    # the first band chain (first_conv ..) writes its output over the image; without bands the
+    # first conv alone writes its output rows over it
+    assert p.steps[1].name == "first_conv" and p.steps[1].mode == "band"
+    assert p.steps[p.bands[0][1]].inplace_input == "input"
+    unbanded = validate_plan(plan(g128, bands=False))
+    assert unbanded.steps[1].name == "first_conv" and unbanded.steps[1].layout == "row_descending"
+    assert p.arena_bytes < unbanded.arena_bytes
     assert p.persistent_bytes == 0
 
 

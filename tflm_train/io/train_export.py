@@ -649,7 +649,7 @@ def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, 
            lr: Optional[float] = None, seed: int = 1, state=None, fuse: bool = True, inplace: bool = True,
            masks: bool = True, sparse_params: bool = True, ram_kb: int = DEFAULT_RAM_KB,
            flash_kb: int = DEFAULT_FLASH_KB, budget_check: bool = True, force_scheme: bool = False,
-           debug_names: bool = False, bands: bool = True, grad_dtype: str = DEFAULT_GRAD_DTYPE) -> ExportResult:
+           debug_names: bool = False, bands=True, grad_dtype: str = DEFAULT_GRAD_DTYPE) -> ExportResult:
     """Write the training .tflite of ``model`` under ``scheme`` to ``path`` (if given).
 
     ``model``: a QuantGraph, or a Keras model from ``tflm_train.keras`` (via
@@ -663,7 +663,8 @@ def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, 
     ``state`` (a ``TrainState`` of that training graph, e.g. after training on the host)
     sets the parameters written to both subgraph 0 and the training graph's initial values.
     The plan is always reordered; ``fuse`` / ``inplace`` / ``masks`` / ``sparse_params`` /
-    ``bands`` select the execution rules the runtime uses (docs/training_file_format.md).
+    ``bands`` select the execution rules the runtime uses (docs/training_file_format.md;
+    ``bands`` may also list the chains ``(first step, last step, band rows)``).
     The planned peak and the file are checked against ``ram_kb`` / ``flash_kb``
     (``tflm_train.budget``): over budget raises ``BudgetError`` and writes nothing, unless
     ``budget_check=False``. ``result.budget`` holds the figures and the file's overhead over

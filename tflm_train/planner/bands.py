@@ -172,3 +172,61 @@ def chain_geometry(tg, op, stored_input_shape, virtual_pad: Optional[Sequence[in
     else:
         pt = 0
     return RowGeometry(h_in, h_out, kh, s, d, pt)
+
+
+# --------------------------------------------------------------------------- output over the input
+# A chain whose input has no reader after it (e.g. the image under frozen first layers) may
+# write its output over the input rows no later band reads any more: op 0 consumes its input
+# top to bottom, and within a band every op runs before the last op writes. With the output
+# ``gap`` bytes below the input (``gap = input offset - output offset``, negative: above),
+# the bytes the last op has written by the end of band ``b`` end at ``end_b * out_row - gap``
+# (relative to the input's start) and must stay below the first input row a later band reads.
+
+
+def _first_tap(geom: RowGeometry, c0: int, c1: int) -> Optional[int]:
+    """The lowest stored input row that output rows ``[c0, c1)`` read (None: none)."""
+    taps = [y for r in range(c0, c1) for y in geom.taps(r)]
+    return min(taps) if taps else None
+
+
+def in_place_gap(geoms: Sequence[RowGeometry], band_rows: int, in_row: int, out_row: int) -> Optional[int]:
+    """The smallest ``gap = input offset - output offset`` (bytes) for which writing the
+    chain's output at ``input offset - gap`` (or any lower offset) never overwrites an input
+    row before its last read: ``max over bands i > 0 whose op 0 reads input of
+    (end_{i-1} * out_row - first_i * in_row)``, ``end_{i-1}``: output rows written by the
+    bands before ``i``, ``first_i``: the lowest input row band ``i`` reads (rows only grow,
+    so the next reading band's first row is the first row any later band reads). None: no
+    band reads input after another band wrote output (any gap)."""
+    gap: Optional[int] = None
+    end = 0
+    for band in band_schedule(geoms, band_rows):
+        first = _first_tap(geoms[0], *band.computed[0])
+        if first is not None and end > 0:
+            need = end * out_row - first * in_row
+            gap = need if gap is None else max(gap, need)
+        end = band.computed[-1][1]
+    return gap
+
+
+def verify_band_in_place(geoms: Sequence[RowGeometry], band_rows: int, in_offset: int, in_row: int,
+                         out_offset: int, out_row: int, where: str = "band chain") -> None:
+    """Replay the chain's bands row by row with its output at ``out_offset`` and its input
+    at ``in_offset``: raise BandError if an output row the last op writes in band ``b``
+    lies on bytes of an input row that op 0 still reads in a later band (the input's last
+    read of each row from op 0's taps; independent of ``in_place_gap``)."""
+    bands = list(band_schedule(geoms, band_rows))
+    last_read = [-1] * geoms[0].h_in
+    for i, band in enumerate(bands):
+        for r in range(*band.computed[0]):
+            for y in geoms[0].taps(r):
+                last_read[y] = i
+    for i, band in enumerate(bands):
+        for o in range(*band.computed[-1]):
+            start = out_offset + o * out_row - in_offset  # relative to the input's first byte
+            lo, hi = max(0, start // in_row), min(geoms[0].h_in, -(-(start + out_row) // in_row))
+            live = [y for y in range(lo, hi) if last_read[y] > i]
+            if live:
+                raise BandError(f"{where}: output row {o}, written in band {i}, overwrites input row {live[0]}, "
+                                f"which band {last_read[live[0]]} still reads (the output is "
+                                f"{in_offset - out_offset} bytes below the input; the bands need at least "
+                                f"{in_place_gap(geoms, band_rows, in_row, out_row)})")

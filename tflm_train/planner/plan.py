@@ -26,7 +26,7 @@ from ..graph import DEFAULT_GRAD_DTYPE, GraphError, QuantGraph
 from .liveness import lifetimes
 from .placement import ALIGNMENT, HEURISTICS, Block, align_up, arena_end, live_lower_bound, place, place_best
 from .schedule import Step, build_schedule
-from .bands import BAND_ROWS, BandError, chain_geometry, verify_band_chain
+from .bands import BAND_ROWS, BandError, chain_geometry, verify_band_chain, verify_band_in_place
 from .storage import StorageDecisions, band_candidates, decide
 
 #: Interpreter state outside the arena (C++ runtime contract, checked by the firmware build).
@@ -389,15 +389,17 @@ def _quick_arena(tg, steps, d: StorageDecisions) -> int:
     return arena_end(blocks, place(blocks, "greedy_by_size", base), base)
 
 
-def refine_in_place(tg, steps, extra, d: StorageDecisions, **flags) -> Tuple[StorageDecisions, List[int]]:
+def refine_in_place(tg, steps, extra, d: StorageDecisions, forbid: Sequence[int] = (),
+                    **flags) -> Tuple[StorageDecisions, List[int]]:
     """Drop in-place steps that make the arena larger.
 
     Running in place saves the smaller buffer at that one step, but ties the output's
     offset to the input's for both lifetimes, which can force a long-lived buffer (or a
     large short one) high in the arena. Greedy pass in step order: an in-place step is
-    kept unless planning without it (greedy by size) gives a smaller arena."""
+    kept unless planning without it (greedy by size) gives a smaller arena. ``forbid``:
+    steps already kept out of place (``choose_bands``)."""
     best = _quick_arena(tg, steps, d)
-    forbid: List[int] = []
+    forbid = list(forbid)
     for k in [k for k, m in enumerate(d.modes) if m == "in_place"]:
         trial = decide(tg, steps, extra, no_inplace=forbid + [k], **flags)
         size = _quick_arena(tg, steps, trial)
@@ -407,44 +409,75 @@ def refine_in_place(tg, steps, extra, d: StorageDecisions, **flags) -> Tuple[Sto
     return d, forbid
 
 
-def choose_bands(tg, steps, extra, d: StorageDecisions, **flags) -> Tuple[StorageDecisions, List[Tuple[int, int, int]]]:
-    """Band chains that make the arena smaller.
+def choose_bands(tg, steps, extra, d: StorageDecisions, over_input: bool = True,
+                 **flags) -> Tuple[StorageDecisions, List[Tuple[int, int, int]], List[int]]:
+    """Band chains that make the arena smaller, and the chains' last steps kept from writing
+    their output over their input.
 
     Greedy in step order over the candidate runs (``storage.band_candidates``): each run is
-    planned (greedy by size) with every band height of ``bands.BAND_ROWS`` and kept with the
-    height giving the smallest arena (ties: the taller band, fewer kernel calls) if that
-    arena is smaller than without it. The smallest band (the smallest windows) is tried
-    first: when it does not pay, no taller one is tried (a scheme search plans often)."""
+    planned (greedy by size) with every band height of ``bands.BAND_ROWS``, each without and
+    (where the rules allow it) with its output over its input, and kept with the variant
+    giving the smallest arena (ties: not over the input, whose pinned offset the final
+    placement pays for more often than the quick one shows; then the taller band, fewer
+    kernel calls) if that arena is smaller than without it. The smallest band (the
+    smallest windows) is tried first: when it does not pay, no taller one is tried (a
+    scheme search plans often). ``over_input=False``: no chain output over its input."""
     best = _quick_arena(tg, steps, d)
     chosen: List[Tuple[int, int, int]] = []
+    forbid: List[int] = []
     for first, last in band_candidates(tg, steps, extra, fuse=flags.get("fuse", True),
                                        sparse_params=flags.get("sparse_params", True)):
-        pick, sizes = None, {}
+        sizes, possible = {}, False
         for rows in sorted(BAND_ROWS):
-            trial = decide(tg, steps, extra, bands=chosen + [(first, last, rows)], **flags)
-            sizes[rows] = (_quick_arena(tg, steps, trial), trial)
-            if sizes[rows][0] >= best:
+            chains = chosen + [(first, last, rows)]
+            over = decide(tg, steps, extra, bands=chains, no_inplace=forbid, **flags)
+            variants = [(over, False)]
+            if over.inplace_input[last] is not None:  # the rules allow the output over the input
+                possible = True
+                variants = [(decide(tg, steps, extra, bands=chains, no_inplace=forbid + [last], **flags), False)]
+                if over_input:
+                    variants.append((over, True))
+            for trial, kept in variants:
+                sizes[(_quick_arena(tg, steps, trial), kept, -rows)] = trial
+            if min(size for size, _, r in sizes if r == -rows) >= best:
                 break
-        for rows in sorted(sizes, reverse=True):
-            if sizes[rows][0] < best:
-                best, pick, d = sizes[rows][0], rows, sizes[rows][1]
-        if pick is not None:
-            chosen.append((first, last, pick))
-    return d, chosen
+        key = min(sizes)
+        if key[0] < best:
+            best, d = key[0], sizes[key]
+            chosen.append((first, last, -key[2]))
+            if possible and not key[1]:
+                forbid.append(last)
+    return d, chosen, forbid
 
 
 def plan_train_graph(tg, reorder: bool = True, fuse: bool = True, inplace: bool = True, masks: bool = True,
                      sparse_params: bool = True, algorithm: str = "best", refine: bool = True,
-                     bands: bool = True) -> MemoryPlan:
+                     bands=True) -> MemoryPlan:
+    """``bands``: True (``choose_bands``), False, or the chains ``(first step, last step,
+    band rows)`` to run in bands. With True and ``inplace``, the chains are chosen twice,
+    with and without chain outputs written over their inputs (greedy choices on the quick
+    arena differ), and the plan with the smaller peak is kept."""
     steps, extra = build_schedule(tg, reorder)
     flags = dict(fuse=fuse, inplace=inplace, masks=masks, sparse_params=sparse_params)
+    args = (tg, steps, extra, flags, reorder, algorithm, refine)
+    if bands is True and inplace:
+        plans = [_plan_steps(*args, bands=True, over_input=over) for over in (False, True)]
+        return min(plans, key=lambda p: (p.peak_bytes, p.arena_bytes))  # ties: no output over an input
+    return _plan_steps(*args, bands=bands, over_input=True)
+
+
+def _plan_steps(tg, steps, extra, flags, reorder, algorithm, refine, bands, over_input: bool) -> MemoryPlan:
+    flags = dict(flags)
     d = decide(tg, steps, extra, **flags)
-    if bands:
-        d, chosen = choose_bands(tg, steps, extra, d, **flags)
+    forbid: List[int] = []  # steps kept out of place although the rules allow it
+    if bands is True:
+        d, chosen, forbid = choose_bands(tg, steps, extra, d, over_input=over_input, **flags)
         flags["bands"] = chosen
-    forbid: List[int] = []
-    if refine and inplace:
-        d, forbid = refine_in_place(tg, steps, extra, d, **flags)
+    elif bands:
+        flags["bands"] = [tuple(int(v) for v in c) for c in bands]
+        d = decide(tg, steps, extra, **flags)
+    if refine and flags["inplace"]:
+        d, forbid = refine_in_place(tg, steps, extra, d, forbid, **flags)
     offsets, base = _persistent_offsets(d)
     blocks = blocks_of(tg, steps, d)
     if algorithm == "best":
@@ -458,8 +491,8 @@ def plan_train_graph(tg, reorder: bool = True, fuse: bool = True, inplace: bool 
     offsets.update({b.name: placed[b.name] for b in blocks if not b.name.startswith("scratch/")})
     arena = arena_end(blocks, placed, base)
     lower = live_lower_bound(blocks, base)
-    return assemble(tg, steps, d, offsets, scratch_offsets, base, arena, name, results, lower, reorder, fuse, inplace,
-                    masks, sparse_params, forbid)
+    return assemble(tg, steps, d, offsets, scratch_offsets, base, arena, name, results, lower, reorder,
+                    flags["fuse"], flags["inplace"], flags["masks"], flags["sparse_params"], forbid)
 
 
 def verify_bands(plan: MemoryPlan) -> None:
@@ -497,6 +530,8 @@ def verify_bands(plan: MemoryPlan) -> None:
             elif y.storage != "arena" or y.first != last:
                 raise GraphError(f"{where}: its output {y.name!r} is not an arena tensor written at step {last}")
         verify_band_chain(geoms, rows, stored, where)
+        if plan.steps[last].inplace_input is not None:
+            _verify_band_in_place(plan, ks, geoms, rows, where)
         in_chain.update(ks)
         windows.update(inner)
     for k, s in enumerate(plan.steps):
@@ -510,6 +545,23 @@ def verify_bands(plan: MemoryPlan) -> None:
     stray = [t.name for t in plan.tensors.values() if t.storage == "band" and t.name not in windows]
     if stray:
         raise GraphError(f"plan: tensor {stray[0]!r} is a window of no band chain")
+
+
+def _verify_band_in_place(plan: MemoryPlan, ks: Sequence[int], geoms, rows: int, where: str) -> None:
+    """A chain writing its output over its input: the input is op 0's stored input, no step
+    after the chain reads it, it is no graph output, and the row-by-row replay
+    (``bands.verify_band_in_place``) finds no input row overwritten before its last read."""
+    tg = plan.graph
+    x0 = plan.tensors[tg.ops[plan.steps[ks[0]].op].inputs[0]]
+    src = plan.tensors[x0.source if x0.storage == "virtual_pad" else x0.name]
+    out = plan.tensors[tg.ops[plan.steps[ks[-1]].op].outputs[0]]
+    if plan.steps[ks[-1]].inplace_input != src.name or src.storage != "arena":
+        raise GraphError(f"{where}: it writes over {plan.steps[ks[-1]].inplace_input!r}, not its input {src.name!r}")
+    if src.last != ks[-1] or src.name in tg.outputs:
+        raise GraphError(f"{where}: its output overwrites its input {src.name!r}, which is read after the chain "
+                         f"(its last step is {src.last})")
+    xs, ys = tg.tensors[src.name].shape, tg.tensors[out.name].shape
+    verify_band_in_place(geoms, rows, src.offset, int(xs[2] * xs[3]), out.offset, int(ys[2] * ys[3]), where)
 
 
 def plan(graph, scheme=None, *, reorder: bool = True, fuse: bool = True, inplace: bool = True,
@@ -587,12 +639,15 @@ def verify(plan: MemoryPlan) -> None:
             at = k if s.scratch_step is None else s.scratch_step
             spans.append((f"scratch of step {k}", f"scratch/{k}", s.scratch_offset,
                           s.scratch_offset + s.scratch_bytes, at, at))
+    # a band chain's output written over its input: verify_bands replays that row by row
+    replayed = {frozenset((plan.steps[last].inplace_input, plan.graph.ops[plan.steps[last].op].outputs[0]))
+                for _, last, _ in plan.bands if plan.steps[last].inplace_input is not None}
     spans.sort(key=lambda x: x[2])
     for i, a in enumerate(spans):
         for b in spans[i + 1:]:
             if b[2] >= a[3]:
                 break
-            if a[1] != b[1] and a[4] <= b[5] and b[4] <= a[5]:
+            if a[1] != b[1] and a[4] <= b[5] and b[4] <= a[5] and frozenset((a[0], b[0])) not in replayed:
                 raise GraphError(f"plan: {a[0]!r} and {b[0]!r} are alive together on overlapping bytes")
     verify_bands(plan)
 

@@ -61,7 +61,10 @@ Band chains (``bands``: the chains the planner chose, ``(first step, last step, 
 chain runs at its last step, so only that step reads the chain's input (and weights) and
 writes its intermediate tensors (storage ``band``: a window of ``window_rows`` rows, its
 arena bytes) and its output; each chain step's scratch (its requantization table) is
-alive at that last step. A chain op is never fused or in place.
+alive at that last step. A chain op is never fused or in place, but the chain's output
+is written over its input's buffer (same offset, ``inplace_input`` of its last step) when
+the input has no reader after the chain and ``bands.in_place_gap`` proves that the bands
+never overwrite an input row before its last read there.
 
 Requantization tables: a forward int8 CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED
 needs one int32 multiplier and one int32 shift per filter scale; the file does not store
@@ -76,7 +79,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from .bands import BAND_OPS, MAX_CHAIN_OPS, BandError, chain_geometry, window_rows
+from .bands import BAND_OPS, MAX_CHAIN_OPS, BandError, chain_geometry, in_place_gap, window_rows
 from .schedule import Step
 
 MODES = ("normal", "in_place", "alias", "skip", "fused", "band")
@@ -442,6 +445,8 @@ class _Decider:
                 first_write.setdefault(t, k)
         for k in range(self.n):
             op = self.op(k)
+            if inplace and self.modes[k] == "band":
+                self._band_in_place(k, last_read, first_write)
             if self.modes[k] != "normal" or self.steps[k].part or not self.writes[k]:
                 continue
             out = self.writes[k][0]
@@ -476,6 +481,30 @@ class _Decider:
                 self.layouts[k] = self._layout_order(k, layout, src, out)
                 self.scratch[k] += self._in_place_scratch(layout, src, out)
                 break
+
+    def _band_in_place(self, k: int, last_read: Dict[str, int], first_write: Dict[str, int]) -> None:
+        """At a band chain's last step ``k``: write the chain's output over its input's buffer
+        (same offset) when the input has no reader after the chain and the bands never
+        overwrite an input row before its last read at that offset (``bands.in_place_gap``
+        <= 0: the output may start at the input's first byte)."""
+        chain = [i for i, (_, last, _) in enumerate(self.bands) if last == k]
+        if not chain or k in self.no_inplace:
+            return
+        first, _, rows = self.bands[chain[0]]
+        geoms = self.band_geometry[chain[0]][0]
+        src = self.resolve(self.op(first).inputs[0])
+        out = self.op(k).outputs[0]
+        if (not self.arena_tensor(src) or not self.arena_tensor(out) or out in self.outputs or src in self.outputs
+                or self.group_last(self.owner(src), last_read, first_write) != k):
+            return
+        x, y = self.tg.tensors[src], self.tg.tensors[out]
+        in_row = int(x.shape[2] * x.shape[3] * np.dtype(self.dtypes[src]).itemsize)
+        out_row = int(y.shape[2] * y.shape[3] * np.dtype(self.dtypes[out]).itemsize)
+        gap = in_place_gap(geoms, rows, in_row, out_row)
+        if gap is not None and gap > 0:  # the output would have to start below the input: not planned
+            return
+        self.join(out, self.owner(src))
+        self.inplace_input[k] = src
 
     def _saved(self, t: str, last_read: Dict[str, int]) -> bool:
         k = last_read.get(t)

@@ -81,10 +81,25 @@ void compute(Chain& ch, int32_t j, int32_t c0, int32_t c1) {
   for (int32_t oc = 0; oc < c.oc; ++oc) kernels::dw_channel(c, oc, in + oc / o.m, o.ic, out + oc, c.oc);
 }
 
+// The lowest stored input row that output rows [c0, c1) of `c` read (-1: none).
+int32_t first_tap(const DwCore& c, int32_t c0, int32_t c1) {
+  for (int32_t r = c0; r < c1; ++r)
+    for (int32_t ky = 0; ky < c.kh; ++ky) {
+      const int32_t y = r * c.stride_h - c.pad_top + ky * c.dilation_h;
+      if (y >= c.x_h) break;
+      if (y >= 0) return y;  // rows only grow with r and ky
+    }
+  return -1;
+}
+
 // The band schedule; with `execute`, also the memmoves and kernel calls. `most[j]`: the
-// largest window of op j's output. False if a window would outgrow its rows (never, once
-// prepare checked most == cap).
-bool run_bands(Chain& ch, bool execute, int32_t* most) {
+// largest window of op j's output. `gap` (may be null): the smallest input offset - output
+// offset at which the last op's writes never reach an input row a later band reads
+// (planner/bands.py in_place_gap), INT64_MIN if no band reads input after a write. False
+// if a window would outgrow its rows (never, once prepare checked most == cap).
+bool run_bands(Chain& ch, bool execute, int32_t* most, int64_t* gap = nullptr) {
+  int32_t written = 0;  // output rows of the last op written by the bands so far
+  if (gap) *gap = INT64_MIN;
   const int32_t n = ch.n, h = ch.ops[n - 1].core.oh;
   int32_t need_lo[kMaxBandOps], need_hi[kMaxBandOps];
   for (int32_t j = 0; j < n; ++j) {
@@ -99,9 +114,15 @@ bool run_bands(Chain& ch, bool execute, int32_t* most) {
       const int32_t a = need_lo[j], b = need_hi[j];
       if (j == n - 1) {
         if (execute) compute(ch, j, a, b);
+        written = b;
         continue;
       }
       BandOp& o = ch.ops[j];
+      if (j == 0 && gap && b > o.hi && written > 0) {
+        const int32_t first = first_tap(o.core, a > o.hi ? a : o.hi, b);
+        const int64_t need = written * ch.ops[n - 1].row_out - first * o.row_in;
+        if (first >= 0 && need > *gap) *gap = need;
+      }
       if (a > o.hi) o.lo = o.hi = a;  // nothing kept
       if (a > o.lo) {
         if (execute) memmove(o.y, o.y + (a - o.lo) * o.row_out, static_cast<size_t>((o.hi - a) * o.row_out));
@@ -176,6 +197,18 @@ tt_status parse_chain(TrainContext& ctx, Chain* ch) {
 
 }  // namespace
 
+bool band_writes_over(TrainRuntime& rt, int32_t in, int32_t out) {
+  FlatReader& r = rt.meta;
+  for (uint32_t k = 0; k < rt.step_count; ++k) {
+    const Table st = r.table_in(rt.steps, k);
+    if (r.u8(st, tfmt::kStepMode, 0) != tfmt::kBandStep || r.i32(st, tfmt::kStepBandRows, 0) <= 0) continue;
+    if (r.i32(st, tfmt::kStepInplaceInput, -1) != in) continue;
+    const OpView op = decode_op(rt, r.i32(st, tfmt::kStepOp, 0));
+    if (op.outputs.length && r.i32_in(op.outputs, 0) == out) return true;
+  }
+  return false;
+}
+
 uint32_t scratch_step_of(TrainRuntime& rt, uint32_t k) {
   if (mode_of(rt, k) != tfmt::kBandStep) return k;
   for (uint32_t j = k; j < rt.step_count; ++j) {
@@ -214,7 +247,25 @@ tt_status prepare_band_chain(TrainContext& ctx) {
   }
   if (ch.rows < 1) return ctx.fail(TT_MALFORMED_MODEL, "band rows ", ch.rows);
   int32_t most[kMaxBandOps];
-  run_bands(ch, false, most);
+  int64_t gap;
+  run_bands(ch, false, most, &gap);
+  // The output written over the input (inplace_input of the last step): the input has no
+  // reader after the chain, and the output lies at least `gap` bytes below it, so no input
+  // row is overwritten before its last read (check_overlaps lets this pair overlap).
+  const int32_t over = ctx.runtime().meta.i32(ctx.runtime().meta.table_in(ctx.runtime().steps, last),
+                                              tfmt::kStepInplaceInput, -1);
+  if (over >= 0) {
+    const TensorDesc x = ctx.tensor(ch.ops[0].x_tensor), y = ctx.tensor(ch.ops[ch.n - 1].y_tensor);
+    if (over != ch.ops[0].x_tensor || x.storage != tfmt::kArena)
+      return ctx.fail(TT_MALFORMED_MODEL, "band chain of step ", last, " writes over tensor ", over,
+                      ", not its input (tensor ", ch.ops[0].x_tensor, ")");
+    if (x.last_step != static_cast<int32_t>(last))
+      return ctx.fail(TT_MALFORMED_MODEL, "band chain of step ", last, " writes over its input, which is read up to step ",
+                      x.last_step);
+    if (gap != INT64_MIN && x.offset - y.offset < gap)
+      return ctx.fail(TT_MALFORMED_MODEL, "band chain of step ", last, " writes its output ", x.offset - y.offset,
+                      " bytes below its input, its bands need at least ", gap);
+  }
   for (int32_t i = 0; i < ch.n - 1; ++i)
     if (most[i] != ch.ops[i].cap)
       return ctx.fail(TT_MALFORMED_MODEL, "band window of step ", ch.steps[i], " holds ", ch.ops[i].cap,

@@ -15,6 +15,9 @@ constexpr int32_t kMaxBandOps = 8;
 
 // Band rows of step k (0 unless it is the last step of a band chain).
 int32_t band_rows_of(TrainRuntime& rt, uint32_t k);
+// True if a band chain writes its output `out` over its input `in` (the last step's
+// inplace_input; prepare_band_chain checks the offsets row by row against the bands).
+bool band_writes_over(TrainRuntime& rt, int32_t in, int32_t out);
 // The step at which step k's scratch is in use: the last step of its band chain, else k.
 uint32_t scratch_step_of(TrainRuntime& rt, uint32_t k);
 // At the last step of a chain (ctx at that step): validate the chain (ops, tensors, the
