@@ -357,7 +357,7 @@ def test_deferred_updates_are_a_different_order(graphs):
 
 def test_inference_plan(graphs):
     g128 = tt.load(seed_model("mcunet-5fps"), input_size=128)
-    p = validate_plan(plan(g128))
+    p = validate_plan(plan(g128, bands=True))  # the forward pass with band chains (as a training step's)
     # PAD virtual, depthwise / pointwise in place: far below the plain live-bytes peak (PADs materialized)
     assert p.arena_bytes < inference_activation_peak(g128)
     # the first conv writes its output rows over the image: below image + output (49152 + 65536)
@@ -366,7 +366,9 @@ def test_inference_plan(graphs):
     # first conv alone writes its output rows over it
     assert p.steps[1].name == "first_conv" and p.steps[1].mode == "band"
     assert p.steps[p.bands[0][1]].inplace_input == "input"
-    unbanded = validate_plan(plan(g128, bands=False))
+    # plan(graph): the inference interpreter's plan, which has no band chains (it runs none)
+    unbanded = validate_plan(plan(g128))
+    assert not unbanded.bands and unbanded.arena_bytes == plan(g128, bands=False).arena_bytes
     assert unbanded.steps[1].name == "first_conv" and unbanded.steps[1].layout == "row_descending"
     assert p.arena_bytes < unbanded.arena_bytes
     assert p.persistent_bytes == 0
