@@ -207,6 +207,14 @@ def _lib():
     return lib
 
 
+def with_shares(rows: List[Dict], cost: str) -> List[Dict]:
+    """``rows`` (per-op profile rows) with ``share``: each row's ``cost`` over their sum."""
+    total = sum(r[cost] for r in rows) or 1
+    for r in rows:
+        r["share"] = round(r[cost] / total, 6)
+    return rows
+
+
 def profile_table(sections: Dict[str, List[Dict]], cost: str = "seconds") -> str:
     """Per-op profile rows (``Interpreter.profile`` with ``cost="seconds"``, ``mcu-run --profile``
     with ``"instructions"``) by section as a text table, like TFLite Micro's MicroProfiler log."""
@@ -488,17 +496,14 @@ class Interpreter:
         if run == "train_step" and label is None:
             raise ValueError("profile(run='train_step') needs a label")
         if run == "infer":
-            names = self.ops
-            describe = lambda k: dict(name=names[k], type=names[k])  # noqa: E731
+            ops = [dict(name=n, type=n) for n in self.ops]
         else:
             self._require_trainer()
             from ..io.train_export import read_training_file
 
-            steps = read_training_file(self._model)[2].steps
-            describe = lambda k: dict(name=steps[k].name, type=steps[k].type, phase=steps[k].phase,  # noqa: E731
-                                      mode=steps[k].mode)
-            names = steps
-        capacity = len(names) + 1
+            ops = [dict(name=s.name, type=s.type, phase=s.phase, mode=s.mode)
+                   for s in read_training_file(self._model)[2].steps]
+        capacity = len(ops) + 1
         readings = np.zeros(2 * capacity, np.uint64)
         self._lib.tt_host_profile_start(readings.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)), capacity)
         try:
@@ -506,13 +511,9 @@ class Interpreter:
         finally:
             n = int(self._lib.tt_host_profile_stop())
         pairs = readings[:2 * n].reshape(n, 2)
-        rows = []
-        for (k, t), (_, t0) in zip(pairs[1:], pairs[:-1]):
-            rows.append(dict(step=int(k), **describe(int(k)), seconds=float(int(t) - int(t0)) * 1e-9))
-        total = sum(r["seconds"] for r in rows) or 1.0
-        for r in rows:
-            r["share"] = round(r["seconds"] / total, 6)
-        return rows
+        rows = [dict(step=int(k), **ops[int(k)], seconds=float(int(t) - int(t0)) * 1e-9)
+                for (k, t), (_, t0) in zip(pairs[1:], pairs[:-1])]
+        return with_shares(rows, "seconds")
 
     def parameters(self) -> Dict[str, np.ndarray]:
         """The trainable parameters (and the RNG state ``rng/state``) as they are now, name -> array."""

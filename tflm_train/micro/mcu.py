@@ -734,6 +734,7 @@ def _split_profile(model: bytes, readings: List[int], steps: int):
     logits, its end. Returns (the fixed markers as a plain run has them, {"train_step": rows of
     the last training step, "inference": rows}); each interval is net of one marker's cost."""
     from ..io.train_export import read_training_file
+    from . import with_shares
 
     _, _, plan = read_training_file(model)
     n_steps = len(plan.steps)
@@ -755,10 +756,7 @@ def _split_profile(model: bytes, readings: List[int], steps: int):
             rows.append(dict(step=k, name=sp.name, type=sp.type, phase=sp.phase, mode=sp.mode,
                              instructions=int(r - prev - marker_cost)))
             prev = r
-        total = sum(r["instructions"] for r in rows) or 1
-        for r in rows:
-            r["share"] = round(r["instructions"] / total, 6)
-        sections["inference" if s == steps else "train_step"] = rows
+        sections["inference" if s == steps else "train_step"] = with_shares(rows, "instructions")
         i += count + 2
     return plain, sections
 
