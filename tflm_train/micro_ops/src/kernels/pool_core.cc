@@ -5,15 +5,8 @@
 namespace tt {
 namespace {
 
-// The in-image part of output (oy, ox)'s window: rows [y0, y1), columns [x0, x1).
-struct Window {
-  int32_t y0, y1, x0, x1;
-};
-
-Window window_of(const PoolCore& p, int32_t oy, int32_t ox) {
-  const int32_t ty = oy * p.stride_h - p.pad_top, tx = ox * p.stride_w - p.pad_left;
-  return {ty < 0 ? 0 : ty, ty + p.filter_h < p.h ? ty + p.filter_h : p.h, tx < 0 ? 0 : tx,
-          tx + p.filter_w < p.w ? tx + p.filter_w : p.w};
+PoolWindow window_of(const PoolCore& p, int32_t oy, int32_t ox) {
+  return pool_window(oy, ox, p.h, p.w, p.filter_h, p.filter_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left);
 }
 
 }  // namespace
@@ -21,7 +14,7 @@ Window window_of(const PoolCore& p, int32_t oy, int32_t ox) {
 bool average_pool(const PoolCore& p) {
   for (int32_t oy = 0; oy < p.oh; ++oy)
     for (int32_t ox = 0; ox < p.ow; ++ox) {
-      const Window win = window_of(p, oy, ox);
+      const PoolWindow win = window_of(p, oy, ox);
       if (win.y1 <= win.y0 || win.x1 <= win.x0) return false;
       const int32_t count = (win.y1 - win.y0) * (win.x1 - win.x0);
       int8_t* out = p.y + (oy * p.ow + ox) * p.c;
@@ -38,7 +31,7 @@ bool average_pool(const PoolCore& p) {
 void max_pool(const PoolCore& p) {
   for (int32_t oy = 0; oy < p.oh; ++oy)
     for (int32_t ox = 0; ox < p.ow; ++ox) {
-      const Window win = window_of(p, oy, ox);
+      const PoolWindow win = window_of(p, oy, ox);
       int8_t* out = p.y + (oy * p.ow + ox) * p.c;
       for (int32_t c = 0; c < p.c; ++c) {
         int32_t best = -128;

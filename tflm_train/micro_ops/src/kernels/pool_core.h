@@ -21,6 +21,19 @@ struct PoolCore {
   int32_t act_min = -128, act_max = 127;
 };
 
+// The in-image part of output (oy, ox)'s pooling window: rows [y0, y1), columns [x0, x1)
+// (also the window of the pooling gradients, src/train/kernels/pool_grad.h).
+struct PoolWindow {
+  int32_t y0, y1, x0, x1;
+};
+
+inline PoolWindow pool_window(int32_t oy, int32_t ox, int32_t h, int32_t w, int32_t filter_h, int32_t filter_w,
+                              int32_t stride_h, int32_t stride_w, int32_t pad_top, int32_t pad_left) {
+  const int32_t ty = oy * stride_h - pad_top, tx = ox * stride_w - pad_left;
+  return {ty < 0 ? 0 : ty, ty + filter_h < h ? ty + filter_h : h,  //
+          tx < 0 ? 0 : tx, tx + filter_w < w ? tx + filter_w : w};
+}
+
 // The window sum over the in-image taps divided by their count, rounded half away
 // from zero, clamped. False (nothing defined written) if a window has no in-image tap.
 bool average_pool(const PoolCore& p);

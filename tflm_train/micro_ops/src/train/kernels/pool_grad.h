@@ -3,6 +3,7 @@
 #ifndef TFLM_TRAIN_MICRO_TRAIN_KERNELS_POOL_GRAD_H_
 #define TFLM_TRAIN_MICRO_TRAIN_KERNELS_POOL_GRAD_H_
 
+#include "../../kernels/pool_core.h"
 #include "train_kernel_util.h"
 
 namespace tt {
@@ -15,11 +16,11 @@ struct PoolGrad {
   G* out = nullptr;             // [1, H, W, C]
   int32_t h = 0, w = 0, c = 0, oh = 0, ow = 0, fh = 0, fw = 0, sh = 1, sw = 1, pt = 0, pl = 0;
   void window(int32_t oy, int32_t ox, int32_t* y0, int32_t* y1, int32_t* x0, int32_t* x1) const {
-    const int32_t ty = oy * sh - pt, tx = ox * sw - pl;
-    *y0 = ty < 0 ? 0 : ty;
-    *y1 = ty + fh < h ? ty + fh : h;
-    *x0 = tx < 0 ? 0 : tx;
-    *x1 = tx + fw < w ? tx + fw : w;
+    const PoolWindow win = pool_window(oy, ox, h, w, fh, fw, sh, sw, pt, pl);
+    *y0 = win.y0;
+    *y1 = win.y1;
+    *x0 = win.x0;
+    *x1 = win.x1;
   }
 };
 
