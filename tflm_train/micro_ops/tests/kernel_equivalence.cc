@@ -3,8 +3,8 @@
 // (square and not), every stride 1-3, dilation 1-2, padding on every edge (any
 // amount, as a virtual PAD gives), per-channel and per-tensor requantization,
 // int8 and int32 shift tables, with and without bias, split trained channels,
-// channel-interleaved and plane inputs (the training graph's in-place and fused
-// depthwise modes) and depth multipliers.
+// channel-interleaved inputs (dw_channel, and dw_interleaved with its four-channel path) and
+// plane inputs (the training graph's in-place and fused depthwise modes) and depth multipliers.
 //
 // Built for the host (tests/test_kernel_equivalence.py) and for the Cortex-M4,
 // where it runs in QEMU through semihosting (the SMLAD paths). Prints
@@ -247,7 +247,12 @@ bool depthwise_case(int32_t c) {
     tt::reference::dw_channel(p, oc, in, stride, g_ref + oc, p.oc);
     tt::optimized::dw_channel(p, oc, in, stride, g_opt + oc, p.oc);
   }
-  return same(g_ref, g_opt, p.oh * p.ow * p.oc, "dw_channel", c);
+  if (!same(g_ref, g_opt, p.oh * p.ow * p.oc, "dw_channel", c)) return false;
+  if (plane) return true;
+  // every channel at once from the interleaved input (the four-channel path where it applies)
+  memset(g_opt, 0x5A, static_cast<size_t>(p.oh * p.ow * p.oc));
+  tt::optimized::dw_interleaved(p, g_x, ic, g_opt);
+  return same(g_ref, g_opt, p.oh * p.ow * p.oc, "dw_interleaved", c);
 }
 
 

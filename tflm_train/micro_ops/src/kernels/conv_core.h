@@ -89,7 +89,11 @@ struct ConvCore : DwCore {
   void conv_pointwise_channel(const ConvCore& p, int32_t oc, int8_t* out);                                      \
   /* Depthwise output channel oc from its input plane in[(y * x_w + x) * in_stride], */                         \
   /* written at out[(oy * ow + ox) * out_stride]. */                                                            \
-  void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride, int8_t* out, int32_t out_stride);
+  void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride, int8_t* out, int32_t out_stride); \
+  /* Every output channel from a channel-interleaved input of ic channels, input pixel (y, x) at */              \
+  /* in + (y * x_w + x) * ic, output channel oc reading input channel oc / (p.oc / ic), written */               \
+  /* interleaved at out[(oy * ow + ox) * p.oc + oc]. */                                                          \
+  void dw_interleaved(const DwCore& p, const int8_t* in, int32_t ic, int8_t* out);
 
 namespace reference {
 TT_CONV_CORE_API

@@ -1055,5 +1055,225 @@ void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride
   if (filled) requantize_run(p.tail, q, acc, filled, out + flushed * out_stride, out_stride);
 }
 
+namespace {
+
+// Depthwise over a channel-interleaved input (depth multiplier 1), four channels at a time,
+// K x K undilated windows (K = 3, 5, 7). The rows the windows touch are copied once into a
+// ring of padded rows holding only the group's four channels (one 32-bit word per pixel),
+// the padding filled with the input zero point: x + input_offset is then exactly 0 there,
+// so every output runs the same branch-free window and the sums equal the reference's,
+// which skips those taps. Per tap: one word load, SXTAB16 twice (the even and odd channels
+// with the offset added), four SMLAxy against weights pre-split the same way once per group.
+// Strided and small convolutions, where dw_channel expands 2-4 input values per output or
+// spends its row set-up on a few outputs, get cheaper; a wide stride-1 plane costs about the same.
+constexpr int32_t kDw4Chunk = 32;       // output pixels per group requantized together
+constexpr int32_t kDw4RingWords = 768;  // the padded rows of a group, twice (3 KB on the stack)
+
+struct Dw4Weights {
+  int32_t pair[2 * 49];  // per tap t: [2t] = (w[c0], w[c0+2]) and [2t+1] = (w[c0+1], w[c0+3]) as int16 pairs
+};
+
+// Weights of channels c0..c0+3 (split trained channels from SRAM) as SMLAxy halfword pairs.
+void dw4_weights(const DwCore& p, int32_t c0, Dw4Weights* w) {
+  const int8_t* src[4];
+  int32_t stride[4];
+  for (int32_t k = 0; k < 4; ++k) {
+    src[k] = p.w + c0 + k;
+    stride[k] = p.oc;
+    if (p.sel) {
+      const int32_t j = split_slot(p.sel, p.nsel, c0 + k);
+      if (j >= 0) {
+        src[k] = p.w_ram + j;
+        stride[k] = p.nsel;
+      }
+    }
+  }
+  const int32_t taps = p.kh * p.kw;
+  for (int32_t t = 0; t < taps; ++t) {
+    w->pair[2 * t] = pack_pair(src[0][t * stride[0]], src[2][t * stride[2]]);
+    w->pair[2 * t + 1] = pack_pair(src[1][t * stride[1]], src[3][t * stride[3]]);
+  }
+}
+
+// One tap of four channels: v the tap's four input bytes. On the Cortex-M4 one asm statement
+// per tap, so that the compiler cannot hoist later taps' loads and spill the accumulators.
+inline void dw4_tap(uint32_t v, int32_t off2, int32_t we, int32_t wo, int32_t& s0, int32_t& s1, int32_t& s2,
+                    int32_t& s3) {
+#ifdef TT_SMLAD
+  int32_t e;
+  __asm__("sxtab16 %[e], %[off], %[v]\n\t"
+          "sxtab16 %[v], %[off], %[v], ror #8\n\t"
+          "smlabb %[s0], %[e], %[we], %[s0]\n\t"
+          "smlatt %[s2], %[e], %[we], %[s2]\n\t"
+          "smlabb %[s1], %[v], %[wo], %[s1]\n\t"
+          "smlatt %[s3], %[v], %[wo], %[s3]"
+          : [v] "+r"(v), [e] "=&r"(e), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3)
+          : [off] "r"(off2), [we] "r"(we), [wo] "r"(wo));
+#else
+  const int32_t off = static_cast<int16_t>(off2);
+  s0 += (static_cast<int8_t>(v) + off) * static_cast<int16_t>(we);
+  s1 += (static_cast<int8_t>(v >> 8) + off) * static_cast<int16_t>(wo);
+  s2 += (static_cast<int8_t>(v >> 16) + off) * (we >> 16);
+  s3 += (static_cast<int8_t>(v >> 24) + off) * (wo >> 16);
+#endif
+}
+
+// The four sums of one output whose window starts at word r of the first of K padded rows
+// (row_bytes apart), into a[0], a[kDw4Chunk], a[2 kDw4Chunk], a[3 kDw4Chunk] (the group's
+// accumulator columns).
+template <int K>
+inline void dw4_window(const uint32_t* r, int32_t row_bytes, int32_t off2, const int32_t* w, int32_t* a) {
+  int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma GCC unroll 7
+  for (int32_t ky = 0; ky < K; ++ky, w += 2 * K) {
+    const uint32_t* x = r + ky * (row_bytes / 4);
+#pragma GCC unroll 7
+    for (int32_t kx = 0; kx < K; ++kx) dw4_tap(x[kx], off2, w[2 * kx], w[2 * kx + 1], s0, s1, s2, s3);
+  }
+  a[0] = s0;
+  a[kDw4Chunk] = s1;
+  a[2 * kDw4Chunk] = s2;
+  a[3 * kDw4Chunk] = s3;
+}
+
+#ifdef TT_SMLAD
+// K x K (3, 5, 7) in one asm block: 12 registers, none spilled (the compiler's own schedule
+// of the same operations hoists the loads and spills the accumulators).
+#define TT_DW4_TAP(T, COL)                                       \
+  "ldr %[v], [%[q], #" #COL " * 4]\n\t"                          \
+  "ldrd %[we], %[wo], [%[w], #(" #T ") * 8]\n\t"                 \
+  "sxtab16 %[e], %[off], %[v]\n\t"                               \
+  "sxtab16 %[v], %[off], %[v], ror #8\n\t"                       \
+  "smlabb %[s0], %[e], %[we], %[s0]\n\t"                         \
+  "smlatt %[s2], %[e], %[we], %[s2]\n\t"                         \
+  "smlabb %[s1], %[v], %[wo], %[s1]\n\t"                         \
+  "smlatt %[s3], %[v], %[wo], %[s3]\n\t"
+#define TT_DW4_ROW3(T) TT_DW4_TAP(T, 0) TT_DW4_TAP(T + 1, 1) TT_DW4_TAP(T + 2, 2)
+#define TT_DW4_ROW5(T) TT_DW4_ROW3(T) TT_DW4_TAP(T + 3, 3) TT_DW4_TAP(T + 4, 4)
+#define TT_DW4_ROW7(T) TT_DW4_ROW5(T) TT_DW4_TAP(T + 5, 5) TT_DW4_TAP(T + 6, 6)
+#define TT_DW4_NEXT "add %[q], %[q], %[rs]\n\t"
+#define TT_DW4_WINDOW(K, TEXT)                                                                                    \
+  template <>                                                                                                    \
+  inline void dw4_window<K>(const uint32_t* r, int32_t row_bytes, int32_t off2, const int32_t* w, int32_t* a) { \
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, e, we, wo;                                                           \
+    uint32_t v;                                                                                                  \
+    const uint32_t* q = r;                                                                                       \
+    __asm__(TEXT                                                                                                 \
+            : [s0] "+&r"(s0), [s1] "+&r"(s1), [s2] "+&r"(s2), [s3] "+&r"(s3), [v] "=&r"(v), [e] "=&r"(e),        \
+              [we] "=&r"(we), [wo] "=&r"(wo), [q] "+&r"(q)                                                       \
+            : [rs] "r"(row_bytes), [off] "r"(off2), [w] "r"(w)                                                   \
+            : "memory");                                                                                         \
+    a[0] = s0;                                                                                                   \
+    a[kDw4Chunk] = s1;                                                                                           \
+    a[2 * kDw4Chunk] = s2;                                                                                       \
+    a[3 * kDw4Chunk] = s3;                                                                                       \
+  }
+TT_DW4_WINDOW(3, TT_DW4_ROW3(0) TT_DW4_NEXT TT_DW4_ROW3(3) TT_DW4_NEXT TT_DW4_ROW3(6))
+TT_DW4_WINDOW(5, TT_DW4_ROW5(0) TT_DW4_NEXT TT_DW4_ROW5(5) TT_DW4_NEXT TT_DW4_ROW5(10) TT_DW4_NEXT TT_DW4_ROW5(15)
+                     TT_DW4_NEXT TT_DW4_ROW5(20))
+TT_DW4_WINDOW(7, TT_DW4_ROW7(0) TT_DW4_NEXT TT_DW4_ROW7(7) TT_DW4_NEXT TT_DW4_ROW7(14) TT_DW4_NEXT TT_DW4_ROW7(21)
+                     TT_DW4_NEXT TT_DW4_ROW7(28) TT_DW4_NEXT TT_DW4_ROW7(35) TT_DW4_NEXT TT_DW4_ROW7(42))
+#undef TT_DW4_WINDOW
+#undef TT_DW4_NEXT
+#undef TT_DW4_ROW7
+#undef TT_DW4_ROW5
+#undef TT_DW4_ROW3
+#undef TT_DW4_TAP
+#endif
+
+// One padded row of the group, written to dst and to its twin dst2: [j] = the four channels
+// of input pixel (iy, j - pad_left), or four zero points outside the input.
+TT_KEEP_LOOPS void dw4_load_row(const DwCore& p, const int8_t* x, int32_t ic, int32_t iy, int32_t row_len,
+                                uint32_t zp4, uint32_t* dst, uint32_t* dst2) {
+  int32_t lo = row_len, hi = row_len;  // a row outside the input: all padding
+  if (iy >= 0 && iy < p.x_h) {
+    lo = p.pad_left < 0 ? 0 : (p.pad_left < row_len ? p.pad_left : row_len);
+    hi = p.pad_left + p.x_w < row_len ? p.pad_left + p.x_w : row_len;
+  }
+  int32_t j = 0;
+  for (; j < lo; ++j) dst[j] = dst2[j] = zp4;
+  const int8_t* src = x + (static_cast<int64_t>(iy) * p.x_w + (j - p.pad_left)) * ic;
+  for (; j < hi; ++j, src += ic) dst[j] = dst2[j] = load_u32(src);
+  for (; j < row_len; ++j) dst[j] = dst2[j] = zp4;
+}
+
+// Channels [c0, c0 + 4) of dw_interleaved.
+template <int K>
+__attribute__((noinline)) void dw4_group(const DwCore& p, const int8_t* in, int32_t ic, int32_t c0, int32_t row_len,
+                                         int8_t* out) {
+  Dw4Weights w;
+  dw4_weights(p, c0, &w);
+  FastQuant q[4];
+  for (int32_t k = 0; k < 4; ++k) q[k] = fast_quant(p.tail, c0 + k);
+  const int32_t off2 = pack_offset2(p.in_offset);
+  const uint32_t zp = static_cast<uint8_t>(-p.in_offset);
+  const uint32_t zp4 = zp * 0x01010101u;
+  // Ring row k (stored input row k - pad_top, as in dw_channel) in slot k % K
+  // and again in slot k % K + K, so the K rows of any output row lie in order in memory.
+  uint32_t ring[kDw4RingWords];
+  const int32_t row_bytes = 4 * row_len;
+  int32_t acc[4][kDw4Chunk];
+  int32_t filled = 0, next_k = 0;
+  int64_t flushed = 0;  // flat output index of acc[.][0]
+  for (int32_t oy = 0; oy < p.oh; ++oy) {
+    const int32_t k0 = oy * p.stride_h;
+    for (int32_t k = next_k > k0 ? next_k : k0; k < k0 + K; ++k)
+      dw4_load_row(p, in + c0, ic, k - p.pad_top, row_len, zp4, ring + (k % K) * row_len,
+                   ring + (k % K + K) * row_len);
+    next_k = k0 + K;
+    const uint32_t* r = ring + (k0 % K) * row_len;
+    for (int32_t ox = 0; ox < p.ow; ++ox, r += p.stride_w) {
+      dw4_window<K>(r, row_bytes, off2, w.pair, &acc[0][filled]);
+      if (++filled == kDw4Chunk) {
+        for (int32_t k = 0; k < 4; ++k)
+          requantize_run(p.tail, q[k], acc[k], filled, out + flushed * p.oc + c0 + k, p.oc);
+        flushed += filled;
+        filled = 0;
+      }
+    }
+  }
+  if (filled)
+    for (int32_t k = 0; k < 4; ++k) requantize_run(p.tail, q[k], acc[k], filled, out + flushed * p.oc + c0 + k, p.oc);
+}
+
+// The row length (words) of dw4_group's ring, or 0 when it does not apply: depth multiplier 1,
+// at least four channels, K x K undilated with K = 3, 5, 7, an input zero point inside int8
+// and the ring within kDw4RingWords; and only where it is cheaper than dw_channel's planes
+// (QEMU instruction counts per output, dw_channel -> this path: 3x3 stride 2 61 -> 48 and
+// 91 -> 55, 3x3 on 4x4 88 -> 63, 5x5 99-105 -> 78-83, 7x7 on 8x8 150 -> 135 and on 4x4
+// 237 -> 162); not for stride-1 rows of more than 16 outputs (3x3) or 8 (7x7), where
+// dw_channel's planes are cheaper (3x3 on 64x64 36 vs 42, 7x7 on 16x16 119 vs 127).
+int32_t dw4_row_len(const DwCore& p, int32_t ic) {
+  const int32_t k = p.kh;
+  if (p.oc != ic || ic < 4 || p.kw != k || (k != 3 && k != 5 && k != 7) || p.dilation_h != 1 || p.dilation_w != 1)
+    return 0;
+  if (p.in_offset < -127 || p.in_offset > 128 || p.oh < 1 || p.ow < 1) return 0;
+  const int64_t row_len = static_cast<int64_t>(p.ow - 1) * p.stride_w + k;
+  if (row_len * 2 * k > kDw4RingWords) return 0;
+#ifdef TT_SMLAD
+  if (p.stride_h == 1 && p.stride_w == 1 && ((k == 3 && p.ow > 16) || (k == 7 && p.ow > 8))) return 0;
+#else
+  // The portable taps (the host library) only beat dw_channel's planes on strided 3x3 windows
+  // (CPU time on x86-64: 8.4 -> 7.5 and 11.3 -> 7.8 ns per output; elsewhere equal or slower).
+  if (k != 3 || (p.stride_h == 1 && p.stride_w == 1)) return 0;
+#endif
+  return static_cast<int32_t>(row_len);
+}
+
+}  // namespace
+
+void dw_interleaved(const DwCore& p, const int8_t* in, int32_t ic, int8_t* out) {
+  const int32_t m = p.oc / ic;
+  int32_t c = 0;
+  if (const int32_t row_len = dw4_row_len(p, ic)) {
+    for (; c + 4 <= p.oc; c += 4) {
+      if (p.kh == 3) dw4_group<3>(p, in, ic, c, row_len, out);
+      else if (p.kh == 5) dw4_group<5>(p, in, ic, c, row_len, out);
+      else dw4_group<7>(p, in, ic, c, row_len, out);
+    }
+  }
+  for (; c < p.oc; ++c) dw_channel(p, c, in + c / m, ic, out + c, p.oc);
+}
+
 }  // namespace optimized
 }  // namespace tt

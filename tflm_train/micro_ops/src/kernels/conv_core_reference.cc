@@ -88,5 +88,10 @@ void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride
   }
 }
 
+void dw_interleaved(const DwCore& p, const int8_t* in, int32_t ic, int8_t* out) {
+  const int32_t m = p.oc / ic;
+  for (int32_t oc = 0; oc < p.oc; ++oc) dw_channel(p, oc, in + oc / m, ic, out + oc, p.oc);
+}
+
 }  // namespace reference
 }  // namespace tt

@@ -142,8 +142,7 @@ tt_status eval(Context& ctx, const NodeRec& node) {
   for (int32_t b = 0; b < p.batches; ++b) {
     const int8_t* in = input + static_cast<int64_t>(b) * p.in_h * p.in_w * p.in_c;
     int8_t* out = output + static_cast<int64_t>(b) * p.out_h * p.out_w * p.out_c;
-    for (int32_t oc = 0; oc < p.out_c; ++oc)
-      kernels::dw_channel(c, oc, in + oc / p.depth_multiplier, p.in_c, out + oc, p.out_c);
+    kernels::dw_interleaved(c, in, p.in_c, out);
   }
   return TT_OK;
 }

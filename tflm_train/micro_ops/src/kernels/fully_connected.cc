@@ -2,6 +2,7 @@
 // tensor or per output channel, optional int32 bias. The multiplier is
 // s_x * s_w / s_y in double from the float32 scales (as convolutions).
 // The input is flattened to [batches, depth].
+#include "fc_core.h"
 #include "kernel_util.h"
 
 namespace tt {
@@ -123,23 +124,22 @@ tt_status prepare(Context& ctx, NodeRec& node) {
 tt_status eval(Context& ctx, const NodeRec& node) {
   const FcData* d = static_cast<const FcData*>(node.op_data);
   const FcParams& p = d->p;
-  const int8_t* input = as_i8(ctx.data(p.input));
-  const int8_t* filter = as_i8(ctx.data(p.filter));
-  const uint8_t* bias = p.bias >= 0 ? ctx.data(p.bias) : nullptr;
-  int8_t* output = as_i8(ctx.data(p.output));
-  for (int32_t b = 0; b < p.batches; ++b) {
-    const int8_t* x = input + b * p.depth;
-    for (int32_t u = 0; u < p.units; ++u) {
-      const int8_t* w = filter + u * p.depth;
-      int32_t acc = 0;
-      for (int32_t k = 0; k < p.depth; ++k) acc += (w[k] + d->filter_offset) * (x[k] + d->input_offset);
-      if (bias) acc = wrapping_add(acc, load_i32(bias + 4 * u));
-      const uint32_t c = d->channel_count == 1 ? 0 : static_cast<uint32_t>(u);
-      acc = multiply_by_quantized_multiplier(acc, d->multiplier[c], d->shift[c]);
-      acc = clamp_i32(wrapping_add(acc, d->output_offset), d->act_min, d->act_max);
-      output[b * p.units + u] = static_cast<int8_t>(acc);
-    }
-  }
+  FcCore c;
+  c.x = as_i8(ctx.data(p.input));
+  c.rows = p.batches;
+  c.depth = p.depth;
+  c.units = p.units;
+  c.in_offset = d->input_offset;
+  c.filter_offset = d->filter_offset;
+  c.w = as_i8(ctx.data(p.filter));
+  c.tail.bias = p.bias >= 0 ? ctx.data(p.bias) : nullptr;  // constant, maybe unaligned
+  c.tail.mult = reinterpret_cast<const uint8_t*>(d->multiplier);
+  c.tail.shift = reinterpret_cast<const uint8_t*>(d->shift);
+  c.tail.per_channel = d->channel_count != 1;
+  c.tail.out_offset = d->output_offset;
+  c.tail.act_min = d->act_min;
+  c.tail.act_max = d->act_max;
+  fc_rows(c, as_i8(ctx.data(p.output)));
   return TT_OK;
 }
 

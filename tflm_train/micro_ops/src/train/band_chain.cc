@@ -78,7 +78,7 @@ void compute(Chain& ch, int32_t j, int32_t c0, int32_t c1) {
     kernels::conv_rows(c, 0, c1 - c0, out);
     return;
   }
-  for (int32_t oc = 0; oc < c.oc; ++oc) kernels::dw_channel(c, oc, in + oc / o.m, o.ic, out + oc, c.oc);
+  kernels::dw_interleaved(c, in, o.ic, out);
 }
 
 // The lowest stored input row that output rows [c0, c1) of `c` read (-1: none).

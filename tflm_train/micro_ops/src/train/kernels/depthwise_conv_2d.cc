@@ -148,7 +148,7 @@ tt_status eval(TrainContext& ctx) {
     }
     return TT_OK;
   }
-  for (int32_t oc = 0; oc < p.oc; ++oc) channel(p, oc, x + oc / p.m, p.ic);
+  kernels::dw_interleaved(p.core, x, p.ic, p.y);
   return TT_OK;
 }
 

@@ -1,7 +1,9 @@
 // FULLY_CONNECTED (forward, int8) of the training graph (an int8 head): TFLite's
-// integer fully connected layer (as src/kernels/fully_connected.cc) on the input
+// integer fully connected layer through the compute core shared with the inference
+// kernel (src/kernels/fc_core.h), on the input
 // viewed as [rows, depth], weights [units, depth] (symmetric, per tensor or per
 // unit) from flash, SRAM or split, requantization precomputed in the file.
+#include "../../kernels/fc_core.h"
 #include "train_kernel_util.h"
 
 namespace tt {
@@ -80,18 +82,27 @@ tt_status eval(TrainContext& ctx) {
   FcForward p;
   const tt_status st = parse(ctx, &p);
   if (st != TT_OK) return st;
-  for (int32_t r = 0; r < p.rows; ++r) {
-    const int8_t* x = p.x + static_cast<int64_t>(r) * p.depth;
-    for (int32_t u = 0; u < p.units; ++u) {
-      int32_t acc = 0;
-      for (int32_t k = 0; k < p.depth; ++k) acc += (x[k] + p.in_offset) * p.w.at(u, k);
-      if (p.has_bias) acc = wrapping_add(acc, p.bias.at(u));
-      const uint32_t q = p.nq == 1 ? 0u : static_cast<uint32_t>(u);
-      acc = multiply_by_quantized_multiplier(acc, load_i32(p.mult + 4 * q), load_i32(p.shift + 4 * q));
-      p.y[static_cast<int64_t>(r) * p.units + u] =
-          static_cast<int8_t>(clamp_i32(wrapping_add(acc, p.out_offset), p.act_min, p.act_max));
-    }
+  FcCore c;
+  c.x = p.x;
+  c.rows = p.rows;
+  c.depth = p.depth;
+  c.units = p.units;
+  c.in_offset = p.in_offset;
+  c.w = p.w.full;
+  if (p.w.split()) {
+    c.w_ram = p.w.ram;
+    c.sel = p.w.sel;
+    c.nsel = p.w.nsel;
   }
+  c.tail.bias = p.has_bias ? p.bias.data : nullptr;
+  c.tail.mult = p.mult;
+  c.tail.shift = p.shift;
+  c.tail.shift_bytes = 4;  // int32 tables in the training metadata
+  c.tail.per_channel = p.nq != 1;
+  c.tail.out_offset = p.out_offset;
+  c.tail.act_min = p.act_min;
+  c.tail.act_max = p.act_max;
+  fc_rows(c, p.y);
   return TT_OK;
 }
 
