@@ -17,7 +17,9 @@ Fusions (``fuse``):
 - ``channel``: a forward 1x1 stride-1 CONV_2D whose output is read only by the forward
   DEPTHWISE_CONV_2D (depth multiplier 1) that runs next (possibly through a virtual PAD)
   runs inside it (mode ``fused``): for each channel ``c``, pointwise output channel ``c``
-  is computed into a one-channel scratch, then depthwise channel ``c`` from there.
+  is computed into a one-channel scratch, then depthwise channel ``c`` from there; where
+  ``depthwise_group_channels`` is 4, four channels at a time into a four-channel scratch
+  (the four channels interleaved, pixel by pixel).
 
 Bitmask saves (``masks``): an activation that the backward reads only through one
 CLAMP_GRAD is kept for the backward as a bitmask, bit ``i`` = ``act_min < y[i] < act_max``
@@ -33,7 +35,9 @@ Sharing bytes (``inplace``):
     DEPTHWISE_CONV_2D_GRAD_INPUT): for each channel ``c`` the input channel is first
     copied to a one-channel scratch, then output element (pixel ``p``, channel ``c``) is
     written at element ``p*C + c``, a slot of channel ``c`` (C is the same for input and
-    output), so no unread input is overwritten;
+    output), so no unread input is overwritten (a forward depthwise whose
+    ``depthwise_group_channels`` is 4: four channels at a time, through a four-channel
+    scratch, the same argument per channel);
   * per-pixel ops (1x1 stride-1 CONV_2D forward, CONV_2D_GRAD_INPUT): output pixel ``p``
     is computed from input pixel ``p`` into a one-pixel scratch, then stored; pixels go
     in ascending order when an output pixel is no larger than an input pixel, else in
@@ -108,6 +112,21 @@ IN_PLACE = {
     "GRAD_ACCUMULATE": ((0, 1), "elementwise"),
     "PAD_GRAD": ((0,), "crop"),
 }
+
+
+#: Largest plane (height x width) whose forward depthwise runs four channels at a time.
+DEPTHWISE_GROUP_MAX_PLANE = 256
+
+
+def depthwise_group_channels(shape) -> int:
+    """Channels a fused or in-place forward DEPTHWISE_CONV_2D over an input of ``shape``
+    (NHWC) runs together, through a scratch of that many channel planes: 4 for planes of at
+    most DEPTHWISE_GROUP_MAX_PLANE elements and at least four channels (the runtime's
+    four-channel depthwise path then reads them interleaved; a small plane's per-channel
+    set-up otherwise dominates its cost), else 1. The runtime groups exactly when the plan
+    gives it that scratch."""
+    h, w, c = int(shape[1]), int(shape[2]), int(shape[3])
+    return 4 if h * w <= DEPTHWISE_GROUP_MAX_PLANE and c >= 4 else 1
 
 
 def mask_name(tensor: str) -> str:
@@ -291,7 +310,8 @@ class _Decider:
             self.channel.add(out)
             self.modes[k] = "fused"
             t = self.tg.tensors[out]
-            self.scratch[k2] += int(t.shape[1] * t.shape[2] * np.dtype(t.dtype).itemsize)
+            self.scratch[k2] += depthwise_group_channels(t.shape) * int(t.shape[1] * t.shape[2] *
+                                                                        np.dtype(t.dtype).itemsize)
             self.reads[k2] = [x for x in self.reads[k2] if x != out] + self.reads[k]
             self.reads[k], self.writes[k] = [], []
 
@@ -479,7 +499,9 @@ class _Decider:
                 self.join(out, r)
                 self.modes[k], self.inplace_input[k] = "in_place", src
                 self.layouts[k] = self._layout_order(k, layout, src, out)
-                self.scratch[k] += self._in_place_scratch(layout, src, out)
+                self.scratch[k] += self._in_place_scratch(layout, src, out) * (
+                    depthwise_group_channels(self.tg.tensors[src].shape)
+                    if op.type == "DEPTHWISE_CONV_2D" and op.phase == "forward" else 1)
                 break
 
     def _band_in_place(self, k: int, last_read: Dict[str, int], first_write: Dict[str, int]) -> None:

@@ -36,6 +36,7 @@ constexpr int32_t kMaxOut = 14 * 14 * 80;
 alignas(4) int8_t g_x[kMaxX + 4];
 alignas(4) int8_t g_w[kMaxW + 4];
 alignas(4) int8_t g_wram[kMaxW + 4];
+alignas(4) int8_t g_x4[4 * 14 * 14 + 4];  // four channels of an input plane, interleaved
 alignas(4) uint8_t g_bias[4 * 1024];
 alignas(4) uint8_t g_mult[4 * 1024];
 alignas(4) uint8_t g_shift[4 * 1024];
@@ -199,10 +200,15 @@ bool pointwise_case(int32_t c) {
     p.w_ram = g_wram;
   }
   p.tail = random_tail(p.oc);
-  for (int32_t oc = 0; oc < p.oc; ++oc) {
-    tt::reference::conv_pointwise_channel(p, oc, g_ref);
-    tt::optimized::conv_pointwise_channel(p, oc, g_opt);
-    if (!same(g_ref, g_opt, p.oh * p.ow, "conv_pointwise_channel", c)) return false;
+  // one channel into a plane, or up to four interleaved (the fused depthwise's scratch)
+  const int32_t n = 1 + static_cast<int32_t>(next_u32() % 4);
+  for (int32_t oc = 0; oc < p.oc; oc += n) {
+    const int32_t m = oc + n <= p.oc ? n : p.oc - oc;
+    tt::reference::conv_pointwise_channels(p, oc, m, g_ref, n);
+    tt::optimized::conv_pointwise_channels(p, oc, m, g_opt, n);
+    for (int32_t i = 0; i < p.oh * p.ow; ++i)
+      for (int32_t k = m; k < n; ++k) g_ref[i * n + k] = g_opt[i * n + k] = 0;  // unwritten lanes
+    if (!same(g_ref, g_opt, p.oh * p.ow * n, "conv_pointwise_channels", c)) return false;
   }
   return true;
 }
@@ -248,6 +254,18 @@ bool depthwise_case(int32_t c) {
     tt::optimized::dw_channel(p, oc, in, stride, g_opt + oc, p.oc);
   }
   if (!same(g_ref, g_opt, p.oh * p.ow * p.oc, "dw_channel", c)) return false;
+  if (!plane && m == 1 && p.oc >= 4) {
+    // four channels from a four-channel interleaved copy (the fused / in-place scratch)
+    const int32_t c0 = static_cast<int32_t>(next_u32() % static_cast<uint32_t>(p.oc - 3));
+    for (int32_t i = 0; i < p.x_h * p.x_w; ++i)
+      for (int32_t k = 0; k < 4; ++k) g_x4[4 * i + k] = g_x[i * ic + c0 + k];
+    memcpy(g_opt, g_ref, static_cast<size_t>(p.oh * p.ow * p.oc));
+    for (int32_t i = 0; i < p.oh * p.ow; ++i)
+      for (int32_t k = 0; k < 4; ++k) g_opt[i * p.oc + c0 + k] ^= 0x5A;
+    if (tt::optimized::dw_four_channels(p, c0, g_x4, 4, g_opt) &&
+        !same(g_ref, g_opt, p.oh * p.ow * p.oc, "dw_four_channels", c))
+      return false;
+  }
   if (plane) return true;
   // every channel at once from the interleaved input (the four-channel path where it applies)
   memset(g_opt, 0x5A, static_cast<size_t>(p.oh * p.ow * p.oc));

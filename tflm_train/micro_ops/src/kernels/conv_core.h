@@ -85,15 +85,23 @@ struct ConvCore : DwCore {
   void conv_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out);                                     \
   /* Output pixels [i0, i0 + n) in row-major order (pixel i = (i / ow, i % ow)) into out (oc per pixel). */     \
   void conv_pixels(const ConvCore& p, int32_t i0, int32_t n, int8_t* out);                                      \
-  /* A 1x1 stride-1 unpadded convolution's output channel oc over every pixel into out[0..oh*ow). */             \
-  void conv_pointwise_channel(const ConvCore& p, int32_t oc, int8_t* out);                                      \
+  /* A 1x1 stride-1 unpadded convolution's output channels [oc0, oc0 + n) over every pixel: pixel i's */         \
+  /* channel oc at out[i * out_stride + oc - oc0]. */                                                            \
+  void conv_pointwise_channels(const ConvCore& p, int32_t oc0, int32_t n, int8_t* out, int32_t out_stride);      \
   /* Depthwise output channel oc from its input plane in[(y * x_w + x) * in_stride], */                         \
   /* written at out[(oy * ow + ox) * out_stride]. */                                                            \
   void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride, int8_t* out, int32_t out_stride); \
   /* Every output channel from a channel-interleaved input of ic channels, input pixel (y, x) at */              \
   /* in + (y * x_w + x) * ic, output channel oc reading input channel oc / (p.oc / ic), written */               \
   /* interleaved at out[(oy * ow + ox) * p.oc + oc]. */                                                          \
-  void dw_interleaved(const DwCore& p, const int8_t* in, int32_t ic, int8_t* out);
+  void dw_interleaved(const DwCore& p, const int8_t* in, int32_t ic, int8_t* out);                              \
+  /* Depthwise output channels [c0, c0 + 4) (depth multiplier 1) from an input whose channel c0 + k of */        \
+  /* pixel (y, x) is at in[(y * x_w + x) * in_stride + k], written interleaved at */                             \
+  /* out[(oy * ow + ox) * p.oc + c0 + k]; false (nothing written) where no four-channel path applies */          \
+  /* (always for the reference: dw_channel per channel is then the caller's way). */                           \
+  bool dw_four_channels(const DwCore& p, int32_t c0, const int8_t* in, int32_t in_stride, int8_t* out);        \
+  /* Whether dw_four_channels computes the channels of p (p.oc >= c0 + 4 aside). */                             \
+  bool dw_four_channel_path(const DwCore& p);
 
 namespace reference {
 TT_CONV_CORE_API

@@ -753,12 +753,14 @@ void conv_pixels(const ConvCore& p, int32_t i0, int32_t n, int8_t* out) {
   for (int32_t oc = 0; oc < p.oc; oc += 2) pointwise_run(p, oc, p.oc - oc >= 2 ? 2 : 1, x, n, out + oc, p.oc);
 }
 
-void conv_pointwise_channel(const ConvCore& p, int32_t oc, int8_t* out) {
+void conv_pointwise_channels(const ConvCore& p, int32_t oc0, int32_t n, int8_t* out, int32_t out_stride) {
   if (p.ic > kMaxTaps || p.kh != 1 || p.kw != 1) {
-    reference::conv_pointwise_channel(p, oc, out);
+    reference::conv_pointwise_channels(p, oc0, n, out, out_stride);
     return;
   }
-  pointwise_run(p, oc, 1, p.x, p.oh * p.ow, out, 1);
+  int32_t oc = oc0;
+  for (; oc + 2 <= oc0 + n; oc += 2) pointwise_run(p, oc, 2, p.x, p.oh * p.ow, out + (oc - oc0), out_stride);
+  if (oc < oc0 + n) pointwise_run(p, oc, 1, p.x, p.oh * p.ow, out + (oc - oc0), out_stride);
 }
 
 namespace {
@@ -1197,10 +1199,10 @@ TT_KEEP_LOOPS void dw4_load_row(const DwCore& p, const int8_t* x, int32_t ic, in
   for (; j < row_len; ++j) dst[j] = dst2[j] = zp4;
 }
 
-// Channels [c0, c0 + 4) of dw_interleaved.
+// Channels [c0, c0 + 4) from x: channel c0 + k of pixel i at x[i * in_stride + k].
 template <int K>
-__attribute__((noinline)) void dw4_group(const DwCore& p, const int8_t* in, int32_t ic, int32_t c0, int32_t row_len,
-                                         int8_t* out) {
+__attribute__((noinline)) void dw4_group(const DwCore& p, const int8_t* x, int32_t in_stride, int32_t c0,
+                                         int32_t row_len, int8_t* out) {
   Dw4Weights w;
   dw4_weights(p, c0, &w);
   FastQuant q[4];
@@ -1218,7 +1220,7 @@ __attribute__((noinline)) void dw4_group(const DwCore& p, const int8_t* in, int3
   for (int32_t oy = 0; oy < p.oh; ++oy) {
     const int32_t k0 = oy * p.stride_h;
     for (int32_t k = next_k > k0 ? next_k : k0; k < k0 + K; ++k)
-      dw4_load_row(p, in + c0, ic, k - p.pad_top, row_len, zp4, ring + (k % K) * row_len,
+      dw4_load_row(p, x, in_stride, k - p.pad_top, row_len, zp4, ring + (k % K) * row_len,
                    ring + (k % K + K) * row_len);
     next_k = k0 + K;
     const uint32_t* r = ring + (k0 % K) * row_len;
@@ -1236,17 +1238,16 @@ __attribute__((noinline)) void dw4_group(const DwCore& p, const int8_t* in, int3
     for (int32_t k = 0; k < 4; ++k) requantize_run(p.tail, q[k], acc[k], filled, out + flushed * p.oc + c0 + k, p.oc);
 }
 
-// The row length (words) of dw4_group's ring, or 0 when it does not apply: depth multiplier 1,
-// at least four channels, K x K undilated with K = 3, 5, 7, an input zero point inside int8
+// The row length (words) of dw4_group's ring, or 0 when it does not apply (depth multiplier 1
+// is the caller's): at least four channels, K x K undilated with K = 3, 5, 7, an input zero point inside int8
 // and the ring within kDw4RingWords; and only where it is cheaper than dw_channel's planes
 // (QEMU instruction counts per output, dw_channel -> this path: 3x3 stride 2 61 -> 48 and
 // 91 -> 55, 3x3 on 4x4 88 -> 63, 5x5 99-105 -> 78-83, 7x7 on 8x8 150 -> 135 and on 4x4
 // 237 -> 162); not for stride-1 rows of more than 16 outputs (3x3) or 8 (7x7), where
 // dw_channel's planes are cheaper (3x3 on 64x64 36 vs 42, 7x7 on 16x16 119 vs 127).
-int32_t dw4_row_len(const DwCore& p, int32_t ic) {
+int32_t dw4_row_len(const DwCore& p) {
   const int32_t k = p.kh;
-  if (p.oc != ic || ic < 4 || p.kw != k || (k != 3 && k != 5 && k != 7) || p.dilation_h != 1 || p.dilation_w != 1)
-    return 0;
+  if (p.oc < 4 || p.kw != k || (k != 3 && k != 5 && k != 7) || p.dilation_h != 1 || p.dilation_w != 1) return 0;
   if (p.in_offset < -127 || p.in_offset > 128 || p.oh < 1 || p.ow < 1) return 0;
   const int64_t row_len = static_cast<int64_t>(p.ow - 1) * p.stride_w + k;
   if (row_len * 2 * k > kDw4RingWords) return 0;
@@ -1262,16 +1263,22 @@ int32_t dw4_row_len(const DwCore& p, int32_t ic) {
 
 }  // namespace
 
+bool dw_four_channel_path(const DwCore& p) { return dw4_row_len(p) != 0; }
+
+bool dw_four_channels(const DwCore& p, int32_t c0, const int8_t* in, int32_t in_stride, int8_t* out) {
+  const int32_t row_len = dw4_row_len(p);
+  if (!row_len || c0 < 0 || c0 + 4 > p.oc) return false;
+  if (p.kh == 3) dw4_group<3>(p, in, in_stride, c0, row_len, out);
+  else if (p.kh == 5) dw4_group<5>(p, in, in_stride, c0, row_len, out);
+  else dw4_group<7>(p, in, in_stride, c0, row_len, out);
+  return true;
+}
+
 void dw_interleaved(const DwCore& p, const int8_t* in, int32_t ic, int8_t* out) {
   const int32_t m = p.oc / ic;
   int32_t c = 0;
-  if (const int32_t row_len = dw4_row_len(p, ic)) {
-    for (; c + 4 <= p.oc; c += 4) {
-      if (p.kh == 3) dw4_group<3>(p, in, ic, c, row_len, out);
-      else if (p.kh == 5) dw4_group<5>(p, in, ic, c, row_len, out);
-      else dw4_group<7>(p, in, ic, c, row_len, out);
-    }
-  }
+  if (m == 1)
+    while (c + 4 <= p.oc && dw_four_channels(p, c, in + c, ic, out)) c += 4;
   for (; c < p.oc; ++c) dw_channel(p, c, in + c / m, ic, out + c, p.oc);
 }
 

@@ -52,10 +52,14 @@ void conv_pixels(const ConvCore& p, int32_t i0, int32_t n, int8_t* out) {
   for (int32_t i = i0; i < i0 + n; ++i) conv_pixel(p, i / p.ow, i % p.ow, out + static_cast<int64_t>(i - i0) * p.oc);
 }
 
-void conv_pointwise_channel(const ConvCore& p, int32_t oc, int8_t* out) {
-  const ChannelQuant q = channel_quant(p.tail, oc);
-  for (int32_t oy = 0; oy < p.oh; ++oy)
-    for (int32_t ox = 0; ox < p.ow; ++ox) out[oy * p.ow + ox] = requantize(p.tail, q, window_sum(p, oc, oy, ox));
+void conv_pointwise_channels(const ConvCore& p, int32_t oc0, int32_t n, int8_t* out, int32_t out_stride) {
+  for (int32_t oc = oc0; oc < oc0 + n; ++oc) {
+    const ChannelQuant q = channel_quant(p.tail, oc);
+    for (int32_t oy = 0; oy < p.oh; ++oy)
+      for (int32_t ox = 0; ox < p.ow; ++ox)
+        out[(static_cast<int64_t>(oy) * p.ow + ox) * out_stride + oc - oc0] =
+            requantize(p.tail, q, window_sum(p, oc, oy, ox));
+  }
 }
 
 void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride, int8_t* out, int32_t out_stride) {
@@ -87,6 +91,9 @@ void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride
     }
   }
 }
+
+bool dw_four_channels(const DwCore&, int32_t, const int8_t*, int32_t, int8_t*) { return false; }
+bool dw_four_channel_path(const DwCore&) { return false; }
 
 void dw_interleaved(const DwCore& p, const int8_t* in, int32_t ic, int8_t* out) {
   const int32_t m = p.oc / ic;

@@ -4,7 +4,9 @@
 // channel. The input channel comes from the tensor (normal), from a copy in the
 // scratch (in place, layout "channel": output element (p, c) overwrites input
 // element (p, c), so channel c is saved first), or from a FUSED pointwise
-// convolution computed one channel at a time into the scratch.
+// convolution computed one channel at a time into the scratch. Where the plan gives
+// the step a scratch of four channel planes (planner.storage.depthwise_group_channels),
+// in place and fused run four channels at a time, interleaved in the scratch.
 #include "conv_2d.h"
 
 namespace tt {
@@ -81,6 +83,21 @@ void channel(const DwForward& p, int32_t oc, const int8_t* in, int32_t stride) {
   kernels::dw_channel(p.core, oc, in, stride, p.y + oc, p.oc);
 }
 
+// Whether in place / fused run four channels at a time: the plan gave the four-channel
+// scratch (planner.storage.depthwise_group_channels) and the compute core has a
+// four-channel path for this convolution (else one channel at a time, through the first
+// plane of that scratch: dw_channel reads a plane faster than an interleaved copy).
+bool grouped(const TrainContext& ctx, const DwForward& p, int32_t plane) {
+  return ctx.scratch_bytes() >= 4u * static_cast<uint32_t>(plane) && kernels::dw_four_channel_path(p.core);
+}
+
+// Output channels c..c+3 from the four-channel scratch (channel c + k of pixel i at in[4 i + k]):
+// the compute core's four-channel path, or channel by channel where it has none.
+void four_channels(const DwForward& p, int32_t c, const int8_t* in) {
+  if (!kernels::dw_four_channels(p.core, c, in, 4, p.y))
+    for (int32_t k = 0; k < 4; ++k) channel(p, c + k, in + k, 4);
+}
+
 // The fused pointwise convolution feeding this step, parsed from its own op.
 tt_status parse_fused(TrainContext& ctx, const DwForward& p, ConvForward* pw) {
   const OpView self = ctx.switch_op(ctx.fused_op());
@@ -134,15 +151,29 @@ tt_status eval(TrainContext& ctx) {
   if (p.x.channel) {
     ConvForward pw;
     if ((st = parse_fused(ctx, p, &pw)) != TT_OK) return st;
-    for (int32_t c = 0; c < p.oc; ++c) {
-      kernels::conv_pointwise_channel(pw.core, c, scratch);
+    int32_t c = 0;
+    if (grouped(ctx, p, plane)) {
+      for (; c + 4 <= p.oc; c += 4) {
+        kernels::conv_pointwise_channels(pw.core, c, 4, scratch, 4);
+        four_channels(p, c, scratch);
+      }
+    }
+    for (; c < p.oc; ++c) {
+      kernels::conv_pointwise_channels(pw.core, c, 1, scratch, 1);
       channel(p, c, scratch, 1);
     }
     return TT_OK;
   }
   const int8_t* x = reinterpret_cast<const int8_t*>(p.x.data);
   if (ctx.mode() == tfmt::kInPlace) {
-    for (int32_t c = 0; c < p.oc; ++c) {
+    int32_t c = 0;
+    if (grouped(ctx, p, plane)) {
+      for (; c + 4 <= p.oc; c += 4) {
+        for (int32_t i = 0; i < plane; ++i) memcpy(scratch + 4 * i, x + static_cast<int64_t>(i) * p.ic + c, 4);
+        four_channels(p, c, scratch);
+      }
+    }
+    for (; c < p.oc; ++c) {
       for (int32_t i = 0; i < plane; ++i) scratch[i] = x[static_cast<int64_t>(i) * p.ic + c];
       channel(p, c, scratch, 1);
     }
