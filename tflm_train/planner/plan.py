@@ -167,6 +167,7 @@ class MemoryPlan:
             reorder=self.reorder,
             fuse=self.fuse,
             inplace=self.inplace,
+            stream_input=self.stream_input,
             steps=len(self.steps),
             peak_bytes=self.peak_bytes,
             arena_bytes=self.arena_bytes,
@@ -214,7 +215,8 @@ class MemoryPlan:
         s = self.summary()
         lines = [
             f"memory plan of {s['graph']}: {s['steps']} steps, reorder={'on' if self.reorder else 'off'}, "
-            f"fuse={'on' if self.fuse else 'off'}, in-place={'on' if self.inplace else 'off'}",
+            f"fuse={'on' if self.fuse else 'off'}, in-place={'on' if self.inplace else 'off'}"
+            + (", image streamed in rows" if self.stream_input else ""),
             f"peak (everything included): {self.peak_bytes:,} bytes ({self.peak_bytes / 1024:.1f} KB)",
             f"  arena {self.arena_bytes:,} (persistent {self.persistent_bytes:,}), runtime state "
             f"{self.runtime_state_bytes:,}, live-bytes lower bound {self.lower_bound_bytes:,}",
