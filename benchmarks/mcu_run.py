@@ -14,9 +14,10 @@ one instruction-count reading after every op) and the code size of the kernels.
 Writes benchmarks/results/mcu_run.json and replaces its section of benchmarks/README.md.
 Run: python benchmarks/mcu_run.py
 
-``--grad-dtype float16`` exports with float16 activation gradients; with ``--only MODEL:KEY ...``
-a subset of the runs. Any run but the default writes benchmarks/results/mcu_run_<grad dtype>.json
-(``--out``) and leaves the README alone.
+``--grad-dtype float16`` exports with float16 activation gradients; ``--stream-input`` with the
+image streamed in rows (the firmware feeds it row by row from flash, ``tt_train_step_rows``);
+with ``--only MODEL:KEY ...`` a subset of the runs. Any run but the default writes
+benchmarks/results/mcu_run_<grad dtype>[_streamed].json (``--out``) and leaves the README alone.
 """
 from __future__ import annotations
 
@@ -55,18 +56,18 @@ INPUT_SIZE, NUM_CLASSES, LR, SEED, STEPS, SAMPLES = 128, 10, 1e-3, 1, 3, 3
 BEGIN, END = "<!-- mcu_run:begin -->", "<!-- mcu_run:end -->"
 
 
-def run_one(model: str, key: str, work: str, grad_dtype: str = "float32") -> dict:
+def run_one(model: str, key: str, work: str, grad_dtype: str = "float32", stream_input: bool = False) -> dict:
     graph = tflm_train.load(os.path.join(SHARED, "models", f"{model}.npz"), input_size=INPUT_SIZE)
     path = os.path.join(work, f"{model}_{key}_train.tflite")
     r = export(graph, os.path.join(SHARED, "schemes", f"{model}.json") + f":{key}", path, num_classes=NUM_CLASSES,
-               lr=LR, seed=SEED, grad_dtype=grad_dtype)
+               lr=LR, seed=SEED, grad_dtype=grad_dtype, stream_input=stream_input)
     t0 = time.time()
     report = mcu.mcu_run(r.data, steps=STEPS, samples=SAMPLES, data="fmnist", profile=True)
     row = dict(model=model, scheme=key, input_size=INPUT_SIZE, num_classes=NUM_CLASSES, lr=LR, seed=SEED,
                export_command=f"tflm-train export {model}.npz --input-size {INPUT_SIZE} --scheme "
                               f"{model}.json:{key} --lr {LR} --seed {SEED} --grad-dtype {grad_dtype} "
-                              f"-o {os.path.basename(path)}",
-               grad_dtype=grad_dtype,
+                              + ("--stream-input " if stream_input else "") + f"-o {os.path.basename(path)}",
+               grad_dtype=grad_dtype, stream_input=stream_input,
                command=f"tflm-train mcu-run {os.path.basename(path)} --steps {STEPS} --samples {SAMPLES} --profile "
                        "--json",
                file_bytes=len(r.data), plan_peak_bytes=r.plan.peak_bytes, wall_seconds=round(time.time() - t0, 1),
@@ -181,10 +182,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--grad-dtype", choices=("float32", "float16"), default="float32")
     p.add_argument("--only", nargs="+", metavar="MODEL:KEY", help="these runs only (e.g. mcunet-5fps:99kb)")
+    p.add_argument("--stream-input", action="store_true", help="the image streamed in rows (export stream_input)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    default_run = args.grad_dtype == "float32" and not args.only
-    name = "mcu_run.json" if default_run else f"mcu_run_{args.grad_dtype}.json"
+    default_run = args.grad_dtype == "float32" and not args.only and not args.stream_input
+    name = "mcu_run.json" if default_run else \
+        f"mcu_run_{args.grad_dtype}{'_streamed' if args.stream_input else ''}.json"
     out = args.out or os.path.join(HERE, "results", name)
     runs = [r for r in RUNS if not args.only or f"{r[0]}:{r[2]}" in args.only]
     tools = mcu.check_tools()
@@ -192,7 +195,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as work:
         for model, label, key in runs:
             try:
-                row = run_one(model, key, work, args.grad_dtype)
+                row = run_one(model, key, work, args.grad_dtype, args.stream_input)
             except (mcu.McuError, ValueError) as e:
                 row = dict(model=model, scheme=key, error=str(e).splitlines()[0])
             row["label"] = label

@@ -351,3 +351,22 @@ def test_a_run_past_its_time_limit_fails_loudly(train_file):
     x = np.zeros((1, 32, 32, 1), np.int8)
     with pytest.raises(mcu.McuError, match=r"QEMU did not finish within 0.01 s"):
         mcu.run_training(train_file, [x], [1], 1, arena_bytes=64 * 1024, timeout=0.01)
+
+
+def test_stream_input_exports_or_refuses_in_one_line(tmp_path, capsys):
+    """``--stream-input``: the file's plan takes the image in rows; where a trained layer reads
+    the image, one error line, exit 2, nothing written."""
+    from tests.paths import seed_model
+    from tflm_train.io.train_export import read_training_file
+
+    out = tmp_path / "rows.tflite"
+    code, stdout, err = run_cli(capsys, "export", seed_model("mcunet-5fps"), "--input-size", 48, "--scheme",
+                                os.path.join(SCHEMES, "mcunet-5fps.json") + ":99kb", "--stream-input", "-o", out)
+    assert code == 0 and err == "", err
+    _, _, plan = read_training_file(out.read_bytes())
+    assert plan.stream_input and plan.tensors["input"].storage == "band"
+    refused = tmp_path / "full.tflite"
+    code, _, err = run_cli(capsys, "export", seed_model("mcunet-5fps"), "--input-size", 48, "--scheme", "full",
+                           "--stream-input", "-o", refused)
+    assert code == 2 and not refused.exists()
+    assert "cannot arrive in rows: step" in one_error_line(err) and "first_conv/update" in err

@@ -172,7 +172,7 @@ def _repack(model, k, meta) -> bytes:
 def test_metadata_contents(exported):
     r = exported["mcunet-5fps"]
     _, _, m = _meta(r.data)
-    assert (m.versionMajor, m.versionMinor) == (2, 1)
+    assert (m.versionMajor, m.versionMinor) == (2, 2)
     assert m.signature.key == "train"
     names = [n.decode() if isinstance(n, bytes) else n for n in list(m.signature.inputNames) + list(m.signature.outputNames)]
     assert names == ["input", "label", "loss"]

@@ -120,6 +120,8 @@ def _training_files():
         "zoo_int8_head": export(zoo_graph(), ZOO_SCHEME, head="int8", num_classes=5, lr=0.01).data,
         "default_last2": export(tflm_train.load(DEFAULT_MODEL), "last-2", lr=1e-3).data,
         "user_bands": export(user_graph(), "last-1", num_classes=4, lr=1e-2).data,  # a band chain
+        # the image streamed in rows into the band chain's window
+        "user_bands_streamed": export(user_graph(), "last-1", num_classes=4, lr=1e-2, stream_input=True).data,
         # float16 gradients: every kernel's binary16 path, the int8 head's float32 -> float16 grad-input
         "mcunet48_99kb_float16": export(mcunet, scheme_file("mcunet-5fps") + ":99kb", lr=1e-3,
                                         grad_dtype="float16").data,
@@ -184,7 +186,8 @@ def test_sanitized_training_corruption_fuzz(checker, tmp_path, training_files):
     from tflm_train.io.train_export import read_training_file
 
     for seed, (name, iterations) in enumerate([("default_last2", 500), ("zoo_int8_head", 500),
-                                               ("mcunet48_99kb", 120), ("user_bands", 300)], start=1):
+                                               ("mcunet48_99kb", 120), ("user_bands", 300),
+                                               ("user_bands_streamed", 300)], start=1):
         data = training_files[name]
         _, tg, _ = read_training_file(data)
         s, images, _ = _write_samples(tmp_path, name, tg, 1)

@@ -143,11 +143,14 @@ def cmd_plan(args) -> int:
         scheme = scheme_of(args.scheme, graph, force=args.force_scheme)
         # the file's size: the training file exported to memory (its plan is the reordered one)
         r = export(graph, scheme, None, num_classes=args.num_classes, head=args.head, budget_check=False,
-                   grad_dtype=args.grad_dtype, **_budget_kwargs(args))
+                   grad_dtype=args.grad_dtype, stream_input=args.stream_input, **_budget_kwargs(args))
         p = r.plan if not args.no_reorder else plan(graph, scheme, reorder=False, num_classes=args.num_classes,
-                                                    head=args.head, grad_dtype=args.grad_dtype)
+                                                    head=args.head, grad_dtype=args.grad_dtype,
+                                                    stream_input=args.stream_input)
         budget = BudgetReport(p.peak_bytes, args.ram_kb, r.nbytes, args.flash_kb, r.budget.inference_bytes)
     else:
+        if args.stream_input:
+            raise GraphError("plan --stream-input streams a training step's image: give --scheme")
         p = plan(graph, None, reorder=not args.no_reorder)
         budget = BudgetReport(p.peak_bytes, args.ram_kb, len(graph.to_tflite()), args.flash_kb,
                               what="inference model")
@@ -174,7 +177,7 @@ def cmd_export(args) -> int:
     graph = _load_for_training(args)
     r = export(graph, args.scheme, None, num_classes=args.num_classes, head=args.head, lr=lr, seed=args.seed,
                budget_check=False, force_scheme=args.force_scheme, debug_names=args.debug_names,
-               grad_dtype=args.grad_dtype, **_budget_kwargs(args))
+               grad_dtype=args.grad_dtype, stream_input=args.stream_input, **_budget_kwargs(args))
     code = _finish_budget(r.budget, args, graph.name)
     if code:
         return code  # nothing written
@@ -263,6 +266,9 @@ def _training_args(s, scheme_required: bool) -> None:
     s.add_argument("--grad-dtype", choices=GRAD_DTYPES, default=DEFAULT_GRAD_DTYPE,
                    help=f"storage of the activation gradients (default {DEFAULT_GRAD_DTYPE}; float16: IEEE "
                         "binary16, half the bytes, arithmetic still float32)")
+    s.add_argument("--stream-input", action="store_true",
+                   help="the device delivers the image row by row (tt_train_step_rows): its first band chain "
+                        "holds only the rows it needs, never the whole image")
     s.add_argument("--ram-kb", type=_budget_kb, default=DEFAULT_RAM_KB,
                    help=f"device RAM budget for the planned peak (default {DEFAULT_RAM_KB})")
     s.add_argument("--flash-kb", type=_budget_kb, default=DEFAULT_FLASH_KB,

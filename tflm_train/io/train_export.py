@@ -372,6 +372,7 @@ def _train_model(tg, plan, buffers: _Buffers, infer_tensors, infer_index: Dict[s
     p.reorder, p.fuse, p.inplace, p.masks, p.sparseParams = (plan.reorder, plan.fuse, plan.inplace, plan.masks,
                                                              plan.sparse_params)
     p.noInplaceSteps = [int(k) for k in plan.no_inplace]
+    p.streamInput = bool(plan.stream_input)
     m.plan = p
     host = json.dumps(dict(layers=tg.layers, head=_jsonable(tg.head), scheme=tg.scheme, train_name=tg.name),
                       separators=(",", ":"))
@@ -649,7 +650,8 @@ def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, 
            lr: Optional[float] = None, seed: int = 1, state=None, fuse: bool = True, inplace: bool = True,
            masks: bool = True, sparse_params: bool = True, ram_kb: int = DEFAULT_RAM_KB,
            flash_kb: int = DEFAULT_FLASH_KB, budget_check: bool = True, force_scheme: bool = False,
-           debug_names: bool = False, bands=True, grad_dtype: str = DEFAULT_GRAD_DTYPE) -> ExportResult:
+           debug_names: bool = False, bands=True, grad_dtype: str = DEFAULT_GRAD_DTYPE,
+           stream_input: bool = False) -> ExportResult:
     """Write the training .tflite of ``model`` under ``scheme`` to ``path`` (if given).
 
     ``model``: a QuantGraph, or a Keras model from ``tflm_train.keras`` (via
@@ -671,6 +673,8 @@ def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, 
     its inference model. ``debug_names`` adds the metadata's Debug section (every tensor and
     op name, for tools and messages; a few percent of the file). ``grad_dtype``: storage of
     the activation gradients, ``"float32"`` or ``"float16"`` (IEEE binary16, arithmetic float32).
+    ``stream_input``: the image arrives row by row (``tt_train_step_rows``; the runtime fetches
+    the rows its first band chain needs), so it never sits whole in the arena.
     """
     from ..planner.plan import plan_train_graph
     from ..training.autodiff import build_train_graph
@@ -696,7 +700,7 @@ def export(model, scheme, path: Optional[str] = None, *, num_classes: int = 10, 
             t.data = v.astype(t.dtype, copy=True)
     infer = apply_to_graph(graph, tg, state)
     plan = plan_train_graph(tg, reorder=True, fuse=fuse, inplace=inplace, masks=masks, sparse_params=sparse_params,
-                            bands=bands)
+                            bands=bands, stream_input=stream_input)
     data = write_training_file(infer, tg, plan, debug_names)
     budget = BudgetReport(plan.peak_bytes, ram_kb, len(data), flash_kb, inference_bytes=len(infer.to_tflite()))
     if budget_check:

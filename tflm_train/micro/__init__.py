@@ -21,9 +21,11 @@ A training .tflite (``tflm_train.export``) also trains in the C++ runtime
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import os
+import types
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -101,7 +103,12 @@ class _TrainInfo(ctypes.Structure):
         ("steps_done", ctypes.c_uint32),
         ("rng_state", ctypes.c_uint32),
         ("logit_absmax", ctypes.c_float),
+        ("input_window_rows", ctypes.c_int32),
     ]
+
+
+#: tt_row_source: int (*)(void* context, int32_t row, int8_t* dst, size_t row_bytes)
+_RowSource = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t)
 
 
 class _Parameter(ctypes.Structure):
@@ -182,6 +189,8 @@ def _lib():
         "tt_train_init": ([tr, u8p, sz, u8p, sz], ctypes.c_int),
         "tt_train_step": ([tr, vp, sz, ctypes.c_int32, P(ctypes.c_float)], ctypes.c_int),
         "tt_train_predict": ([tr, vp, sz, P(ctypes.c_float), sz], ctypes.c_int),
+        "tt_train_step_rows": ([tr, _RowSource, vp, ctypes.c_int32, P(ctypes.c_float)], ctypes.c_int),
+        "tt_train_predict_rows": ([tr, _RowSource, vp, P(ctypes.c_float), sz], ctypes.c_int),
         "tt_train_get_info": ([tr, P(_TrainInfo)], ctypes.c_int),
         "tt_parameter_count": ([tr], sz),
         "tt_parameter_info": ([tr, sz, P(_Parameter)], ctypes.c_int),
@@ -458,30 +467,74 @@ class Interpreter:
             "steps_done": int(info.steps_done),
             "rng_state": int(info.rng_state),
             "logit_absmax": float(info.logit_absmax),
+            "input_window_rows": int(info.input_window_rows),
         }
 
     def train_step(self, x, label: int) -> float:
         """One SGD step (QAS, sparse update, in the C++ runtime) on the int8 image ``x``
         (the model's input shape, with or without the batch dim) and class ``label``;
-        returns the loss before the update. The parameters persist in the runtime."""
+        returns the loss before the update. The parameters persist in the runtime.
+        ``x`` may also be a callable ``row -> row r of the image`` (W x C int8 values): the
+        runtime asks for the rows as it needs them (``tt_train_step_rows``; with a plan
+        exported with ``stream_input`` the image never sits whole in the arena)."""
         tr = self._require_trainer()
-        x = self._image(x)
         label = self._label(label)
         loss = ctypes.c_float()
+        if callable(x):
+            with self._row_source(x) as source:
+                self._check_rows(source, self._lib.tt_train_step_rows(ctypes.byref(tr), source.fn, None, label,
+                                                                      ctypes.byref(loss)))
+            return float(loss.value)
+        x = self._image(x)
         self._check_train(self._lib.tt_train_step(ctypes.byref(tr), x.ctypes.data_as(ctypes.c_void_p), x.nbytes,
                                                   label, ctypes.byref(loss)))
         return float(loss.value)
 
     def predict(self, x) -> np.ndarray:
         """Real-valued logits ``[num_classes]`` (float32) of ``x`` under the current (trained) parameters:
-        the training graph's forward pass in the C++ runtime."""
+        the training graph's forward pass in the C++ runtime. ``x``: an image, or a row callable
+        as for ``train_step``."""
         tr = self._require_trainer()
-        x = self._image(x)
         n = self.train_info["num_classes"]
         out = np.empty(n, dtype=np.float32)
+        logits = out.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        if callable(x):
+            with self._row_source(x) as source:
+                self._check_rows(source, self._lib.tt_train_predict_rows(ctypes.byref(tr), source.fn, None, logits, n))
+            return out
+        x = self._image(x)
         self._check_train(self._lib.tt_train_predict(ctypes.byref(tr), x.ctypes.data_as(ctypes.c_void_p), x.nbytes,
-                                                     out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), n))
+                                                     logits, n))
         return out
+
+    @contextlib.contextmanager
+    def _row_source(self, rows):
+        """A tt_row_source calling ``rows(r)``; ``.requested``: the rows asked for, in order;
+        ``.error``: what made it fail (a wrong row, an exception of ``rows``)."""
+        shape = self.train_info["image_shape"]
+        row_shape = tuple(shape[2:]) if len(shape) == 4 else None
+        source = types.SimpleNamespace(requested=[], error=None)
+
+        def deliver(_context, row, dst, row_bytes):
+            source.requested.append(int(row))
+            try:
+                value = np.ascontiguousarray(rows(int(row)))
+                if value.dtype != np.int8 or value.nbytes != row_bytes or (row_shape and value.size != np.prod(row_shape)):
+                    raise ValueError(f"row {row}: the row source gave {value.dtype} {value.shape}, the model expects "
+                                     f"{row_bytes} int8 values{f' ({row_shape[0]}x{row_shape[1]})' if row_shape else ''}")
+                ctypes.memmove(dst, value.ctypes.data, row_bytes)
+                return 0
+            except Exception as e:  # reported after the call, which fails and changes nothing
+                source.error = e
+                return 1
+
+        source.fn = _RowSource(deliver)
+        yield source
+
+    def _check_rows(self, source, status: int) -> None:
+        if source.error is not None:
+            raise source.error
+        self._check_train(status)
 
     def profile(self, x, label: Optional[int] = None, run: str = "train_step") -> List[Dict]:
         """Runs one ``train_step(x, label)`` (it trains), ``predict(x)`` or ``infer(x)`` (``run``) with

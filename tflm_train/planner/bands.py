@@ -11,16 +11,20 @@ tensors.
 Execution rule (the runtime's algorithm; docs/training_file_format.md, "Band chains"),
 for ops ``0..m-1`` with output rows ``H_j``:
 
-- bands ``o = 0, R, 2R, ...``: the last op computes output rows ``[o, min(o + R, H))``;
-  going backwards, op ``j`` needs rows ``need_j = rows_read(op j+1, need_{j+1})`` of its
-  output, where ``rows_read(op, [a, b)) = [max(0, a*s - pt), min(H_in, (b-1)*s - pt +
-  (k-1)*d + 1))`` (``pt``: the padding above the stored input, a virtual PAD's included);
-- then forwards, op ``j < m-1``: its window holds rows ``[lo, hi)`` of its output at
-  buffer rows ``[0, hi - lo)``; rows below ``need_j``'s start are dropped (the kept rows
-  ``[need_lo, hi)`` move to the buffer start, a memmove), rows ``[max(hi, need_lo),
-  need_hi)`` are computed after them: every row is computed exactly once (no halo
-  recomputation; the price is the memmove of the kept overlap rows, and one kernel call
-  per op and band). The last op writes its rows into its whole output.
+- bands ``o = 0, R, 2R, ...``: the last op computes output rows ``c_{m-1} = [o, min(o + R,
+  H))``; going backwards, op ``j`` needs the rows of its output that op ``j+1``'s computed
+  rows read, ``need_j = rows_read(op j+1, c_{j+1})`` (none if ``c_{j+1}`` is empty), where
+  ``rows_read(op, [a, b)) = [max(0, a*s - pt), min(H_in, (b-1)*s - pt + (k-1)*d + 1))``
+  (``pt``: the padding above the stored input, a virtual PAD's included), and computes
+  ``c_j = [max(hi_j, need_lo), need_hi)``: the rows it does not hold yet;
+- then forwards, op ``j < m-1`` with a ``need_j``: its window holds rows ``[lo, hi)`` of its
+  output at buffer rows ``[0, hi - lo)``; rows below ``need_j``'s start are dropped (the kept
+  rows ``[need_lo, hi)`` move to the buffer start, a memmove), rows ``c_j`` are computed
+  after them: every row is computed exactly once (no halo recomputation; the price is the
+  memmove of the kept overlap rows, and one kernel call per op and band). The last op
+  writes its rows into its whole output. (Training metadata 2.1 sized the windows by
+  ``rows_read(op j+1, need_{j+1})``, the rows op ``j+1``'s whole window reads: up to twice
+  the rows behind a pointwise op; 2.2 readers refuse 2.1 band chains.)
 
 Each output pixel is computed by the same core on the same input bytes as without bands,
 so results are bit-identical. A window's size (``window_rows``, stored as its arena bytes)
@@ -81,34 +85,52 @@ class RowGeometry:
 @dataclass(frozen=True)
 class BandStep:
     """One band: per op, the output rows computed ``[c0, c1)``; per intermediate (op
-    ``j < m-1``), its window ``[lo, hi)`` after the op ran."""
+    ``j < m-1``), its window ``[lo, hi)`` after the op ran. A streamed chain input (rows
+    from the caller's row source): the rows ``fetched`` in this band, before op 0 runs, and
+    its window ``input_window`` then (None: the input is a whole tensor)."""
 
     computed: Tuple[Tuple[int, int], ...]
     windows: Tuple[Tuple[int, int], ...]
+    fetched: Optional[Tuple[int, int]] = None
+    input_window: Optional[Tuple[int, int]] = None
 
 
-def band_schedule(geoms: Sequence[RowGeometry], band_rows: int) -> Iterator[BandStep]:
-    """The runtime's band algorithm (module docstring) over the chain ``geoms``."""
+def band_schedule(geoms: Sequence[RowGeometry], band_rows: int, stream: bool = False) -> Iterator[BandStep]:
+    """The runtime's band algorithm (module docstring) over the chain ``geoms``. ``stream``:
+    the chain's input arrives row by row (a window, like an intermediate whose rows are
+    fetched instead of computed: the rows op 0's computed rows read, each once, in order)."""
     m = len(geoms)
     if m < 2 or band_rows < 1:
         raise BandError(f"a band chain needs at least 2 ops and band_rows >= 1 (got {m} ops, {band_rows} rows)")
     lo, hi = [0] * (m - 1), [0] * (m - 1)
+    in_lo = in_hi = 0
     h = geoms[-1].h_out
     for o in range(0, h, band_rows):
-        need: List[Tuple[int, int]] = [(0, 0)] * m
-        need[m - 1] = (o, min(o + band_rows, h))
+        computed: List[Tuple[int, int]] = [(0, 0)] * m
+        need: List[Optional[Tuple[int, int]]] = [None] * (m - 1)
+        computed[m - 1] = (o, min(o + band_rows, h))
         for j in range(m - 1, 0, -1):
-            need[j - 1] = geoms[j].rows_read(*need[j])
-        computed = []
-        for j in range(m):
-            a, b = need[j]
-            if j == m - 1:
-                computed.append((a, b))
-                continue
-            start = max(hi[j], a)
-            computed.append((start, max(start, b)))
-            lo[j], hi[j] = a, max(hi[j], b, a)
-        yield BandStep(tuple(computed), tuple(zip(lo, hi)))
+            a, b = computed[j]
+            if b > a:  # op j computes rows: op j - 1's window must hold the rows they read
+                need[j - 1] = geoms[j].rows_read(a, b)
+                start = max(hi[j - 1], need[j - 1][0])
+                computed[j - 1] = (start, max(start, need[j - 1][1]))
+            else:
+                computed[j - 1] = (hi[j - 1], hi[j - 1])
+        for j, rows in enumerate(need):
+            if rows is not None:
+                lo[j], hi[j] = rows[0], max(hi[j], rows[1], rows[0])
+        fetched = window = None
+        if stream:
+            a, b = computed[0]
+            fetched = (in_hi, in_hi)
+            if b > a:
+                n0, n1 = geoms[0].rows_read(a, b)
+                start = max(in_hi, n0)
+                fetched = (start, max(start, n1))
+                in_lo, in_hi = n0, max(in_hi, n1, n0)
+            window = (in_lo, in_hi)
+        yield BandStep(tuple(computed), tuple(zip(lo, hi)), fetched, window)
 
 
 def window_rows(geoms: Sequence[RowGeometry], band_rows: int) -> List[int]:
@@ -120,11 +142,17 @@ def window_rows(geoms: Sequence[RowGeometry], band_rows: int) -> List[int]:
     return most
 
 
+def input_window_rows(geoms: Sequence[RowGeometry], band_rows: int) -> int:
+    """Rows a streamed chain input's window must hold: the largest over the bands."""
+    return max(b.input_window[1] - b.input_window[0] for b in band_schedule(geoms, band_rows, stream=True))
+
+
 def verify_band_chain(geoms: Sequence[RowGeometry], band_rows: int, stored_rows: Sequence[int],
-                      where: str = "band chain") -> None:
+                      where: str = "band chain", input_rows: Optional[int] = None) -> None:
     """Replay the chain's bands row by row; raise BandError where a read row is missing
     from its producer's window, a window outgrows its stored rows, or a row is computed
-    twice or never."""
+    twice or never. ``input_rows``: the chain's input is streamed into a window of that
+    many rows (every input row fetched exactly once, in order, and present when op 0 reads it)."""
     m = len(geoms)
     if len(stored_rows) != m - 1:
         raise BandError(f"{where}: {len(stored_rows)} windows for {m - 1} intermediate tensors")
@@ -133,14 +161,27 @@ def verify_band_chain(geoms: Sequence[RowGeometry], band_rows: int, stored_rows:
             raise BandError(f"{where}: op {j} reads {geoms[j].h_in} rows, op {j - 1} writes {geoms[j - 1].h_out}")
     present: List[set] = [set() for _ in range(m - 1)]
     done: List[List[int]] = [[0] * g.h_out for g in geoms]
-    for band in band_schedule(geoms, band_rows):
+    stream = input_rows is not None
+    streamed: set = set()
+    fetched: List[int] = []
+    for band in band_schedule(geoms, band_rows, stream=stream):
+        if stream:
+            lo, hi = band.input_window
+            fetched += range(*band.fetched)
+            streamed = {y for y in streamed | set(range(*band.fetched)) if lo <= y < hi}
+            if streamed != set(range(lo, hi)):
+                raise BandError(f"{where}: the streamed input's window is not rows [{lo}, {hi})")
+            if hi - lo > input_rows:
+                raise BandError(f"{where}: the streamed input's window needs {hi - lo} rows, {input_rows} are stored")
         for j, (c0, c1) in enumerate(band.computed):
             for r in range(c0, c1):
-                if j > 0:
-                    missing = [y for y in geoms[j].taps(r) if y not in present[j - 1]]
+                if j > 0 or stream:
+                    held = present[j - 1] if j > 0 else streamed
+                    missing = [y for y in geoms[j].taps(r) if y not in held]
                     if missing:
-                        raise BandError(f"{where}: op {j} output row {r} reads rows {missing} of op {j - 1}'s "
-                                        f"output, which are not in its window")
+                        source = f"op {j - 1}'s output" if j > 0 else "the streamed input"
+                        raise BandError(f"{where}: op {j} output row {r} reads rows {missing} of {source}, "
+                                        f"which are not in its window")
                 done[j][r] += 1
             if j < m - 1:
                 lo, hi = band.windows[j]
@@ -150,6 +191,8 @@ def verify_band_chain(geoms: Sequence[RowGeometry], band_rows: int, stored_rows:
                 if hi - lo > stored_rows[j]:
                     raise BandError(f"{where}: op {j}'s output window needs {hi - lo} rows, "
                                     f"{stored_rows[j]} are stored")
+    if stream and any(b <= a for a, b in zip(fetched, fetched[1:])):
+        raise BandError(f"{where}: the streamed input's rows are not fetched once each, in ascending order")
     for j, counts in enumerate(done):
         bad = [r for r, c in enumerate(counts) if c != 1]
         if bad:

@@ -29,6 +29,8 @@ from .schedule import Step, build_schedule
 from .bands import BAND_ROWS, BandError, chain_geometry, verify_band_chain, verify_band_in_place
 from .storage import StorageDecisions, band_candidates, decide
 
+#: The training metadata version whose band-window rule ``planner.bands`` implements.
+BAND_RULE_VERSION = (2, 2)
 #: Interpreter state outside the arena (C++ runtime contract, checked by the firmware build).
 RUNTIME_FIXED_BYTES = 512
 #: Per executed step: op data (kernel state) the runtime keeps in SRAM.
@@ -110,6 +112,8 @@ class MemoryPlan:
     no_inplace: List[int] = field(default_factory=list)
     #: band chains: (first step, last step, band rows) (``planner.bands``)
     bands: List[Tuple[int, int, int]] = field(default_factory=list)
+    #: the graph input arrives row by row (a window of its first band chain), not whole
+    stream_input: bool = False
 
     # ------------------------------------------------------------------ numbers
     @property
@@ -163,6 +167,7 @@ class MemoryPlan:
             reorder=self.reorder,
             fuse=self.fuse,
             inplace=self.inplace,
+            stream_input=self.stream_input,
             steps=len(self.steps),
             peak_bytes=self.peak_bytes,
             arena_bytes=self.arena_bytes,
@@ -210,7 +215,8 @@ class MemoryPlan:
         s = self.summary()
         lines = [
             f"memory plan of {s['graph']}: {s['steps']} steps, reorder={'on' if self.reorder else 'off'}, "
-            f"fuse={'on' if self.fuse else 'off'}, in-place={'on' if self.inplace else 'off'}",
+            f"fuse={'on' if self.fuse else 'off'}, in-place={'on' if self.inplace else 'off'}"
+            + (", image streamed in rows" if self.stream_input else ""),
             f"peak (everything included): {self.peak_bytes:,} bytes ({self.peak_bytes / 1024:.1f} KB)",
             f"  arena {self.arena_bytes:,} (persistent {self.persistent_bytes:,}), runtime state "
             f"{self.runtime_state_bytes:,}, live-bytes lower bound {self.lower_bound_bytes:,}",
@@ -265,7 +271,8 @@ def _as_train_graph(graph, scheme, force_scheme: bool = False, **build_kwargs):
 def _tensor_spans(tg, steps: Sequence[Step], d: StorageDecisions) -> Dict[str, Tuple[int, int]]:
     """(first, last) step of every arena tensor: written (graph inputs: step 0) to last read."""
     arena = [t for t, st in d.storage.items() if st in ("arena", "band")]
-    lts = lifetimes(list(zip(d.effective_reads, d.effective_writes)), d.nbytes, tg.inputs,
+    lts = lifetimes(list(zip(d.effective_reads, d.effective_writes)), d.nbytes,
+                    [t for t in tg.inputs if t != d.streamed],  # a streamed input lives in its chain's step
                     [t for t in tg.outputs if t in d.storage], exclude=[t for t in d.storage if t not in arena])
     spans = {lt.name: (lt.first, lt.last) for lt in lts}
     for t in arena:  # e.g. an input no step reads
@@ -356,7 +363,7 @@ def assemble(tg, steps: Sequence[Step], d: StorageDecisions, offsets: Dict[str, 
     runtime = RUNTIME_FIXED_BYTES + OP_DATA_BYTES * sum(1 for m in d.modes if m not in ("skip", "fused", "alias"))
     return MemoryPlan(tg, step_plans, tensors, arena_bytes, persistent_bytes, lower_bound, runtime, algorithm,
                       dict(algorithm_bytes), reorder, fuse, inplace, masks, sparse_params, ALIGNMENT, timeline, peak_step,
-                      dict(d.masks), sorted(no_inplace), list(d.bands))
+                      dict(d.masks), sorted(no_inplace), list(d.bands), d.streamed is not None)
 
 
 def blocks_of(tg, steps: Sequence[Step], d: StorageDecisions) -> List[Block]:
@@ -409,6 +416,34 @@ def refine_in_place(tg, steps, extra, d: StorageDecisions, forbid: Sequence[int]
     return d, forbid
 
 
+def _source(d: StorageDecisions, t: str) -> str:
+    """The tensor read for ``t`` (the source of a virtual PAD)."""
+    while t in d.virtual:
+        t = d.virtual[t][0]
+    return t
+
+
+def _not_streamed(tg, steps, d: StorageDecisions) -> str:
+    """Why the graph input of ``d`` is not streamed (``stream_input``)."""
+    image = tg.inputs[0]
+    readers = [k for k, r in enumerate(d.effective_reads) if image in r]
+
+    def name(k: int) -> str:
+        op = tg.ops[steps[k].op]
+        return f"step {k} ({op.name or op.type}, {op.type})"
+
+    if not readers:
+        return "no step reads it"
+    chain = next(((f, last) for f, last, _ in d.bands if _source(d, tg.ops[steps[f].op].inputs[0]) == image), None)
+    others = [k for k in readers if k != (chain[1] if chain else readers[0])]
+    if others:  # e.g. the weight update of a trained first layer
+        return f"{name(others[0])} reads it outside {'its band chain' if chain else name(readers[0])}"
+    if chain is None:
+        return (f"its reader, {name(readers[0])}, does not start a band chain (a forward int8 CONV_2D / "
+                f"DEPTHWISE_CONV_2D followed by another that alone reads its output)")
+    return "it is a graph output"
+
+
 def choose_bands(tg, steps, extra, d: StorageDecisions, over_input: bool = True,
                  **flags) -> Tuple[StorageDecisions, List[Tuple[int, int, int]], List[int]]:
     """Band chains that make the arena smaller, and the chains' last steps kept from writing
@@ -421,12 +456,18 @@ def choose_bands(tg, steps, extra, d: StorageDecisions, over_input: bool = True,
     placement pays for more often than the quick one shows; then the taller band, fewer
     kernel calls) if that arena is smaller than without it. The smallest band (the
     smallest windows) is tried first: when it does not pay, no taller one is tried (a
-    scheme search plans often). ``over_input=False``: no chain output over its input."""
+    scheme search plans often). ``over_input=False``: no chain output over its input.
+    With ``stream_input`` in ``flags`` the run starting at the image is kept in any case
+    (its best band height), since a streamed image must be read by a chain. Last, each
+    chosen chain's band height is tried again with the others fixed (a chain chosen later
+    can make an earlier one's step the peak), kept where the arena gets smaller."""
     best = _quick_arena(tg, steps, d)
     chosen: List[Tuple[int, int, int]] = []
     forbid: List[int] = []
     for first, last in band_candidates(tg, steps, extra, fuse=flags.get("fuse", True),
                                        sparse_params=flags.get("sparse_params", True)):
+        # a streamed image must be read by a chain: the run starting at it is kept whatever it costs
+        must = flags.get("stream_input", False) and _source(d, tg.ops[steps[first].op].inputs[0]) == tg.inputs[0]
         sizes, possible = {}, False
         for rows in sorted(BAND_ROWS):
             chains = chosen + [(first, last, rows)]
@@ -439,26 +480,39 @@ def choose_bands(tg, steps, extra, d: StorageDecisions, over_input: bool = True,
                     variants.append((over, True))
             for trial, kept in variants:
                 sizes[(_quick_arena(tg, steps, trial), kept, -rows)] = trial
-            if min(size for size, _, r in sizes if r == -rows) >= best:
+            if min(size for size, _, r in sizes if r == -rows) >= best and not must:
                 break
         key = min(sizes)
-        if key[0] < best:
+        if key[0] < best or must:
             best, d = key[0], sizes[key]
             chosen.append((first, last, -key[2]))
             if possible and not key[1]:
                 forbid.append(last)
+    # a later chain can move the peak onto an earlier one: revisit each chain's band height once
+    for i in range(len(chosen)):
+        first, last, rows = chosen[i]
+        for r in sorted(BAND_ROWS):
+            if r == rows:
+                continue
+            chains = chosen[:i] + [(first, last, r)] + chosen[i + 1:]
+            trial = decide(tg, steps, extra, bands=chains, no_inplace=forbid, **flags)
+            size = _quick_arena(tg, steps, trial)
+            if size < best:
+                best, d, chosen = size, trial, chains
     return d, chosen, forbid
 
 
 def plan_train_graph(tg, reorder: bool = True, fuse: bool = True, inplace: bool = True, masks: bool = True,
                      sparse_params: bool = True, algorithm: str = "best", refine: bool = True,
-                     bands=True) -> MemoryPlan:
+                     bands=True, stream_input: bool = False) -> MemoryPlan:
     """``bands``: True (``choose_bands``), False, or the chains ``(first step, last step,
     band rows)`` to run in bands. With True and ``inplace``, the chains are chosen twice,
     with and without chain outputs written over their inputs (greedy choices on the quick
-    arena differ), and the plan with the smaller peak is kept."""
+    arena differ), and the plan with the smaller peak is kept. ``stream_input``: the image
+    arrives row by row (``tt_train_step_rows``) into a window of the band chain that starts
+    at it; GraphError if no chain can (the image read by a trained layer, ...)."""
     steps, extra = build_schedule(tg, reorder)
-    flags = dict(fuse=fuse, inplace=inplace, masks=masks, sparse_params=sparse_params)
+    flags = dict(fuse=fuse, inplace=inplace, masks=masks, sparse_params=sparse_params, stream_input=stream_input)
     args = (tg, steps, extra, flags, reorder, algorithm, refine)
     if bands is True and inplace:
         plans = [_plan_steps(*args, bands=True, over_input=over) for over in (False, True)]
@@ -476,6 +530,9 @@ def _plan_steps(tg, steps, extra, flags, reorder, algorithm, refine, bands, over
     elif bands:
         flags["bands"] = [tuple(int(v) for v in c) for c in bands]
         d = decide(tg, steps, extra, **flags)
+    if flags["stream_input"] and d.streamed is None:
+        raise GraphError(f"stream_input: {tg.name or 'the model'}'s input {tg.inputs[0]!r} cannot arrive in rows: "
+                         f"{_not_streamed(tg, steps, d)}")
     if refine and flags["inplace"]:
         d, forbid = refine_in_place(tg, steps, extra, d, forbid, **flags)
     offsets, base = _persistent_offsets(d)
@@ -512,12 +569,21 @@ def verify_bands(plan: MemoryPlan) -> None:
         if any(plan.steps[k].mode not in ("band", "skip") for k in range(first, last + 1)):
             raise GraphError(f"{where}: a step inside it is neither a band step nor skipped")
         geoms, stored, inner = [], [], []
+        input_rows = None
         for i, k in enumerate(ks):
             op = tg.ops[plan.steps[k].op]
             x = plan.tensors[op.inputs[0]]
             src, pad = (x.source, x.pad) if x.storage == "virtual_pad" else (x.name, None)
             if i and src != inner[-1]:
                 raise GraphError(f"{where}: step {k} does not read the previous op's output")
+            if not i and plan.tensors[src].storage == "band":  # a streamed input: a window fetched row by row
+                xs, xt = tg.tensors[src].shape, plan.tensors[src]
+                row = int(xs[2]) * int(xs[3])  # int8
+                if not plan.stream_input or src != tg.inputs[0] or xt.nbytes % row or (xt.first, xt.last) != (last, last):
+                    raise GraphError(f"{where}: its input {src!r} is a window but not the streamed graph input "
+                                     f"alive at step {last} only")
+                input_rows = xt.nbytes // row
+                windows.add(src)
             geoms.append(chain_geometry(tg, op, tg.tensors[src].shape, pad))
             y = plan.tensors[op.outputs[0]]
             if i < len(ks) - 1:
@@ -529,7 +595,7 @@ def verify_bands(plan: MemoryPlan) -> None:
                 inner.append(y.name)
             elif y.storage != "arena" or y.first != last:
                 raise GraphError(f"{where}: its output {y.name!r} is not an arena tensor written at step {last}")
-        verify_band_chain(geoms, rows, stored, where)
+        verify_band_chain(geoms, rows, stored, where, input_rows)
         if plan.steps[last].inplace_input is not None:
             _verify_band_in_place(plan, ks, geoms, rows, where)
         in_chain.update(ks)
@@ -545,6 +611,8 @@ def verify_bands(plan: MemoryPlan) -> None:
     stray = [t.name for t in plan.tensors.values() if t.storage == "band" and t.name not in windows]
     if stray:
         raise GraphError(f"plan: tensor {stray[0]!r} is a window of no band chain")
+    if plan.stream_input and tg.inputs[0] not in windows:
+        raise GraphError(f"plan: it streams its input {tg.inputs[0]!r}, but no band chain reads it as a window")
 
 
 def _verify_band_in_place(plan: MemoryPlan, ks: Sequence[int], geoms, rows: int, where: str) -> None:
@@ -568,7 +636,7 @@ def plan(graph, scheme=None, *, reorder: bool = True, fuse: bool = True, inplace
          masks: bool = True, sparse_params: bool = True, algorithm: str = "best", refine: bool = True,
          num_classes: int = 10, head: str = "float", lr: Optional[float] = None,
          seed: int = 1, force_scheme: bool = False, bands: Optional[bool] = None,
-         grad_dtype: str = DEFAULT_GRAD_DTYPE) -> MemoryPlan:
+         grad_dtype: str = DEFAULT_GRAD_DTYPE, stream_input: bool = False) -> MemoryPlan:
     """Memory plan of one training step of ``graph`` under ``scheme``.
 
     ``graph``: a QuantGraph (with ``scheme``: a SparseScheme or ``"FILE[:KEY]"``; without:
@@ -586,13 +654,15 @@ def plan(graph, scheme=None, *, reorder: bool = True, fuse: bool = True, inplace
     ``scheme`` takes every spelling of ``tflm_train.training.scheme.scheme_of``; a scheme made
     for another model is refused unless ``force_scheme``. ``lr=None``: the head mode's default.
     ``grad_dtype``: storage of the activation gradients, ``"float32"`` or ``"float16"``.
+    ``stream_input``: the image arrives row by row into its first band chain (``plan_train_graph``).
     """
     if bands is None:
         bands = not (scheme is None and isinstance(graph, QuantGraph))
     tg = _as_train_graph(graph, scheme, force_scheme, num_classes=num_classes, head=head, lr=lr, seed=seed,
                          grad_dtype=grad_dtype)
     return plan_train_graph(tg, reorder=reorder, fuse=fuse, inplace=inplace, masks=masks,
-                            sparse_params=sparse_params, algorithm=algorithm, refine=refine, bands=bands)
+                            sparse_params=sparse_params, algorithm=algorithm, refine=refine, bands=bands,
+                            stream_input=stream_input)
 
 
 def plan_peak(graph, scheme=None, **kwargs) -> int:
@@ -678,8 +748,15 @@ def plan_from_file(tg, meta, names: Sequence[str], masks: Dict[str, Tuple[str, i
             while p.steps[first].mode != mode_names.index("band"):
                 first += 1
             chains.append((first, k, int(st.bandRows)))
+    if chains and (int(meta.versionMajor), int(meta.versionMinor)) < BAND_RULE_VERSION:
+        raise GraphError(f"training metadata {meta.versionMajor}.{meta.versionMinor}: its band chains size their "
+                         f"windows by the older rule; this reader runs the rule of version "
+                         f"{BAND_RULE_VERSION[0]}.{BAND_RULE_VERSION[1]} (export the model again)")
     d = decide(tg, steps, {}, fuse=bool(p.fuse), inplace=bool(p.inplace), masks=bool(p.masks),
-               sparse_params=bool(p.sparseParams), no_inplace=no_inplace, bands=chains)
+               sparse_params=bool(p.sparseParams), no_inplace=no_inplace, bands=chains,
+               stream_input=bool(p.streamInput))
+    if bool(p.streamInput) and d.streamed is None:
+        raise GraphError(f"training metadata: the plan streams its input, but {_not_streamed(tg, steps, d)}")
     entries = {n: e for n, e in zip(names, meta.tensors or [])}
 
     def name_of(i: int) -> Optional[str]:

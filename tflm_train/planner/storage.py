@@ -68,7 +68,9 @@ arena bytes) and its output; each chain step's scratch (its requantization table
 alive at that last step. A chain op is never fused or in place, but the chain's output
 is written over its input's buffer (same offset, ``inplace_input`` of its last step) when
 the input has no reader after the chain and ``bands.in_place_gap`` proves that the bands
-never overwrite an input row before its last read there.
+never overwrite an input row before its last read there. With ``stream_input`` the graph
+input (the image) that a chain's op 0 alone reads is a window too (``bands.input_window_rows``
+rows, alive at the chain's last step only): the runtime fetches its rows from the caller.
 
 Requantization tables: a forward int8 CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED
 needs one int32 multiplier and one int32 shift per filter scale; the file does not store
@@ -83,7 +85,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from .bands import BAND_OPS, MAX_CHAIN_OPS, BandError, chain_geometry, in_place_gap, window_rows
+from .bands import BAND_OPS, MAX_CHAIN_OPS, BandError, chain_geometry, in_place_gap, input_window_rows, window_rows
 from .schedule import Step
 
 MODES = ("normal", "in_place", "alias", "skip", "fused", "band")
@@ -173,6 +175,8 @@ class StorageDecisions:
     bands: List[Tuple[int, int, int]] = field(default_factory=list)
     #: per band chain: the RowGeometry of each op, and its intermediate tensors in order
     band_geometry: List[Tuple[tuple, Tuple[str, ...]]] = field(default_factory=list)
+    #: the graph input streamed row by row into a window (``stream_input``), or None
+    streamed: Optional[str] = None
 
 
 def _pad_amounts(tg, op) -> Optional[List[int]]:
@@ -226,6 +230,7 @@ class _Decider:
         self.band_geometry: List[Tuple[tuple, Tuple[str, ...]]] = []
         self.band_steps: Set[int] = set()
         self.windows: Set[str] = set()
+        self.streamed: Optional[str] = None
 
     def resolve(self, t: str) -> str:
         """The tensor actually read for ``t`` (the source of a virtual PAD)."""
@@ -413,6 +418,23 @@ class _Decider:
                 self.windows.add(t)
             self.bands.append((first, last, int(rows)))
             self.band_geometry.append((tuple(geoms), tuple(inner)))
+
+    def stream_input(self) -> None:
+        """The graph input (the image) arrives row by row: a window of ``input_window_rows``
+        rows, when a band chain's op 0 reads it and no other step does (else it stays whole;
+        the planner then says why)."""
+        image = self.tg.inputs[0]
+        for (first, last, rows), (geoms, _) in zip(self.bands, self.band_geometry):
+            if self.resolve(self.op(first).inputs[0]) != image:
+                continue
+            if self.readers(image) != [last] or image in self.outputs:
+                return
+            shape = self.tg.tensors[image].shape
+            self.nbytes[image] = int(input_window_rows(geoms, rows) * shape[2] * shape[3]
+                                     * np.dtype(self.dtypes[image]).itemsize)
+            self.windows.add(image)
+            self.streamed = image
+            return
 
     def bitmasks(self) -> None:
         for k in range(self.n):
@@ -652,7 +674,7 @@ class _Decider:
         return StorageDecisions(self.modes, self.inplace_input, self.scratch, storage, roots, self.virtual, self.crop,
                                 self.masks, [tuple(r) for r in self.reads], [tuple(w) for w in self.writes],
                                 self.nbytes, self.kinds, self.extra, self.layouts, self.split, self.scratch_step,
-                                self.bands, self.band_geometry)
+                                self.bands, self.band_geometry, self.streamed)
 
 
 def _decider(tg, steps: Sequence[Step], extra: Dict[str, int], fuse: bool, sparse_params: bool) -> _Decider:
@@ -673,12 +695,15 @@ def band_candidates(tg, steps: Sequence[Step], extra: Dict[str, int], fuse: bool
 
 def decide(tg, steps: Sequence[Step], extra: Dict[str, int], fuse: bool = True, inplace: bool = True,
            masks: bool = True, sparse_params: bool = True, no_inplace: Sequence[int] = (),
-           bands: Sequence[Tuple[int, int, int]] = ()) -> StorageDecisions:
+           bands: Sequence[Tuple[int, int, int]] = (), stream_input: bool = False) -> StorageDecisions:
     """Storage decisions for ``steps``; ``no_inplace``: steps that must not run in place;
-    ``bands``: chains ``(first step, last step, band rows)`` that run in bands."""
+    ``bands``: chains ``(first step, last step, band rows)`` that run in bands;
+    ``stream_input``: the image arrives in rows where a chain's op 0 alone reads it."""
     d = _decider(tg, steps, extra, fuse, sparse_params)
     d.no_inplace = set(no_inplace)
     d.band_chains(bands)
+    if stream_input:
+        d.stream_input()
     if fuse:
         d.channel_fusions()
     if masks:

@@ -7,4 +7,4 @@ from . import train_generated as tfmt  # noqa: F401
 #: Name of the TFLite metadata entry holding the training extension.
 METADATA_NAME = "tflm_train.train"
 FILE_IDENTIFIER = b"TFMT"
-VERSION = (2, 1)
+VERSION = (2, 2)

@@ -1634,8 +1634,15 @@ class Plan(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(28))
         return o == 0
 
+    # Plan
+    def StreamInput(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(30))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
 def PlanStart(builder):
-    builder.StartObject(13)
+    builder.StartObject(14)
 
 def PlanAddSteps(builder, steps):
     builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(steps), 0)
@@ -1682,6 +1689,9 @@ def PlanAddNoInplaceSteps(builder, noInplaceSteps):
 def PlanStartNoInplaceStepsVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
 
+def PlanAddStreamInput(builder, streamInput):
+    builder.PrependBoolSlot(13, streamInput, 0)
+
 def PlanEnd(builder):
     return builder.EndObject()
 
@@ -1709,6 +1719,7 @@ class PlanT(object):
         masks = False,
         sparseParams = False,
         noInplaceSteps = None,
+        streamInput = False,
     ):
         self.steps = steps  # type: Optional[List[StepT]]
         self.arenaBytes = arenaBytes  # type: int
@@ -1723,6 +1734,7 @@ class PlanT(object):
         self.masks = masks  # type: bool
         self.sparseParams = sparseParams  # type: bool
         self.noInplaceSteps = noInplaceSteps  # type: Optional[List[int]]
+        self.streamInput = streamInput  # type: bool
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -1773,6 +1785,7 @@ class PlanT(object):
                     self.noInplaceSteps.append(plan.NoInplaceSteps(i))
             else:
                 self.noInplaceSteps = plan.NoInplaceStepsAsNumpy()
+        self.streamInput = plan.StreamInput()
 
     # PlanT
     def Pack(self, builder):
@@ -1811,6 +1824,7 @@ class PlanT(object):
         PlanAddSparseParams(builder, self.sparseParams)
         if self.noInplaceSteps is not None:
             PlanAddNoInplaceSteps(builder, noInplaceSteps)
+        PlanAddStreamInput(builder, self.streamInput)
         plan = PlanEnd(builder)
         return plan
 

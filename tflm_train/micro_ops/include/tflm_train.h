@@ -165,6 +165,8 @@ typedef struct tt_train_info {
   uint32_t steps_done;         /* successful tt_train_step calls */
   uint32_t rng_state;          /* current xorshift32 state (0 if nothing draws) */
   float logit_absmax;          /* largest |logit| seen by the steps (float head) */
+  int32_t input_window_rows;   /* the plan streams the image (tt_train_step_rows): rows its window
+                                  holds in the arena; 0: the image is held whole */
 } tt_train_info;
 
 typedef struct tt_parameter {
@@ -205,8 +207,29 @@ tt_status tt_train_step(tt_trainer* tr, const void* image, size_t image_len, int
 
 /* The trainer's input (image) tensor in the arena, for zero-copy use: write the image
  * there and pass this pointer to tt_train_step / tt_train_predict (no copy is made).
- * A step overwrites it (in-place execution), so write the image before every call. */
+ * A step overwrites it (in-place execution), so write the image before every call.
+ * NULL when the plan streams the image (it is never whole in the arena). */
 void* tt_train_input_buffer(tt_trainer* tr);
+
+/* ------------------------------------------------------------------ images in rows
+ *
+ * A caller that has the image row by row (camera DMA, rows read from flash) hands the
+ * trainer a row source instead of the whole image. Row `row` of the int8 input
+ * (1xHxWxC: H rows of W*C bytes) goes to `dst` (`row_bytes` = W*C); return 0, or non-zero
+ * if the row cannot be delivered (the call then fails with TT_INVALID_ARGUMENT, having
+ * changed nothing: rows are read in the forward pass, before the loss).
+ *
+ * With a plan exported with stream_input (tflm_train.export(..., stream_input=True)) the
+ * image never sits whole in the arena: its first band chain asks for the rows it needs,
+ * in ascending order, each once per call, into a window of info.input_window_rows rows
+ * (rows no output reads, e.g. below a VALID convolution's last window, may be skipped).
+ * With any other plan the trainer asks for rows 0 .. H-1 first, into its input tensor.
+ * tt_train_step / tt_train_predict also work with a streamed plan (rows copied from the
+ * image); results are byte-identical either way. */
+typedef int (*tt_row_source)(void* context, int32_t row, int8_t* dst, size_t row_bytes);
+
+tt_status tt_train_step_rows(tt_trainer* tr, tt_row_source rows, void* context, int32_t label, float* loss);
+tt_status tt_train_predict_rows(tt_trainer* tr, tt_row_source rows, void* context, float* logits, size_t count);
 
 /* Forward pass with the current parameters: the real-valued logits
  * (`count` = num_classes; int8 logits are dequantized). */

@@ -297,6 +297,24 @@ tt_status train_init_exact(tt_trainer* tr, const Aligned& model, Aligned** arena
   return tt_train_init(tr, model.data, model.size, (*arena)->data, (*arena)->size);
 }
 
+// A row source over a whole image (tt_train_step_rows): row r is bytes [r * row_bytes, ...);
+// `fail_at` >= 0: that row cannot be delivered.
+struct ImageRows {
+  const uint8_t* image;
+  int32_t fail_at;
+  int32_t last_row;  // the previous row asked for: rows must come in ascending order, each once
+  bool in_order;
+};
+
+int image_rows(void* context, int32_t row, int8_t* dst, size_t row_bytes) {
+  ImageRows* src = static_cast<ImageRows*>(context);
+  if (row <= src->last_row) src->in_order = false;
+  src->last_row = row;
+  if (row == src->fail_at) return 1;
+  memcpy(dst, src->image + static_cast<size_t>(row) * row_bytes, row_bytes);
+  return 0;
+}
+
 int cmd_train(const char* model_path, const char* images_path, const char* labels_path, long steps) {
   const std::vector<uint8_t> raw = read_file(model_path), images = read_file(images_path),
                              labels = read_file(labels_path);
@@ -313,8 +331,12 @@ int cmd_train(const char* model_path, const char* images_path, const char* label
     int32_t label;
     memcpy(&label, labels.data() + 4 * (k % n), 4);
     float loss = 0.0f;
-    st = tt_train_step(&tr, images.data() + (k % n) * info.image.bytes, info.image.bytes, label, &loss);
-    expect_train(st == TT_OK, "train step", &tr);
+    const uint8_t* image = images.data() + (k % n) * info.image.bytes;
+    ImageRows rows = {image, -1, -1, true};
+    // odd steps take the image row by row: the same bytes either way
+    st = k % 2 ? tt_train_step_rows(&tr, image_rows, &rows, label, &loss)
+               : tt_train_step(&tr, image, info.image.bytes, label, &loss);
+    expect_train(st == TT_OK && rows.in_order, k % 2 ? "train step (rows)" : "train step", &tr);
     uint32_t bits;
     memcpy(&bits, &loss, 4);
     printf("loss %ld %08x\n", k, bits);
@@ -328,9 +350,13 @@ int cmd_train(const char* model_path, const char* images_path, const char* label
     printf("param %.*s %016llx\n", static_cast<int>(p.name_length), p.name,
            static_cast<unsigned long long>(fnv1a(value.data(), value.size())));
   }
-  std::vector<float> logits(static_cast<size_t>(info.num_classes));
+  std::vector<float> logits(static_cast<size_t>(info.num_classes)), by_rows(logits.size());
   st = tt_train_predict(&tr, images.data(), info.image.bytes, logits.data(), logits.size());
   expect_train(st == TT_OK, "predict", &tr);
+  ImageRows rows = {images.data(), -1, -1, true};
+  st = tt_train_predict_rows(&tr, image_rows, &rows, by_rows.data(), by_rows.size());
+  expect_train(st == TT_OK && rows.in_order && memcmp(logits.data(), by_rows.data(), 4 * logits.size()) == 0,
+               "predict (rows) = predict", &tr);
   delete arena;
   return failures ? 1 : 0;
 }
@@ -369,6 +395,12 @@ int cmd_train_errors(const char* model_path, const char* image_path) {
   expect_train(tt_parameter_info(&tr, 100000, nullptr) == TT_INVALID_ARGUMENT, "parameter index out of range", &tr);
   uint8_t small[2];
   expect_train(tt_parameter_data(&tr, 0, small, sizeof small) == TT_SHAPE_MISMATCH, "parameter buffer too small", &tr);
+  ImageRows broken = {image.data(), 3, -1, true};
+  expect_train(tt_train_step_rows(&tr, image_rows, &broken, 1, &loss) == TT_INVALID_ARGUMENT,
+               "row source failing at row 3 -> TT_INVALID_ARGUMENT", &tr);
+  expect_train(tt_train_step_rows(&tr, nullptr, nullptr, 1, &loss) == TT_INVALID_ARGUMENT, "NULL row source", &tr);
+  tt_train_get_info(&tr, &info);
+  expect_train(info.steps_done == 0, "failed steps changed nothing", &tr);
   expect_train(tt_train_step(&tr, image.data(), image.size(), 1, &loss) == TT_OK, "a step still works", &tr);
   // Every truncation (in steps) is rejected with a message, or (when the cut keeps every
   // byte the training step reads: the tail holds inference-only data) still trains.

@@ -1,7 +1,10 @@
 // Training firmware for QEMU mps2-an386 (Cortex-M4F): trains the model embedded
 // in flash for TT_FW_STEPS steps on the embedded samples (or, with
 // TT_FW_SYNTHETIC, on images generated in place by xorshift32) with a static
-// arena, then runs one inference (tt_train_predict). Reports over semihosting:
+// arena, then runs one inference (tt_train_predict). A plan that streams its image
+// (export stream_input) gets it row by row (tt_train_step_rows / tt_train_predict_rows:
+// rows copied from flash, or generated, as the runtime asks for them), so the image is
+// never whole in RAM. Reports over semihosting:
 //   TT init <status> arena_used=<bytes> arena_size=<bytes> <message>
 //   TT loss <step> <float32 bits, hex>
 //   TT logits <float32 values, little-endian hex bytes>
@@ -12,6 +15,7 @@
 // next pair the inference. With TT_FW_PROFILE, every executed step of the
 // runtime adds one reading in between (tt_profile_step_end).
 #include <stdint.h>
+#include <string.h>
 
 #include "firmware_data.h"  // generated: model, samples, labels, TT_FW_ARENA_BYTES, TT_FW_STEPS
 #include "semihosting.h"
@@ -45,6 +49,39 @@ static const void* sample(uint32_t s) {
 #endif
 }
 
+// Rows of sample s for a plan that streams its image: the bytes sample(s) would hold, row by
+// row. The runtime asks for rows in ascending order, each once per call, so the synthetic
+// generator only moves forward (through rows it skips too).
+struct RowFeed {
+  uint32_t s;
+  int32_t next_row;  // synthetic: the row the generator state `x` is at
+  uint32_t x;
+};
+
+static int feed_row(void* context, int32_t row, int8_t* dst, size_t row_bytes) {
+  RowFeed* f = static_cast<RowFeed*>(context);
+#ifdef TT_FW_SYNTHETIC
+  if (row < f->next_row) return 1;  // never: rows only go forward
+  for (; f->next_row <= row; ++f->next_row)
+    for (size_t i = 0; i < row_bytes; ++i) {
+      f->x ^= f->x << 13;
+      f->x ^= f->x >> 17;
+      f->x ^= f->x << 5;
+      if (f->next_row == row) dst[i] = static_cast<int8_t>(f->x >> 24);
+    }
+#else
+  memcpy(dst, tt_fw_inputs + (f->s % TT_FW_SAMPLES) * TT_FW_INPUT_BYTES + static_cast<size_t>(row) * row_bytes,
+         row_bytes);
+#endif
+  return 0;
+}
+
+static RowFeed row_feed(uint32_t s) {
+  RowFeed f = {s, 0, 0x9E3779B9u * (s + 1)};
+  if (f.x == 0) f.x = 1;
+  return f;
+}
+
 #ifdef TT_FW_PROFILE
 // Per-op profile: the runtime calls this after every executed step (see
 // train_interpreter.cc); each call is one more instruction-count reading.
@@ -74,11 +111,16 @@ int main() {
   sh_puts(tt_train_error_message(&g_trainer));
   sh_puts("\n");
   int failed = st != TT_OK;
+  tt_train_info info;
+  const bool rows = !failed && tt_train_get_info(&g_trainer, &info) == TT_OK && info.input_window_rows > 0;
   for (uint32_t s = 0; !failed && s < TT_FW_STEPS; ++s) {
-    const void* image = sample(s);
+    RowFeed feed = row_feed(s);
+    const void* image = rows ? nullptr : sample(s);
+    const int32_t label = tt_fw_labels[s % TT_FW_SAMPLES];
     float loss = 0.0f;
     tt_mark(6 + 2 * s);
-    const tt_status r = tt_train_step(&g_trainer, image, TT_FW_INPUT_BYTES, tt_fw_labels[s % TT_FW_SAMPLES], &loss);
+    const tt_status r = rows ? tt_train_step_rows(&g_trainer, feed_row, &feed, label, &loss)
+                             : tt_train_step(&g_trainer, image, TT_FW_INPUT_BYTES, label, &loss);
     tt_mark(7 + 2 * s);
     if (r != TT_OK) {
       report_error();
@@ -92,9 +134,11 @@ int main() {
     sh_puts("\n");
   }
   if (!failed) {
-    const void* image = sample(0);
+    RowFeed feed = row_feed(0);
+    const void* image = rows ? nullptr : sample(0);
     tt_mark(6 + 2 * TT_FW_STEPS);
-    const tt_status r = tt_train_predict(&g_trainer, image, TT_FW_INPUT_BYTES, g_logits, TT_FW_CLASSES);
+    const tt_status r = rows ? tt_train_predict_rows(&g_trainer, feed_row, &feed, g_logits, TT_FW_CLASSES)
+                             : tt_train_predict(&g_trainer, image, TT_FW_INPUT_BYTES, g_logits, TT_FW_CLASSES);
     tt_mark(7 + 2 * TT_FW_STEPS);
     if (r != TT_OK) {
       report_error();

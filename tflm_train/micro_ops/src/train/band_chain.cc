@@ -2,10 +2,12 @@
 // by band of output rows of its last op, every intermediate tensor a window of rows.
 //
 // Rule (tflm_train/planner/bands.py, the planner's and validator's side): for bands
-// o = 0, R, 2R, ... the last op computes output rows [o, min(o + R, H)); going backwards
-// op j needs rows need_j = rows_read(op j+1, need_{j+1}) of its output; going forwards,
-// op j's window drops the rows below need_j (the kept rows move to the buffer start) and
-// computes the rows [max(hi, need_lo), need_hi) after them, so each row is computed once.
+// o = 0, R, 2R, ... the last op computes output rows c = [o, min(o + R, H)); going backwards
+// op j needs rows need_j = rows_read(op j+1, c_{j+1}) of its output (the rows op j+1's
+// computed rows read) and computes c_j = [max(hi, need_lo), need_hi); going forwards, op j's
+// window drops the rows below need_j (the kept rows move to the buffer start) and computes
+// c_j after them, so each row is computed once. Version 2.1 files sized the windows by an
+// older rule (rows_read of op j+1's whole window): refused at prepare.
 // Each computed row is one call of the shared compute core (kernels::conv_rows /
 // kernels::dw_channel) on a core whose input pointer, x_h, pad_top and oh describe the
 // window's stored rows and the band's output rows: the same arithmetic on the same bytes
@@ -44,6 +46,11 @@ struct Chain {
   BandOp ops[kMaxBandOps];
   uint32_t steps[kMaxBandOps];
   int32_t n = 0, rows = 0;
+  // A streamed input (plan.stream_input): op 0's input is a window of `in_cap` rows holding
+  // input rows [in_lo, in_hi), fetched from `source` instead of computed.
+  bool stream = false;
+  int32_t in_cap = 0, in_lo = 0, in_hi = 0;
+  RowSource* source = nullptr;
 };
 
 // Stored input rows [*lo, *hi) that output rows [a, b) of `c` read.
@@ -60,7 +67,10 @@ void compute(Chain& ch, int32_t j, int32_t c0, int32_t c1) {
   const BandOp& o = ch.ops[j];
   int32_t wlo = 0, whi = o.core.x_h;
   const int8_t* base = o.x;
-  if (j > 0) {
+  if (j == 0 && ch.stream) {
+    wlo = ch.in_lo;
+    whi = ch.in_hi;
+  } else if (j > 0) {
     wlo = ch.ops[j - 1].lo;
     whi = ch.ops[j - 1].hi;
     base = ch.ops[j - 1].y;
@@ -92,12 +102,40 @@ int32_t first_tap(const DwCore& c, int32_t c0, int32_t c1) {
   return -1;
 }
 
-// The band schedule; with `execute`, also the memmoves and kernel calls. `most[j]`: the
-// largest window of op j's output. `gap` (may be null): the smallest input offset - output
-// offset at which the last op's writes never reach an input row a later band reads
-// (planner/bands.py in_place_gap), INT64_MIN if no band reads input after a write. False
-// if a window would outgrow its rows (never, once prepare checked most == cap).
-bool run_bands(Chain& ch, bool execute, int32_t* most, int64_t* gap = nullptr) {
+// A streamed input: before op 0 computes its rows [c0, c1), drop the input rows below those
+// they read and fetch the new ones (ascending, each once) from the row source. False if the
+// window would outgrow its rows or the source fails (source->failed_row says which row).
+bool fetch_rows(Chain& ch, bool execute, int32_t c0, int32_t c1, int32_t* most) {
+  const BandOp& o = ch.ops[0];
+  int32_t a, b;
+  rows_read(o.core, c0, c1, &a, &b);
+  int8_t* window = const_cast<int8_t*>(o.x);
+  if (a > ch.in_hi) ch.in_lo = ch.in_hi = a;  // nothing kept
+  if (a > ch.in_lo) {
+    if (execute) memmove(window, window + (a - ch.in_lo) * o.row_in, static_cast<size_t>((ch.in_hi - a) * o.row_in));
+    ch.in_lo = a;
+  }
+  if (b > ch.in_hi) {
+    if (execute && b - ch.in_lo > ch.in_cap) return false;
+    for (int32_t r = ch.in_hi; execute && r < b; ++r) {
+      if (ch.source->fn(ch.source->context, r, window + (r - ch.in_lo) * o.row_in, static_cast<size_t>(o.row_in))) {
+        ch.source->failed_row = r;
+        return false;
+      }
+    }
+    ch.in_hi = b;
+  }
+  if (ch.in_hi - ch.in_lo > *most) *most = ch.in_hi - ch.in_lo;
+  return true;
+}
+
+// The band schedule; with `execute`, also the memmoves, row fetches and kernel calls.
+// `most[j]`: the largest window of op j's output; `in_most`: of a streamed input. `gap`
+// (may be null): the smallest input offset - output offset at which the last op's writes
+// never reach an input row a later band reads (planner/bands.py in_place_gap), INT64_MIN
+// if no band reads input after a write. False if a window would outgrow its rows (never,
+// once prepare checked most == cap) or the row source failed.
+bool run_bands(Chain& ch, bool execute, int32_t* most, int32_t* in_most, int64_t* gap = nullptr) {
   int32_t written = 0;  // output rows of the last op written by the bands so far
   if (gap) *gap = INT64_MIN;
   const int32_t n = ch.n, h = ch.ops[n - 1].core.oh;
@@ -106,10 +144,21 @@ bool run_bands(Chain& ch, bool execute, int32_t* most, int64_t* gap = nullptr) {
     ch.ops[j].lo = ch.ops[j].hi = 0;
     most[j] = 0;
   }
+  ch.in_lo = ch.in_hi = 0;
+  *in_most = 0;
   for (int32_t o0 = 0; o0 < h; o0 = ch.rows < h - o0 ? o0 + ch.rows : h) {
+    // need_j: the rows of op j's output that op j+1's computed rows (those it does not hold
+    // yet; the last op: its band) read; empty (-1) when op j+1 computes nothing.
     need_lo[n - 1] = o0;
     need_hi[n - 1] = ch.rows < h - o0 ? o0 + ch.rows : h;
-    for (int32_t j = n - 1; j > 0; --j) rows_read(ch.ops[j].core, need_lo[j], need_hi[j], &need_lo[j - 1], &need_hi[j - 1]);
+    for (int32_t j = n - 1; j > 0; --j) {
+      const int32_t c0 = j == n - 1 || need_lo[j] > ch.ops[j].hi ? need_lo[j] : ch.ops[j].hi;
+      if (need_lo[j] < 0 || need_hi[j] <= c0) {
+        need_lo[j - 1] = need_hi[j - 1] = -1;
+        continue;
+      }
+      rows_read(ch.ops[j].core, c0, need_hi[j], &need_lo[j - 1], &need_hi[j - 1]);
+    }
     for (int32_t j = 0; j < n; ++j) {
       const int32_t a = need_lo[j], b = need_hi[j];
       if (j == n - 1) {
@@ -117,7 +166,9 @@ bool run_bands(Chain& ch, bool execute, int32_t* most, int64_t* gap = nullptr) {
         written = b;
         continue;
       }
+      if (a < 0) continue;  // the next op computes nothing in this band
       BandOp& o = ch.ops[j];
+      if (j == 0 && ch.stream && b > o.hi && !fetch_rows(ch, execute, a > o.hi ? a : o.hi, b, in_most)) return false;
       if (j == 0 && gap && b > o.hi && written > 0) {
         const int32_t first = first_tap(o.core, a > o.hi ? a : o.hi, b);
         const int64_t need = written * ch.ops[n - 1].row_out - first * o.row_in;
@@ -189,6 +240,11 @@ tt_status parse_chain(TrainContext& ctx, Chain* ch) {
     o.row_out = static_cast<int64_t>(o.core.ow) * o.core.oc;
     o.x_tensor = x.tensor;
     o.y_tensor = ctx.output(0);
+    if (i == 0 && ctx.tensor(x.tensor).storage == tfmt::kBand) {  // a streamed input (prepare checks it is)
+      ch->stream = true;
+      ch->in_cap = static_cast<int32_t>(ctx.tensor(x.tensor).arena_bytes / (o.row_in > 0 ? o.row_in : 1));
+      ch->source = &rt.rows;
+    }
     if (o.row_out < 1 || o.row_in < 1) return ctx.fail(TT_UNSUPPORTED, "a band chain op with empty rows");
     if (i < n - 1) o.cap = static_cast<int32_t>(ctx.tensor(o.y_tensor).arena_bytes / o.row_out);
   }
@@ -231,7 +287,7 @@ tt_status prepare_band_chain(TrainContext& ctx) {
     const TensorDesc x = ctx.tensor(o.x_tensor), y = ctx.tensor(o.y_tensor);
     if (i > 0 && o.x_tensor != ch.ops[i - 1].y_tensor)
       return ctx.fail(TT_MALFORMED_MODEL, "band step ", ch.steps[i], " does not read the previous op's output");
-    if (i == 0 && x.storage == tfmt::kBand)
+    if (i == 0 && x.storage == tfmt::kBand && !(ctx.runtime().stream_input && o.x_tensor == ctx.runtime().image))
       return ctx.fail(TT_MALFORMED_MODEL, "a band chain's input is a window of another chain");
     if (y.storage != (i < ch.n - 1 ? tfmt::kBand : tfmt::kArena))
       return ctx.fail(TT_MALFORMED_MODEL, "band step ", ch.steps[i], "'s output (tensor ", o.y_tensor, ", storage ",
@@ -246,9 +302,17 @@ tt_status prepare_band_chain(TrainContext& ctx) {
     if (st != TT_OK) return st;
   }
   if (ch.rows < 1) return ctx.fail(TT_MALFORMED_MODEL, "band rows ", ch.rows);
-  int32_t most[kMaxBandOps];
+  FlatReader& r = ctx.runtime().meta;
+  const int32_t minor = r.i32(ctx.runtime().root, tfmt::kTmVersionMinor, 0);
+  if (minor < kBandRuleMinor)
+    return ctx.fail(TT_UNSUPPORTED, "band chains of training metadata 2.", minor, " size their windows by the older "
+                    "rule; this runtime runs the rule of 2.", kBandRuleMinor, " (export the model again)");
+  int32_t most[kMaxBandOps], in_most;
   int64_t gap;
-  run_bands(ch, false, most, &gap);
+  run_bands(ch, false, most, &in_most, &gap);
+  if (ch.stream && in_most != ch.in_cap)
+    return ctx.fail(TT_MALFORMED_MODEL, "the streamed input's window holds ", ch.in_cap, " rows, the chain's bands need ",
+                    in_most);
   // The output written over the input (inplace_input of the last step): the input has no
   // reader after the chain, and the output lies at least `gap` bytes below it, so no input
   // row is overwritten before its last read (check_overlaps lets this pair overlap).
@@ -278,9 +342,13 @@ tt_status eval_band_chain(TrainContext& ctx) {
   Chain ch;
   tt_status st = parse_chain(ctx, &ch);
   if (st != TT_OK) return st;
-  int32_t most[kMaxBandOps];
-  const bool ok = run_bands(ch, true, most);
+  int32_t most[kMaxBandOps], in_most;
+  if (ch.stream && !ch.source->fn) return ctx.fail(TT_INVALID_ARGUMENT, "the plan streams its input: no row source");
+  const bool ok = run_bands(ch, true, most, &in_most);
   if ((st = ctx.begin_step(last)) != TT_OK) return st;
+  if (!ok && ch.stream && ch.source->failed_row >= 0)
+    return ctx.fail(TT_INVALID_ARGUMENT, "the row source failed at input row ", ch.source->failed_row,
+                    ": call abandoned, no parameter changed");
   if (!ok) return ctx.fail(TT_MALFORMED_MODEL, "a band window outgrew its rows");
   return TT_OK;
 }

@@ -1,4 +1,4 @@
-// Band chains (train.fbs 2.1, docs/training_file_format.md "Band chains"): a run of
+// Band chains (train.fbs 2.1, window rule of 2.2; docs/training_file_format.md "Band chains"): a run of
 // forward CONV_2D / DEPTHWISE_CONV_2D steps in mode BAND that runs at its last step
 // (band_rows > 0), band by band of output rows, each intermediate tensor held as a
 // window of rows (storage BAND). The planner's rule: tflm_train/planner/bands.py.
@@ -12,6 +12,8 @@ namespace train {
 
 // Most ops in one chain (one compute core each on the stack while the chain runs).
 constexpr int32_t kMaxBandOps = 8;
+// The training metadata minor version (of major 2) whose window rule the runtime runs.
+constexpr int32_t kBandRuleMinor = 2;
 
 // Band rows of step k (0 unless it is the last step of a band chain).
 int32_t band_rows_of(TrainRuntime& rt, uint32_t k);

@@ -73,6 +73,27 @@ tt_status tt_train_step(tt_trainer* tr, const void* image, size_t image_len, int
   return finish(tr, st);
 }
 
+tt_status tt_train_step_rows(tt_trainer* tr, tt_row_source rows, void* context, int32_t label, float* loss) {
+  if (!tr) return TT_INVALID_ARGUMENT;
+  TrainRuntime* rt = runtime_of(tr);
+  if (!rt) return not_ready(tr);
+  if (!rows) return bad_argument(tr, "row source is NULL");
+  Message msg(tr->message, sizeof(tr->message));
+  float value = 0.0f;
+  const tt_status st = tt::train::train_step_rows(*rt, msg, rows, context, label, &value);
+  if (st == TT_OK && loss) *loss = value;
+  return finish(tr, st);
+}
+
+tt_status tt_train_predict_rows(tt_trainer* tr, tt_row_source rows, void* context, float* logits, size_t count) {
+  if (!tr) return TT_INVALID_ARGUMENT;
+  TrainRuntime* rt = runtime_of(tr);
+  if (!rt) return not_ready(tr);
+  if (!rows || !logits) return bad_argument(tr, "row source or logits buffer is NULL");
+  Message msg(tr->message, sizeof(tr->message));
+  return finish(tr, tt::train::train_predict_rows(*rt, msg, rows, context, logits, count));
+}
+
 tt_status tt_train_predict(tt_trainer* tr, const void* image, size_t image_len, float* logits, size_t count) {
   if (!tr) return TT_INVALID_ARGUMENT;
   TrainRuntime* rt = runtime_of(tr);
@@ -105,6 +126,8 @@ tt_status tt_train_get_info(tt_trainer* tr, tt_train_info* info) {
   info->steps_done = rt->steps_done;
   info->rng_state = rt->rng >= 0 ? *reinterpret_cast<const uint32_t*>(tt::train::decode_tensor(*rt, rt->rng).data) : 0;
   info->logit_absmax = rt->logit_absmax;
+  const int64_t row = image.rank == 4 ? static_cast<int64_t>(image.dims[2]) * image.dims[3] : 0;
+  info->input_window_rows = rt->stream_input && row > 0 ? static_cast<int32_t>(image.arena_bytes / row) : 0;
   return finish(tr, TT_OK);
 }
 
@@ -222,7 +245,7 @@ tt_status tt_parameter_set_data(tt_trainer* tr, size_t index, const void* data, 
 
 void* tt_train_input_buffer(tt_trainer* tr) {
   TrainRuntime* rt = runtime_of(tr);
-  return rt ? tt::train::decode_tensor(*rt, rt->image).data : nullptr;
+  return rt && !rt->stream_input ? tt::train::decode_tensor(*rt, rt->image).data : nullptr;
 }
 
 size_t tt_train_arena_used(const tt_trainer* tr) {

@@ -340,7 +340,11 @@ tt_status check_tensor(TrainRuntime& rt, int32_t t, Message& msg) {
       if (!has_data) return tensor_error(msg, rt, t, "stored in flash without data");
       break;
     case tfmt::kBand: {  // a window of whole rows of a 1xHxWxC int8 activation, written and read at one step
-      if (!spatial_4d(d) || d.dims[0] != 1 || d.dtype != tfmt::kInt8 || d.kind != tfmt::kActivation)
+      // (or of the streamed image, plan.stream_input: rows fetched from the caller)
+      const bool streamed = rt.stream_input && t == rt.image && d.kind == tfmt::kInput;
+      if (t == rt.image && !rt.stream_input)
+        return tensor_error(msg, rt, t, "the image is a band window, but the plan does not stream its input");
+      if (!spatial_4d(d) || d.dims[0] != 1 || d.dtype != tfmt::kInt8 || (d.kind != tfmt::kActivation && !streamed))
         return tensor_error(msg, rt, t, "a band window needs a 1xHxWxC int8 activation");
       const int64_t row = static_cast<int64_t>(d.dims[2]) * d.dims[3];
       if (d.offset < 0 || d.offset % kArenaAlignment != 0 || d.offset < rt.persistent_bytes || row < 1 ||

@@ -108,6 +108,7 @@ tt_status open_train(TrainRuntime& rt, const uint8_t* model, size_t model_len, M
   if (!str_equal(key, "train") || sig_in.length != 2 || sig_out.length != 1)
     return malformed(msg, "the signature is not 'train' (image, label) -> (loss)");
   rt.image = r.i32_in(sig_in, 0);
+  rt.stream_input = r.u8(plan, tfmt::kPlanStreamInput, 0) ? 1 : 0;
   rt.label = r.i32_in(sig_in, 1);
   rt.loss = r.i32_in(sig_out, 0);
   const int32_t n = static_cast<int32_t>(rt.tensors.length);
@@ -121,14 +122,17 @@ tt_status check_io(TrainRuntime& rt, Message& msg) {
   const TensorDesc image = decode_tensor(rt, rt.image), label = decode_tensor(rt, rt.label),
                    loss = decode_tensor(rt, rt.loss);
   // Any input of batch 1: an image (1xHxWxC), a signal (1xN or 1x1xNxC) or a feature vector (1xN).
-  if (image.dtype != tfmt::kInt8 || image.storage != tfmt::kArena || image.rank < 2 || image.dims[0] != 1)
+  if (rt.stream_input && image.storage != tfmt::kBand)
+    return malformed(msg, "the plan streams its input, which is not a band window");
+  if (image.dtype != tfmt::kInt8 || image.storage != (rt.stream_input ? tfmt::kBand : tfmt::kArena) ||
+      image.rank < 2 || image.dims[0] != 1)
     return malformed(msg, "the input must be an int8 arena tensor of batch 1 (1xN to 1xHxWxC)");
   if (label.dtype != tfmt::kInt32 || label.elements != 1 || label.storage != tfmt::kArena)
     return malformed(msg, "the label must be an int32 [1] arena tensor");
   if (loss.dtype != tfmt::kFloat32 || loss.elements != 1 || loss.storage != tfmt::kArena ||
       static_cast<uint32_t>(loss.last_step) != rt.step_count - 1)
     return malformed(msg, "the loss must be a float32 [1] arena tensor alive to the last step");
-  if (image.first_step != 0 || label.first_step != 0)
+  if ((image.first_step != 0 && !rt.stream_input) || label.first_step != 0)
     return malformed(msg, "the image and label must be alive from step 0");
   if (rt.num_classes < 1) return malformed(msg, "num_classes ", rt.num_classes);
   return TT_OK;
@@ -560,8 +564,38 @@ tt_status train_initialize(tt_trainer* it, const uint8_t* model, size_t model_le
   return TT_OK;
 }
 
-tt_status train_step(TrainRuntime& rt, Message& msg, const void* image, size_t image_len, int32_t label,
-                     float* loss) {
+namespace {
+
+// The rows of a whole image in the caller's memory (tt_train_step with a streamed plan).
+int image_row(void* context, int32_t row, int8_t* dst, size_t row_bytes) {
+  memcpy(dst, static_cast<const uint8_t*>(context) + static_cast<size_t>(row) * row_bytes, row_bytes);
+  return 0;
+}
+
+// The call's input: a streamed plan's band chain fetches its rows from `fn` as it runs; any
+// other plan gets its input tensor filled now, rows 0 .. H-1 (row = the bytes of one index of
+// dimension 1).
+tt_status load_rows(TrainRuntime& rt, Message& msg, tt_row_source fn, void* context) {
+  rt.rows = RowSource();
+  if (rt.stream_input) {
+    rt.rows.fn = fn;
+    rt.rows.context = context;
+    return TT_OK;
+  }
+  const TensorDesc in = decode_tensor(rt, rt.image);
+  const size_t row = static_cast<size_t>(in.bytes / in.dims[1]);
+  for (int32_t r = 0; r < in.dims[1]; ++r) {
+    if (fn(context, r, reinterpret_cast<int8_t*>(in.data) + r * row, row)) {
+      msg.clear();
+      msg.add_all("the row source failed at input row ", r, ": call abandoned, no parameter changed");
+      return TT_INVALID_ARGUMENT;
+    }
+  }
+  return TT_OK;
+}
+
+// The whole image as the call's input (zero-copy when written in place).
+tt_status load_image(TrainRuntime& rt, Message& msg, const void* image, size_t image_len) {
   const TensorDesc in = decode_tensor(rt, rt.image);
   if (image_len != static_cast<size_t>(in.bytes)) {
     msg.clear();
@@ -570,12 +604,78 @@ tt_status train_step(TrainRuntime& rt, Message& msg, const void* image, size_t i
     msg.add_all(" int8), got ", static_cast<unsigned long long>(image_len));
     return TT_SHAPE_MISMATCH;
   }
-  if (label < 0 || label >= rt.num_classes) {
+  if (rt.stream_input) return load_rows(rt, msg, image_row, const_cast<void*>(image));
+  if (in.data != image) memcpy(in.data, image, image_len);
+  return TT_OK;
+}
+
+tt_status check_label(TrainRuntime& rt, Message& msg, int32_t label) {
+  if (label >= 0 && label < rt.num_classes) return TT_OK;
+  msg.clear();
+  msg.add_all("label ", label, " outside [0, ", rt.num_classes, ")");
+  return TT_INVALID_ARGUMENT;
+}
+
+tt_status check_logits(TrainRuntime& rt, Message& msg, size_t count) {
+  if (count != static_cast<size_t>(rt.num_classes)) {
     msg.clear();
-    msg.add_all("label ", label, " outside [0, ", rt.num_classes, ")");
-    return TT_INVALID_ARGUMENT;
+    msg.add_all("logits buffer holds ", static_cast<unsigned long long>(count), " values, the model has ",
+                rt.num_classes, " classes");
+    return TT_SHAPE_MISMATCH;
   }
-  if (in.data != image) memcpy(in.data, image, image_len);  // zero-copy when written in place
+  if (rt.logits_step < 0) {
+    msg.clear();
+    msg.add("unsupported: the plan does not compute the logits in a forward-only prefix of its steps");
+    return TT_UNSUPPORTED;
+  }
+  return TT_OK;
+}
+
+tt_status run_train(TrainRuntime& rt, Message& msg, int32_t label, float* loss);
+tt_status run_predict(TrainRuntime& rt, Message& msg, float* logits, size_t count);
+
+}  // namespace
+
+tt_status train_step(TrainRuntime& rt, Message& msg, const void* image, size_t image_len, int32_t label,
+                     float* loss) {
+  tt_status st = load_image(rt, msg, image, image_len);
+  if (st == TT_OK) st = check_label(rt, msg, label);
+  if (st == TT_OK) st = run_train(rt, msg, label, loss);
+  rt.rows = RowSource();
+  return st;
+}
+
+tt_status train_step_rows(TrainRuntime& rt, Message& msg, tt_row_source rows, void* context, int32_t label,
+                          float* loss) {
+  tt_status st = check_label(rt, msg, label);  // before any row is read
+  if (st == TT_OK) st = load_rows(rt, msg, rows, context);
+  if (st == TT_OK) st = run_train(rt, msg, label, loss);
+  rt.rows = RowSource();
+  return st;
+}
+
+tt_status train_predict(TrainRuntime& rt, Message& msg, const void* image, size_t image_len, float* logits,
+                        size_t count) {
+  tt_status st = load_image(rt, msg, image, image_len);
+  if (st == TT_OK) st = check_logits(rt, msg, count);
+  if (st == TT_OK) st = run_predict(rt, msg, logits, count);
+  rt.rows = RowSource();
+  return st;
+}
+
+tt_status train_predict_rows(TrainRuntime& rt, Message& msg, tt_row_source rows, void* context, float* logits,
+                             size_t count) {
+  tt_status st = check_logits(rt, msg, count);
+  if (st == TT_OK) st = load_rows(rt, msg, rows, context);
+  if (st == TT_OK) st = run_predict(rt, msg, logits, count);
+  rt.rows = RowSource();
+  return st;
+}
+
+namespace {
+
+// One training step on the loaded input.
+tt_status run_train(TrainRuntime& rt, Message& msg, int32_t label, float* loss) {
   const TensorDesc lab = decode_tensor(rt, rt.label);
   memcpy(lab.data, &label, sizeof label);
   TrainContext ctx(rt, msg, false);
@@ -593,26 +693,8 @@ tt_status train_step(TrainRuntime& rt, Message& msg, const void* image, size_t i
   return TT_OK;
 }
 
-tt_status train_predict(TrainRuntime& rt, Message& msg, const void* image, size_t image_len, float* logits,
-                        size_t count) {
-  const TensorDesc in = decode_tensor(rt, rt.image);
-  if (image_len != static_cast<size_t>(in.bytes)) {
-    msg.clear();
-    msg.add_all("image is ", static_cast<long long>(in.bytes), " bytes, got ", static_cast<unsigned long long>(image_len));
-    return TT_SHAPE_MISMATCH;
-  }
-  if (count != static_cast<size_t>(rt.num_classes)) {
-    msg.clear();
-    msg.add_all("logits buffer holds ", static_cast<unsigned long long>(count), " values, the model has ",
-                rt.num_classes, " classes");
-    return TT_SHAPE_MISMATCH;
-  }
-  if (rt.logits_step < 0) {
-    msg.clear();
-    msg.add("unsupported: the plan does not compute the logits in a forward-only prefix of its steps");
-    return TT_UNSUPPORTED;
-  }
-  if (in.data != image) memcpy(in.data, image, image_len);
+// The forward pass up to the logits on the loaded input.
+tt_status run_predict(TrainRuntime& rt, Message& msg, float* logits, size_t count) {
   TrainContext ctx(rt, msg, false);
   tt_status st = TT_OK;
   for (int32_t k = 0; k <= rt.logits_step && st == TT_OK; ++k) st = run_step(rt, ctx, static_cast<uint32_t>(k));
@@ -628,6 +710,8 @@ tt_status train_predict(TrainRuntime& rt, Message& msg, const void* image, size_
   }
   return TT_OK;
 }
+
+}  // namespace
 
 int32_t parameter_tensor(TrainRuntime& rt, size_t index) {
   size_t seen = 0;

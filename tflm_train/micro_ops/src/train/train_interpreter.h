@@ -11,6 +11,11 @@ tt_status train_initialize(tt_trainer* it, const uint8_t* model, size_t model_le
 tt_status train_step(TrainRuntime& rt, Message& msg, const void* image, size_t image_len, int32_t label, float* loss);
 tt_status train_predict(TrainRuntime& rt, Message& msg, const void* image, size_t image_len, float* logits,
                         size_t count);
+// The same with the input delivered by a row source (include/tflm_train.h, "images in rows").
+tt_status train_step_rows(TrainRuntime& rt, Message& msg, tt_row_source rows, void* context, int32_t label,
+                          float* loss);
+tt_status train_predict_rows(TrainRuntime& rt, Message& msg, tt_row_source rows, void* context, float* logits,
+                             size_t count);
 // Trainable parameters and state tensors, in tensor order.
 size_t parameter_count(TrainRuntime& rt);
 int32_t parameter_tensor(TrainRuntime& rt, size_t index);  // -1 if out of range

@@ -50,6 +50,14 @@ struct StepRec {
 constexpr uint8_t kStepModeMask = 7;
 constexpr uint8_t kStepWritesMask = 8;
 
+// Where the image rows of the running call come from (tt_train_step_rows; tt_train_step
+// with a streamed plan reads them from the caller's image).
+struct RowSource {
+  tt_row_source fn = nullptr;
+  void* context = nullptr;
+  int32_t failed_row = -1;  // the row the source could not deliver (the call fails)
+};
+
 // Interpreter state: lives at the start of the caller's arena.
 struct TrainRuntime {
   FlatReader model;          // the whole .tflite (for TFLite buffers: constant data)
@@ -74,6 +82,8 @@ struct TrainRuntime {
   int32_t loss_step = -1;        // the step that computes the loss (logits are read right after it)
   int32_t logits_step = -1;      // the step that writes the logits; -1 if predict cannot run
   size_t arena_used = 0;        // bytes of the caller's arena in use (alignment + state + plan)
+  uint8_t stream_input = 0;     // plan.stream_input: the image is a window its first band chain fetches rows into
+  RowSource rows;               // during a call with a streamed image: its row source
 };
 
 // One training tensor, decoded from the file. `check_tensor` (train_file.cc)

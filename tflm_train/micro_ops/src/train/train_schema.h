@@ -95,7 +95,8 @@ enum PlanField {
   kPlanPersistentBytes = 2,
   kPlanRuntimeStateBytes = 3,
   kPlanPeakBytes = 4,
-  kPlanAlignment = 5
+  kPlanAlignment = 5,
+  kPlanStreamInput = 13,  // 2.2
 };
 enum SignatureField { kSigKey = 0, kSigInputs = 1, kSigInputNames = 2, kSigOutputs = 3, kSigOutputNames = 4 };
 enum TrainModelField {
