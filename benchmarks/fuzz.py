@@ -39,6 +39,8 @@ from typing import Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+from tflm_train.micro.mcu import library_sources  # noqa: E402  (the firmware's list of runtime sources)
 MICRO_OPS = os.path.join(REPO, "tflm_train", "micro_ops")
 FUZZ_DIR = os.path.join(MICRO_OPS, "fuzz")
 CORPUS = os.path.join(FUZZ_DIR, "corpus")
@@ -55,11 +57,6 @@ FLAGS = ["-std=c++17", "-O2", "-gline-tables-only", "-fno-exceptions", "-fno-rtt
 KERNEL_FLAGS = ["-fno-sanitize-coverage=trace-cmp"]
 ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1:allocator_may_return_null=1",
        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
-
-
-def library_sources() -> List[str]:
-    src = os.path.join(MICRO_OPS, "src")
-    return sorted(glob.glob(os.path.join(src, "**", "*.cc"), recursive=True))
 
 
 def _compile(args):
