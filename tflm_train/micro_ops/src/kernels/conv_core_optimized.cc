@@ -958,6 +958,39 @@ void dwk_run(const int16_t* const* rows, const DwPacked& w, int32_t c0, int32_t 
   }
 }
 
+#if !defined(TT_SMLAD) && defined(__SSE2__)
+// x86-64 (the host library), stride 1: four consecutive outputs at window column c of rows
+// r[0..K) by PMADDWD: per row, the tap pairs (x[c+i+2k], x[c+i+2k+1]) of outputs i = 0..3
+// interleaved from two 4-element loads, times the packed weight pair; the odd last tap
+// against (w, 0). Each load reads exactly the 4 elements its outputs use.
+template <int K>
+inline void dw_block4_sse2(const int16_t* const* r, int32_t c, const DwPacked& w, int32_t* acc) {
+  __m128i sum = _mm_setzero_si128();
+#pragma GCC unroll 7
+  for (int32_t ky = 0; ky < K; ++ky) {
+    const int16_t* x = r[ky] + c;
+#pragma GCC unroll 3
+    for (int32_t k = 0; k < K / 2; ++k) {
+      const __m128i a = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + 2 * k));
+      const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + 2 * k + 1));
+      sum = _mm_add_epi32(sum, _mm_madd_epi16(_mm_unpacklo_epi16(a, b), _mm_set1_epi32(w.wp[ky * (K / 2) + k])));
+    }
+    const __m128i last = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + K - 1));
+    sum = _mm_add_epi32(sum, _mm_madd_epi16(_mm_unpacklo_epi16(last, _mm_setzero_si128()),
+                                            _mm_set1_epi32(w.wl[ky] & 0xFFFF)));
+  }
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(acc), sum);
+}
+
+// dw_run_fixed<K> at stride 1: blocks of four outputs, the last m % 4 one at a time.
+template <int K>
+void dw_run_sse2(const int16_t* const* rows, const DwPacked& w, int32_t c0, int32_t m, int32_t* acc) {
+  int32_t i = 0;
+  for (; i + 4 <= m; i += 4) dw_block4_sse2<K>(rows, c0 + i, w, acc + i);
+  for (; i < m; ++i) acc[i] = dw_window<K>(rows, c0 + i, w.wp, w.wl);
+}
+#endif
+
 void dw_run_generic(const DwCore& p, const int16_t* const* rows, const int32_t* wv, int32_t c0, int32_t m,
                     int32_t* acc) {
   for (int32_t i = 0, c = c0; i < m; ++i, c += p.stride_w) {
@@ -983,7 +1016,14 @@ __attribute__((noinline)) bool dw3_whole_plane(const DwCore& p, const FastQuant&
   for (int32_t j = 0; j < 8; ++j) ring[rows_total * row_len + j] = 0;  // read by an odd last pair
   int32_t acc[kDwFlat + 2];
   const int32_t w2a = pack_pair(w.wl[0], w.wl[1]), w2b = pack_pair(w.wl[2], 0);
+#if !defined(TT_SMLAD) && defined(__SSE2__)
+  (void)w2a;
+  (void)w2b;
+  const int16_t* rows[3] = {ring, ring + row_len, ring + 2 * row_len};
+  dw_run_sse2<3>(rows, w, 0, flat, acc);
+#else
   dw3_pairs<1>(ring, ring + row_len, ring + 2 * row_len, (flat + 1) / 2, w.wp[0], w.wp[1], w.wp[2], w2a, w2b, acc);
+#endif
   for (int32_t oy = 1; oy < p.oh; ++oy)  // compact in place: destinations never pass their sources
     for (int32_t ox = 0; ox < p.ow; ++ox) acc[oy * p.ow + ox] = acc[oy * row_len + ox];
   requantize_run(p.tail, q, acc, p.oh * p.ow, out, out_stride);
@@ -1038,6 +1078,12 @@ void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride
     for (int32_t ox = 0; ox < p.ow;) {
       const int32_t m = p.ow - ox < kDwChunk - filled ? p.ow - ox : kDwChunk - filled;
       const int32_t c0 = ox * p.stride_w;
+#if !defined(TT_SMLAD) && defined(__SSE2__)
+      if (fixed == 3 && p.stride_w == 1) dw_run_sse2<3>(rows, packed, c0, m, acc + filled);
+      else if (fixed == 5 && p.stride_w == 1) dw_run_sse2<5>(rows, packed, c0, m, acc + filled);
+      else if (fixed == 7 && p.stride_w == 1) dw_run_sse2<7>(rows, packed, c0, m, acc + filled);
+      else
+#endif
       if (fixed == 3 && p.stride_w <= 2) dw3_run(rows, packed, c0, p.stride_w, m, acc + filled);
       else if (fixed == 3) dw_run_fixed<3>(rows, packed, c0, p.stride_w, m, acc + filled);
       else if (fixed == 5 && p.stride_w <= 2) dwk_run<5>(rows, packed, c0, p.stride_w, m, acc + filled);
