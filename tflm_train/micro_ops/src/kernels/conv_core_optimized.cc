@@ -652,7 +652,36 @@ inline void dot2x2_s16_s8(const int16_t* x0, const int16_t* x1, const int8_t* w0
         : "cc", "memory");
   }
   i = n & ~3;
-#else
+#elif defined(__SSE2__)
+  // x86-64 (the host library): eight window values (two groups in SMLAD order: t, t+2, t+1,
+  // t+3) per pass; each weight row's eight bytes widened to int16 and put in the same order
+  // (PSHUFLW / PSHUFHW 0, 2, 1, 3), then PMADDWD sums the pairs.
+  __m128i a00 = _mm_setzero_si128(), a01 = a00, a10 = a00, a11 = a00;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i v0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x0 + i));
+    const __m128i v1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x1 + i));
+    __m128i u0 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w0 + i));
+    __m128i u1 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w1 + i));
+    u0 = _mm_srai_epi16(_mm_unpacklo_epi8(u0, u0), 8);
+    u1 = _mm_srai_epi16(_mm_unpacklo_epi8(u1, u1), 8);
+    u0 = _mm_shufflehi_epi16(_mm_shufflelo_epi16(u0, _MM_SHUFFLE(3, 1, 2, 0)), _MM_SHUFFLE(3, 1, 2, 0));
+    u1 = _mm_shufflehi_epi16(_mm_shufflelo_epi16(u1, _MM_SHUFFLE(3, 1, 2, 0)), _MM_SHUFFLE(3, 1, 2, 0));
+    a00 = _mm_add_epi32(a00, _mm_madd_epi16(v0, u0));
+    a01 = _mm_add_epi32(a01, _mm_madd_epi16(v0, u1));
+    a10 = _mm_add_epi32(a10, _mm_madd_epi16(v1, u0));
+    a11 = _mm_add_epi32(a11, _mm_madd_epi16(v1, u1));
+  }
+  alignas(16) int32_t l[4][4];
+  _mm_store_si128(reinterpret_cast<__m128i*>(l[0]), a00);
+  _mm_store_si128(reinterpret_cast<__m128i*>(l[1]), a01);
+  _mm_store_si128(reinterpret_cast<__m128i*>(l[2]), a10);
+  _mm_store_si128(reinterpret_cast<__m128i*>(l[3]), a11);
+  s00 = l[0][0] + l[0][1] + l[0][2] + l[0][3];
+  s01 = l[1][0] + l[1][1] + l[1][2] + l[1][3];
+  s10 = l[2][0] + l[2][1] + l[2][2] + l[2][3];
+  s11 = l[3][0] + l[3][1] + l[3][2] + l[3][3];
+#endif
+#ifndef TT_SMLAD
   for (; i + 4 <= n; i += 4) {
     for (int32_t k = 0; k < 4; ++k) {
       const int32_t j = k == 1 ? 2 : (k == 2 ? 1 : k);  // SMLAD order of the windows
