@@ -36,11 +36,7 @@ int8_t qas_update_weight(int8_t w, float grad, float lr, float weight_scale, uin
 int32_t qas_update_bias(int32_t b, float grad, float lr, float bias_scale) {
   const float step = (lr * grad) / bias_scale;
   if (!isfinite(step)) return b;
-  // lround of a float32 (half away from zero), exact in double, saturated.
-  const double a = floor(fabs(static_cast<double>(step)) + 0.5);
-  const double limit = 2147483648.0;
-  int64_t delta = a >= limit ? int64_t{1} << 31 : static_cast<int64_t>(a);
-  if (step < 0.0f) delta = -delta;
+  int64_t delta = lround_saturated(step);
   if (delta > 2147483647) delta = 2147483647;
   int64_t v = static_cast<int64_t>(b) - delta;
   if (v < -2147483647 - 1) v = -2147483647 - 1;

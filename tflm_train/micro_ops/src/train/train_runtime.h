@@ -68,6 +68,7 @@ struct TrainRuntime {
   uint32_t step_count = 0;
   int32_t image = -1, label = -1, loss = -1, logits = -1, rng = -1;  // tensor indices (rng: -1 if no weight update draws)
   int32_t num_classes = 0;
+  int32_t mask_begin = 0;        // no bitmask below this tensor index (find_mask scans from it)
   uint8_t head_is_float = 0;
   float logit_absmax = 0.0f;       // largest |logit| seen by train steps (float head: quantizes it for inference)
   uint32_t steps_done = 0;
@@ -252,6 +253,22 @@ inline float next_uniform(uint32_t* state) {
 int8_t qas_update_weight(int8_t w, float grad, float lr, float weight_scale, uint32_t* rng);
 // b - lround((lr * g) / bias_scale), saturated to int32; non-finite steps leave b.
 int32_t qas_update_bias(int32_t b, float grad, float lr, float bias_scale);
+// lround of a finite float (half away from zero) with magnitudes from 2^31 on saturated to
+// +-2^31: floor(|v| + 0.5) with the sign of v, in float and integer operations only (no
+// software double on the Cortex-M4). Below 2^23, |v| = t + (|v| - t) exactly (t its integer
+// part; the difference is exact), and the half-way test is exact; from 2^23 every float is
+// an integer.
+inline int64_t lround_saturated(float v) {
+  const float a = v < 0.0f ? -v : v;
+  int64_t n;
+  if (a < 8388608.0f) {
+    const uint32_t t = static_cast<uint32_t>(a);
+    n = static_cast<int64_t>(t) + (a - static_cast<float>(t) >= 0.5f ? 1 : 0);
+  } else {
+    n = a < 2147483648.0f ? static_cast<int64_t>(static_cast<uint32_t>(a)) : int64_t{1} << 31;
+  }
+  return v < 0.0f ? -n : n;
+}
 
 }  // namespace train
 }  // namespace tt
