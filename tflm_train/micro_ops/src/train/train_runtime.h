@@ -249,8 +249,30 @@ inline float next_uniform(uint32_t* state) {
   *state = x;
   return static_cast<float>(x >> 8) * (1.0f / 16777216.0f);
 }
-// QAS stochastic-rounding update of one int8 weight (draws one uniform).
-int8_t qas_update_weight(int8_t w, float grad, float lr, float weight_scale, uint32_t* rng);
+// QAS stochastic-rounding update of one int8 weight (draws one uniform):
+//   v = f32(w) - (lr * grad) / weight_scale;  w <- clamp(floor(v) + (u < v - floor(v)), -127, 127)
+// and w unchanged when v is not finite. Inline: the fused updates call it once per element with
+// the RNG state in a register. Below 2^23 in magnitude the truncation through int32 is exact and
+// floor(v) = t or t - 1, v - floor(v) exact; from 2^23 on v is an integer (v - floor(v) = 0, so
+// the result is v clamped: +-127). floor(-0.0f) = -0.0f or +0.0f cannot change the result.
+inline int8_t qas_update_weight(int8_t w, float grad, float lr, float weight_scale, uint32_t* rng) {
+  const float step = (lr * grad) / weight_scale;
+  const float v = static_cast<float>(w) - step;
+  const float u = next_uniform(rng);  // drawn for every updated element, finite or not
+  const float a = v < 0.0f ? -v : v;
+  if (a < 8388608.0f) {
+    const int32_t t = static_cast<int32_t>(v);
+    const float tf = static_cast<float>(t);
+    const bool below = tf > v;
+    const float f = below ? tf - 1.0f : tf;
+    int32_t r = (below ? t - 1 : t) + (u < v - f ? 1 : 0);
+    if (r < -127) r = -127;
+    if (r > 127) r = 127;
+    return static_cast<int8_t>(r);
+  }
+  if (!(a <= 3.40282347e38f)) return w;  // inf or NaN
+  return v < 0.0f ? static_cast<int8_t>(-127) : static_cast<int8_t>(127);
+}
 // b - lround((lr * g) / bias_scale), saturated to int32; non-finite steps leave b.
 int32_t qas_update_bias(int32_t b, float grad, float lr, float bias_scale);
 // lround of a finite float (half away from zero) with magnitudes from 2^31 on saturated to

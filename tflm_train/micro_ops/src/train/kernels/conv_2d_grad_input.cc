@@ -225,18 +225,19 @@ void four_pixels_1x1(const ConvGradInput<GI>& p, const GI* g0, GO* d0) {
 
 constexpr int32_t kCachedO = 128;  // output channels o per weight-table chunk (2 KB of floats)
 
-// A plain 1x1 gradient in normal mode: four channels at a time, their scaled float weights
-// for a chunk of o converted once into a table, then every four-pixel block runs the chunk
-// in sixteen accumulators. Between chunks the partial sums wait in the output (a float
+// Pixels [i0, i1) of a plain 1x1 gradient whose outputs overlap none of grad_y (normal mode:
+// every pixel; in place: the pixels stored beyond grad_y's bytes): four channels at a time,
+// their scaled float weights for a chunk of o converted once into a table, then every
+// four-pixel block runs the chunk in sixteen accumulators. Between chunks the partial sums wait in the output (a float
 // stored and reloaded is the same float), so each output still sums over o ascending from
 // 0.0f with the specified roundings. The last C % 4 channels and N % 4 pixels as before.
 // A float16 output cannot hold a partial sum: with more than one chunk it takes
 // four_pixels_1x1 (every sum whole in registers) instead.
 template <typename GI, typename GO>
-void plain_1x1_normal(const ConvGradInput<GI>& p, GO* out) {
-  const int32_t n = p.out.h * p.out.w, nb = n - n % 4;
+void plain_1x1_pixels(const ConvGradInput<GI>& p, GO* out, int32_t i0, int32_t i1) {
+  const int32_t n = i1, nb = i1 - (i1 - i0) % 4;
   if (sizeof(GO) != sizeof(float) && p.o > kCachedO) {
-    for (int32_t i = 0; i < nb; i += 4)
+    for (int32_t i = i0; i < nb; i += 4)
       four_pixels_1x1(p, p.g + static_cast<int64_t>(i) * p.o, out + static_cast<int64_t>(i) * p.c);
     for (int32_t i = nb; i < n; ++i) pixel(p, i / p.out.w, i % p.out.w, out + static_cast<int64_t>(i) * p.c);
     return;
@@ -254,7 +255,7 @@ void plain_1x1_normal(const ConvGradInput<GI>& p, GO* out) {
         const float sc = load_f32(p.scale.data + s_step * static_cast<uint32_t>(o0 + o));
         for (int32_t k = 0; k < 4; ++k) wc[4 * o + k] = static_cast<float>(wp[k][(o0 + o) * ws[k]]) * sc;
       }
-      for (int32_t i = 0; i < nb; i += 4) {
+      for (int32_t i = i0; i < nb; i += 4) {
         GO* d = out + static_cast<int64_t>(i) * p.c + c;
         Block4x4 b = {};
         if (o0 > 0) b.load(reinterpret_cast<float*>(d), p.c);  // float32 only (one chunk otherwise)
@@ -269,7 +270,7 @@ void plain_1x1_normal(const ConvGradInput<GI>& p, GO* out) {
       }
     }
   }
-  for (int32_t i = 0; i < nb; i += 4)
+  for (int32_t i = i0; i < nb; i += 4)
     tail_channels_4px(p, p.g + static_cast<int64_t>(i) * p.o, out + static_cast<int64_t>(i) * p.c, c);
   for (int32_t i = nb; i < n; ++i) pixel(p, i / p.out.w, i % p.out.w, out + static_cast<int64_t>(i) * p.c);
 }
@@ -309,7 +310,7 @@ tt_status eval_as(TrainContext& ctx) {
   GO* out = reinterpret_cast<GO*>(p.out.data);
   if (ctx.mode() == tfmt::kNormal) {
     if (plain_1x1(p)) {
-      plain_1x1_normal(p, out);
+      plain_1x1_pixels(p, out, 0, p.out.h * p.out.w);
       return TT_OK;
     }
     for (int32_t iy = 0; iy < p.out.h; ++iy)
@@ -322,7 +323,19 @@ tt_status eval_as(TrainContext& ctx) {
   // (those four included), which the addresses decide.
   GO* scratch = reinterpret_cast<GO*>(ctx.scratch());
   const bool up = ctx.layout_is("pixel_ascending");
-  const int32_t n = p.out.h * p.out.w;
+  int32_t n = p.out.h * p.out.w;
+  if (!up) {
+    // Descending (an output pixel larger than an input one): the top pixels whose outputs lie
+    // wholly beyond grad_y's bytes overwrite nothing unread, so they run first, as in normal mode.
+    const int64_t g_bytes = static_cast<int64_t>(n) * p.o * static_cast<int64_t>(sizeof(GI));
+    int32_t first = n;
+    while (first > 0 &&
+           disjoint(out + static_cast<int64_t>(first - 1) * p.c, static_cast<int64_t>(n - first + 1) * p.c *
+                    static_cast<int64_t>(sizeof(GO)), p.g, g_bytes))
+      --first;
+    if (first < n) plain_1x1_pixels(p, out, first, n);
+    n = first;
+  }
   for (int32_t k = 0; k < n;) {
     if (k + 4 <= n) {
       const int32_t b = up ? k : n - 4 - k;  // the block's first pixel

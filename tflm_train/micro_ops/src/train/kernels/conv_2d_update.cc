@@ -168,6 +168,7 @@ tt_status eval_as(TrainContext& ctx) {
   const int32_t nsel = static_cast<int32_t>(p.u.channels.length);
   const int32_t row_elems = p.kh * p.kw * nsel;
   float next[kNextFloats];  // o + r's gradients at next + (r - 1) * row_elems, in its element order
+  uint32_t rng = *p.u.rng;  // in a register while the weights are stored (int8 stores may alias it)
   const int32_t extra = row_elems > 0 ? kNextFloats / row_elems : 0;  // rows kept besides o's
   for (int32_t o = 0; o < p.o; ++o) {
     // Up to four output channels per pass over the input; the updates still run element by
@@ -191,7 +192,7 @@ tt_status eval_as(TrainContext& ctx) {
           }
           for (int32_t i = 0; i < k; ++i) {  // element order: the RNG draws stay in sequence
             int8_t* w = p.u.element(row, j + i);
-            *w = qas_update_weight(*w, grads[i], p.u.lr, ws, p.u.rng);
+            *w = qas_update_weight(*w, grads[i], p.u.lr, ws, &rng);
           }
           float* kept = next + (ky * p.kw + kx) * nsel + j;
           for (int32_t r = 1; r < nout; ++r)
@@ -205,12 +206,13 @@ tt_status eval_as(TrainContext& ctx) {
         const int32_t row = oc * p.kh * p.kw + t;
         for (int32_t j = 0; j < nsel; ++j) {
           int8_t* w = p.u.element(row, j);
-          *w = qas_update_weight(*w, next[(r - 1) * row_elems + t * nsel + j], p.u.lr, wsr, p.u.rng);
+          *w = qas_update_weight(*w, next[(r - 1) * row_elems + t * nsel + j], p.u.lr, wsr, &rng);
         }
       }
     }
     o += nout - 1;
   }
+  *p.u.rng = rng;
   return TT_OK;
 }
 
