@@ -326,25 +326,40 @@ tt_status eval_as(TrainContext& ctx) {
   int32_t n = p.out.h * p.out.w;
   if (!up) {
     // Descending (an output pixel larger than an input one): the top pixels whose outputs lie
-    // wholly beyond grad_y's bytes overwrite nothing unread, so they run first, as in normal mode.
+    // wholly beyond grad_y's bytes overwrite nothing unread, so they run first, as in normal mode
+    // (in whole four-pixel blocks, when three or more make the weight table pay).
     const int64_t g_bytes = static_cast<int64_t>(n) * p.o * static_cast<int64_t>(sizeof(GI));
     int32_t first = n;
     while (first > 0 &&
            disjoint(out + static_cast<int64_t>(first - 1) * p.c, static_cast<int64_t>(n - first + 1) * p.c *
                     static_cast<int64_t>(sizeof(GO)), p.g, g_bytes))
       --first;
-    if (first < n) plain_1x1_pixels(p, out, first, n);
-    n = first;
+    first += (n - first) % 4;
+    if (n - first >= 12) {
+      plain_1x1_pixels(p, out, first, n);
+      n = first;
+    }
   }
+  const int64_t in_px = static_cast<int64_t>(p.o) * static_cast<int64_t>(sizeof(GI));
+  const int64_t out_px = static_cast<int64_t>(p.c) * static_cast<int64_t>(sizeof(GO));
+  const bool block_in_scratch = 4 * in_px <= static_cast<int64_t>(ctx.scratch_bytes());
   for (int32_t k = 0; k < n;) {
     if (k + 4 <= n) {
       const int32_t b = up ? k : n - 4 - k;  // the block's first pixel
       const GI* unread = up ? p.g + static_cast<int64_t>(b) * p.o : p.g;
-      const int64_t unread_n = (up ? static_cast<int64_t>(n - b) * p.o : static_cast<int64_t>(b + 4) * p.o) *
-                               static_cast<int64_t>(sizeof(GI));
+      const int64_t unread_n = (up ? static_cast<int64_t>(n - b) : static_cast<int64_t>(b + 4)) * in_px;
       GO* dst = out + static_cast<int64_t>(b) * p.c;
-      if (disjoint(dst, 4 * static_cast<int64_t>(p.c) * static_cast<int64_t>(sizeof(GO)), unread, unread_n)) {
+      if (disjoint(dst, 4 * out_px, unread, unread_n)) {
         four_pixels_1x1(p, p.g + static_cast<int64_t>(b) * p.o, dst);
+        k += 4;
+        continue;
+      }
+      // The block's outputs overwrite only its own four input pixels: those read from a copy.
+      const GI* other = up ? p.g + static_cast<int64_t>(b + 4) * p.o : p.g;
+      const int64_t other_n = (up ? static_cast<int64_t>(n - b - 4) : static_cast<int64_t>(b)) * in_px;
+      if (block_in_scratch && disjoint(dst, 4 * out_px, other, other_n)) {
+        memcpy(scratch, p.g + static_cast<int64_t>(b) * p.o, static_cast<size_t>(4 * in_px));
+        four_pixels_1x1(p, reinterpret_cast<const GI*>(scratch), dst);
         k += 4;
         continue;
       }
