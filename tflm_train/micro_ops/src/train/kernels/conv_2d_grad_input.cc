@@ -173,15 +173,15 @@ inline void channel_weights(const ConvGradInput<GI>& p, int32_t c, const int8_t*
   *stride = j >= 0 ? p.w.nsel : p.c;
 }
 
-// Channels [c0, C) of four pixels of a plain 1x1 gradient, one channel at a time.
+// Channels [c0, C) of `npx` (up to four) pixels of a plain 1x1 gradient, one channel at a time.
 template <typename GI, typename GO>
-void tail_channels_4px(const ConvGradInput<GI>& p, const GI* g0, GO* d0, int32_t c0) {
+void tail_channels_4px(const ConvGradInput<GI>& p, const GI* g0, GO* d0, int32_t c0, int32_t npx = 4) {
   const uint32_t s_step = p.scale.length == 1 ? 0u : 4u;
   for (int32_t c = c0; c < p.c; ++c) {
     const int8_t* wc;
     int32_t stride;
     channel_weights(p, c, &wc, &stride);
-    for (int32_t k = 0; k < 4; ++k) {
+    for (int32_t k = 0; k < npx; ++k) {
       const GI* g = g0 + k * p.o;
       const int8_t* w = wc;
       float acc = 0.0f;
@@ -198,11 +198,12 @@ void tail_channels_4px(const ConvGradInput<GI>& p, const GI* g0, GO* d0, int32_t
 // and scaled once for the four pixels, each accumulator summing over o ascending from 0.0f
 // with the specified roundings. A trained split channel reads its SRAM row (element o at
 // ram[o * nsel + j]), a frozen one flash (full[o * C + c]); the last C % 4 channels one by one.
-template <typename GI, typename GO>
+// NPX < 4: only pixels 0 .. NPX - 1 (the other rows repeat the last one and are not stored).
+template <typename GI, typename GO, int NPX = 4>
 void four_pixels_1x1(const ConvGradInput<GI>& p, const GI* g0, GO* d0) {
-  const GI* g1 = g0 + p.o;
-  const GI* g2 = g1 + p.o;
-  const GI* g3 = g2 + p.o;
+  const GI* g1 = NPX > 1 ? g0 + p.o : g0;
+  const GI* g2 = NPX > 2 ? g1 + p.o : g1;
+  const GI* g3 = NPX > 3 ? g2 + p.o : g2;
   const uint32_t s_step = p.scale.length == 1 ? 0u : 4u;
   int32_t c = 0;
   for (; c + 4 <= p.c; c += 4) {
@@ -218,9 +219,12 @@ void four_pixels_1x1(const ConvGradInput<GI>& p, const GI* g0, GO* d0) {
       b.mac(widen(g0[o]), widen(g1[o]), widen(g2[o]), widen(g3[o]), static_cast<float>(*w0) * s,
             static_cast<float>(*w1) * s, static_cast<float>(*w2) * s, static_cast<float>(*w3) * s);
     }
-    b.store(d0 + c, p.c);
+    if (NPX == 4)
+      b.store(d0 + c, p.c);
+    else
+      b.store_rows(d0 + c, p.c, NPX);
   }
-  tail_channels_4px(p, g0, d0, c);
+  tail_channels_4px(p, g0, d0, c, NPX);
 }
 
 constexpr int32_t kCachedO = 128;  // output channels o per weight-table chunk (2 KB of floats)
@@ -342,7 +346,6 @@ tt_status eval_as(TrainContext& ctx) {
   }
   const int64_t in_px = static_cast<int64_t>(p.o) * static_cast<int64_t>(sizeof(GI));
   const int64_t out_px = static_cast<int64_t>(p.c) * static_cast<int64_t>(sizeof(GO));
-  const bool block_in_scratch = 4 * in_px <= static_cast<int64_t>(ctx.scratch_bytes());
   for (int32_t k = 0; k < n;) {
     if (k + 4 <= n) {
       const int32_t b = up ? k : n - 4 - k;  // the block's first pixel
@@ -354,15 +357,30 @@ tt_status eval_as(TrainContext& ctx) {
         k += 4;
         continue;
       }
-      // The block's outputs overwrite only its own four input pixels: those read from a copy.
-      const GI* other = up ? p.g + static_cast<int64_t>(b + 4) * p.o : p.g;
-      const int64_t other_n = (up ? static_cast<int64_t>(n - b - 4) : static_cast<int64_t>(b)) * in_px;
-      if (block_in_scratch && disjoint(dst, 4 * out_px, other, other_n)) {
-        memcpy(scratch, p.g + static_cast<int64_t>(b) * p.o, static_cast<size_t>(4 * in_px));
-        four_pixels_1x1(p, reinterpret_cast<const GI*>(scratch), dst);
-        k += 4;
-        continue;
-      }
+    }
+    // Four or three pixels whose inputs fit in the scratch (the next ones in the layout's order)
+    // and whose outputs overwrite no other unread input: read from a copy (fewer cost more in the
+    // four-pixel block than one at a time).
+    int32_t cnt = n - k < 4 ? n - k : 4;
+    const int64_t fit = in_px > 0 ? static_cast<int64_t>(ctx.scratch_bytes()) / in_px : 0;
+    if (cnt > fit) cnt = static_cast<int32_t>(fit);
+    for (; cnt >= 3; --cnt) {
+      const int32_t b = up ? k : n - k - cnt;
+      const GI* other = up ? p.g + static_cast<int64_t>(b + cnt) * p.o : p.g;
+      const int64_t other_n = (up ? static_cast<int64_t>(n - b - cnt) : static_cast<int64_t>(b)) * in_px;
+      if (disjoint(out + static_cast<int64_t>(b) * p.c, cnt * out_px, other, other_n)) break;
+    }
+    if (cnt >= 3) {
+      const int32_t b = up ? k : n - k - cnt;
+      memcpy(scratch, p.g + static_cast<int64_t>(b) * p.o, static_cast<size_t>(cnt * in_px));
+      const GI* copy = reinterpret_cast<const GI*>(scratch);
+      GO* dst = out + static_cast<int64_t>(b) * p.c;
+      if (cnt == 4)
+        four_pixels_1x1(p, copy, dst);
+      else
+        four_pixels_1x1<GI, GO, 3>(p, copy, dst);
+      k += cnt;
+      continue;
     }
     const int32_t i = up ? k : n - 1 - k;
     pixel(p, i / p.out.w, i % p.out.w, scratch);
