@@ -241,9 +241,8 @@ using LinesFn = void (*)(const DwGradInput<G>&, const LineGeometry&, int32_t, co
 template <typename G>
 LinesFn<G> lines_kernel(const DwGradInput<G>& p, LineGeometry* lg) {
   if (!line_geometry(p, lg)) return nullptr;
+  // Unrolled for the common 3-wide window only (these planes are large and rare; code size).
   if (p.geo.dilation_w == 1 && p.kw == 3) return channel_lines<3, G>;
-  if (p.geo.dilation_w == 1 && p.kw == 5) return channel_lines<5, G>;
-  if (p.geo.dilation_w == 1 && p.kw == 7) return channel_lines<7, G>;
   return channel_lines<0, G>;
 }
 
