@@ -261,17 +261,14 @@ bool block_fits(const DwGradInput<G>& p, const LineGeometry& lg) {
 }
 
 // Output pixel (row `lines`/`wrows`, column ix) of four channels into acc[0..3].
-template <int K>
 inline void four_channels(const float* const* lines, const float* const* wrows, int32_t nk, int32_t kw, int32_t dw,
                           int32_t ix, float* acc) {
   float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
   for (int32_t a = 0; a < nk; ++a) {
     const float* l = lines[a] + 4 * ix;
     const float* w = wrows[a];
-    const int32_t n = K > 0 ? K : kw, step = K > 0 ? 1 : dw;
-#pragma GCC unroll 7
-    for (int32_t kx = 0; kx < n; ++kx) {
-      const float* t = l + 4 * (n - 1 - kx) * step;
+    for (int32_t kx = 0; kx < kw; ++kx) {
+      const float* t = l + 4 * (kw - 1 - kx) * dw;
       const float* v = w + 4 * kx;
       a0 = mul_add(a0, t[0], v[0]);
       a1 = mul_add(a1, t[1], v[1]);
@@ -283,6 +280,41 @@ inline void four_channels(const float* const* lines, const float* const* wrows, 
   acc[1] = a1;
   acc[2] = a2;
   acc[3] = a3;
+}
+
+// four_channels for output columns ix and ix + 1 (the weights loaded once for both); K > 0: a
+// K-wide window with dilation 1, unrolled.
+template <int K>
+inline void four_channels_x2(const float* const* lines, const float* const* wrows, int32_t nk, int32_t kw,
+                             int32_t dw, int32_t ix, float* acc) {
+  float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0 = 0.0f, b1 = 0.0f, b2 = 0.0f, b3 = 0.0f;
+  for (int32_t a = 0; a < nk; ++a) {
+    const float* l = lines[a] + 4 * ix;
+    const float* w = wrows[a];
+    const int32_t n = K > 0 ? K : kw, step = K > 0 ? 1 : dw;
+#pragma GCC unroll 7
+    for (int32_t kx = 0; kx < n; ++kx) {
+      const float* t = l + 4 * (n - 1 - kx) * step;
+      const float* v = w + 4 * kx;
+      const float v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
+      a0 = mul_add(a0, t[0], v0);
+      a1 = mul_add(a1, t[1], v1);
+      a2 = mul_add(a2, t[2], v2);
+      a3 = mul_add(a3, t[3], v3);
+      b0 = mul_add(b0, t[4], v0);
+      b1 = mul_add(b1, t[5], v1);
+      b2 = mul_add(b2, t[6], v2);
+      b3 = mul_add(b3, t[7], v3);
+    }
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+  acc[4] = b0;
+  acc[5] = b1;
+  acc[6] = b2;
+  acc[7] = b3;
 }
 
 // Channels c0 .. c0 + 3: grad_y pixel (oy, ox) channel c0 + k at g[(oy * ow + ox) * C + k], output
@@ -333,9 +365,21 @@ void block4(const DwGradInput<G>& p, const LineGeometry& lg, int32_t c0, const G
       wrows[nk++] = wf + 4 * ky * kw;
     }
     G* o = out + static_cast<int64_t>(iy) * p.out.w * C;
-    for (int32_t ix = 0; ix < p.out.w; ++ix, o += C) {
+    int32_t ix = 0;
+    for (; ix + 2 <= p.out.w; ix += 2, o += 2 * C) {
+      float acc[8];
+      four_channels_x2<K>(lines, wrows, nk, kw, dw, ix, acc);
+      for (int32_t j = 0; j < 2; ++j) {
+        G* q = o + j * C;
+        q[0] = narrow<G>(acc[4 * j]);
+        q[1] = narrow<G>(acc[4 * j + 1]);
+        q[2] = narrow<G>(acc[4 * j + 2]);
+        q[3] = narrow<G>(acc[4 * j + 3]);
+      }
+    }
+    if (ix < p.out.w) {  // an odd width's last column (the generic loop: code size)
       float acc[4];
-      four_channels<K>(lines, wrows, nk, kw, dw, ix, acc);
+      four_channels(lines, wrows, nk, kw, dw, ix, acc);
       o[0] = narrow<G>(acc[0]);
       o[1] = narrow<G>(acc[1]);
       o[2] = narrow<G>(acc[2]);
