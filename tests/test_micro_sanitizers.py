@@ -110,6 +110,7 @@ def _fnv1a(data: bytes) -> int:
 
 
 def _training_files():
+    from tests.test_backward_random import random_graph, random_scheme
     from tests.test_bands import user_graph
     from tests.test_micro_train import DEFAULT_MODEL, ZOO_SCHEME, scheme_file, zoo_graph
     from tflm_train.io.train_export import export
@@ -127,6 +128,11 @@ def _training_files():
                                         grad_dtype="float16").data,
         "zoo_int8_head_float16": export(zoo_graph(), ZOO_SCHEME, head="int8", num_classes=5, lr=0.01,
                                         grad_dtype="float16").data,
+        # the backward kernels on random shapes (tests/test_backward_random.py), in place and not
+        **{f"random_backward_{seed}_{dtype}": export(random_graph(seed), random_scheme(seed, first_only=first),
+                                                     num_classes=4, lr=0.05, grad_dtype=dtype).data
+           for seed, dtype, first in ((0, "float32", True), (3, "float16", False), (7, "float32", False),
+                                      (9, "float16", True))},
     }
 
 

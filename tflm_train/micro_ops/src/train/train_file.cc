@@ -221,8 +221,12 @@ OpView decode_op(TrainRuntime& rt, int32_t op) {
 }
 
 int32_t find_mask(TrainRuntime& rt, int32_t y) {
+  // Only the tensors from mask_begin on (the exporter appends the bitmasks after the graph's
+  // tensors), from the last down: a kernel looking for its activation's mask every step scans a
+  // few entries (init checks that an activation has at most one, so the first found is the one).
   FlatReader& r = rt.meta;
-  for (uint32_t i = 0; i < rt.tensors.length; ++i)
+  const uint32_t begin = rt.mask_begin > 0 ? static_cast<uint32_t>(rt.mask_begin) : 0u;
+  for (uint32_t i = rt.tensors.length; i-- > begin;)
     if (r.i32(r.table_in(rt.tensors, i), tfmt::kTensorMaskOf, -1) == y) return static_cast<int32_t>(i);
   return -1;
 }

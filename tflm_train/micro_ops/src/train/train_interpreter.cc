@@ -376,6 +376,9 @@ tt_status validate(TrainRuntime& rt, Message& msg) {
   tt_status st;
   for (uint32_t t = 0; t < rt.tensors.length; ++t)
     if ((st = check_tensor(rt, static_cast<int32_t>(t), msg)) != TT_OK) return st;
+  rt.mask_begin = static_cast<int32_t>(rt.tensors.length);
+  for (uint32_t t = rt.tensors.length; t-- > 0;)
+    if (decode_tensor(rt, static_cast<int32_t>(t)).mask_of >= 0) rt.mask_begin = static_cast<int32_t>(t);
   for (uint32_t i = 0; i < rt.ops.length; ++i) {
     const OpView op = decode_op(rt, static_cast<int32_t>(i));
     if (rt.meta.failed()) return reader_error(rt.meta, "training metadata", msg);

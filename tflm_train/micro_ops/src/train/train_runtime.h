@@ -76,6 +76,7 @@ struct TrainRuntime {
   uint32_t step_count = 0;
   int32_t image = -1, label = -1, loss = -1, logits = -1, rng = -1;  // tensor indices (rng: -1 if no weight update draws)
   int32_t num_classes = 0;
+  int32_t mask_begin = 0;        // no bitmask below this tensor index (find_mask scans from it)
   uint8_t head_is_float = 0;
   float logit_absmax = 0.0f;       // largest |logit| seen by train steps (float head: quantizes it for inference)
   uint32_t steps_done = 0;
@@ -258,10 +259,48 @@ inline float next_uniform(uint32_t* state) {
   *state = x;
   return static_cast<float>(x >> 8) * (1.0f / 16777216.0f);
 }
-// QAS stochastic-rounding update of one int8 weight (draws one uniform).
-int8_t qas_update_weight(int8_t w, float grad, float lr, float weight_scale, uint32_t* rng);
+// QAS stochastic-rounding update of one int8 weight (draws one uniform):
+//   v = f32(w) - (lr * grad) / weight_scale;  w <- clamp(floor(v) + (u < v - floor(v)), -127, 127)
+// and w unchanged when v is not finite. Inline: the fused updates call it once per element with
+// the RNG state in a register. Below 2^23 in magnitude the truncation through int32 is exact and
+// floor(v) = t or t - 1, v - floor(v) exact; from 2^23 on v is an integer (v - floor(v) = 0, so
+// the result is v clamped: +-127). floor(-0.0f) = -0.0f or +0.0f cannot change the result.
+inline int8_t qas_update_weight(int8_t w, float grad, float lr, float weight_scale, uint32_t* rng) {
+  const float step = (lr * grad) / weight_scale;
+  const float v = static_cast<float>(w) - step;
+  const float u = next_uniform(rng);  // drawn for every updated element, finite or not
+  const float a = v < 0.0f ? -v : v;
+  if (a < 8388608.0f) {
+    const int32_t t = static_cast<int32_t>(v);
+    const float tf = static_cast<float>(t);
+    const bool below = tf > v;
+    const float f = below ? tf - 1.0f : tf;
+    int32_t r = (below ? t - 1 : t) + (u < v - f ? 1 : 0);
+    if (r < -127) r = -127;
+    if (r > 127) r = 127;
+    return static_cast<int8_t>(r);
+  }
+  if (!(a <= 3.40282347e38f)) return w;  // inf or NaN
+  return v < 0.0f ? static_cast<int8_t>(-127) : static_cast<int8_t>(127);
+}
 // b - lround((lr * g) / bias_scale), saturated to int32; non-finite steps leave b.
 int32_t qas_update_bias(int32_t b, float grad, float lr, float bias_scale);
+// lround of a finite float (half away from zero) with magnitudes from 2^31 on saturated to
+// +-2^31: floor(|v| + 0.5) with the sign of v, in float and integer operations only (no
+// software double on the Cortex-M4). Below 2^23, |v| = t + (|v| - t) exactly (t its integer
+// part; the difference is exact), and the half-way test is exact; from 2^23 every float is
+// an integer.
+inline int64_t lround_saturated(float v) {
+  const float a = v < 0.0f ? -v : v;
+  int64_t n;
+  if (a < 8388608.0f) {
+    const uint32_t t = static_cast<uint32_t>(a);
+    n = static_cast<int64_t>(t) + (a - static_cast<float>(t) >= 0.5f ? 1 : 0);
+  } else {
+    n = a < 2147483648.0f ? static_cast<int64_t>(static_cast<uint32_t>(a)) : int64_t{1} << 31;
+  }
+  return v < 0.0f ? -n : n;
+}
 
 }  // namespace train
 }  // namespace tt

@@ -173,15 +173,15 @@ inline void channel_weights(const ConvGradInput<GI>& p, int32_t c, const int8_t*
   *stride = j >= 0 ? p.w.nsel : p.c;
 }
 
-// Channels [c0, C) of four pixels of a plain 1x1 gradient, one channel at a time.
+// Channels [c0, C) of `npx` (up to four) pixels of a plain 1x1 gradient, one channel at a time.
 template <typename GI, typename GO>
-void tail_channels_4px(const ConvGradInput<GI>& p, const GI* g0, GO* d0, int32_t c0) {
+void tail_channels_4px(const ConvGradInput<GI>& p, const GI* g0, GO* d0, int32_t c0, int32_t npx = 4) {
   const uint32_t s_step = p.scale.length == 1 ? 0u : 4u;
   for (int32_t c = c0; c < p.c; ++c) {
     const int8_t* wc;
     int32_t stride;
     channel_weights(p, c, &wc, &stride);
-    for (int32_t k = 0; k < 4; ++k) {
+    for (int32_t k = 0; k < npx; ++k) {
       const GI* g = g0 + k * p.o;
       const int8_t* w = wc;
       float acc = 0.0f;
@@ -198,11 +198,12 @@ void tail_channels_4px(const ConvGradInput<GI>& p, const GI* g0, GO* d0, int32_t
 // and scaled once for the four pixels, each accumulator summing over o ascending from 0.0f
 // with the specified roundings. A trained split channel reads its SRAM row (element o at
 // ram[o * nsel + j]), a frozen one flash (full[o * C + c]); the last C % 4 channels one by one.
-template <typename GI, typename GO>
+// NPX < 4: only pixels 0 .. NPX - 1 (the other rows repeat the last one and are not stored).
+template <typename GI, typename GO, int NPX = 4>
 void four_pixels_1x1(const ConvGradInput<GI>& p, const GI* g0, GO* d0) {
-  const GI* g1 = g0 + p.o;
-  const GI* g2 = g1 + p.o;
-  const GI* g3 = g2 + p.o;
+  const GI* g1 = NPX > 1 ? g0 + p.o : g0;
+  const GI* g2 = NPX > 2 ? g1 + p.o : g1;
+  const GI* g3 = NPX > 3 ? g2 + p.o : g2;
   const uint32_t s_step = p.scale.length == 1 ? 0u : 4u;
   int32_t c = 0;
   for (; c + 4 <= p.c; c += 4) {
@@ -218,25 +219,29 @@ void four_pixels_1x1(const ConvGradInput<GI>& p, const GI* g0, GO* d0) {
       b.mac(widen(g0[o]), widen(g1[o]), widen(g2[o]), widen(g3[o]), static_cast<float>(*w0) * s,
             static_cast<float>(*w1) * s, static_cast<float>(*w2) * s, static_cast<float>(*w3) * s);
     }
-    b.store(d0 + c, p.c);
+    if (NPX == 4)
+      b.store(d0 + c, p.c);
+    else
+      b.store_rows(d0 + c, p.c, NPX);
   }
-  tail_channels_4px(p, g0, d0, c);
+  tail_channels_4px(p, g0, d0, c, NPX);
 }
 
 constexpr int32_t kCachedO = 128;  // output channels o per weight-table chunk (2 KB of floats)
 
-// A plain 1x1 gradient in normal mode: four channels at a time, their scaled float weights
-// for a chunk of o converted once into a table, then every four-pixel block runs the chunk
-// in sixteen accumulators. Between chunks the partial sums wait in the output (a float
+// Pixels [i0, i1) of a plain 1x1 gradient whose outputs overlap none of grad_y (normal mode:
+// every pixel; in place: the pixels stored beyond grad_y's bytes): four channels at a time,
+// their scaled float weights for a chunk of o converted once into a table, then every
+// four-pixel block runs the chunk in sixteen accumulators. Between chunks the partial sums wait in the output (a float
 // stored and reloaded is the same float), so each output still sums over o ascending from
 // 0.0f with the specified roundings. The last C % 4 channels and N % 4 pixels as before.
 // A float16 output cannot hold a partial sum: with more than one chunk it takes
 // four_pixels_1x1 (every sum whole in registers) instead.
 template <typename GI, typename GO>
-void plain_1x1_normal(const ConvGradInput<GI>& p, GO* out) {
-  const int32_t n = p.out.h * p.out.w, nb = n - n % 4;
+void plain_1x1_pixels(const ConvGradInput<GI>& p, GO* out, int32_t i0, int32_t i1) {
+  const int32_t n = i1, nb = i1 - (i1 - i0) % 4;
   if (sizeof(GO) != sizeof(float) && p.o > kCachedO) {
-    for (int32_t i = 0; i < nb; i += 4)
+    for (int32_t i = i0; i < nb; i += 4)
       four_pixels_1x1(p, p.g + static_cast<int64_t>(i) * p.o, out + static_cast<int64_t>(i) * p.c);
     for (int32_t i = nb; i < n; ++i) pixel(p, i / p.out.w, i % p.out.w, out + static_cast<int64_t>(i) * p.c);
     return;
@@ -254,7 +259,7 @@ void plain_1x1_normal(const ConvGradInput<GI>& p, GO* out) {
         const float sc = load_f32(p.scale.data + s_step * static_cast<uint32_t>(o0 + o));
         for (int32_t k = 0; k < 4; ++k) wc[4 * o + k] = static_cast<float>(wp[k][(o0 + o) * ws[k]]) * sc;
       }
-      for (int32_t i = 0; i < nb; i += 4) {
+      for (int32_t i = i0; i < nb; i += 4) {
         GO* d = out + static_cast<int64_t>(i) * p.c + c;
         Block4x4 b = {};
         if (o0 > 0) b.load(reinterpret_cast<float*>(d), p.c);  // float32 only (one chunk otherwise)
@@ -269,7 +274,7 @@ void plain_1x1_normal(const ConvGradInput<GI>& p, GO* out) {
       }
     }
   }
-  for (int32_t i = 0; i < nb; i += 4)
+  for (int32_t i = i0; i < nb; i += 4)
     tail_channels_4px(p, p.g + static_cast<int64_t>(i) * p.o, out + static_cast<int64_t>(i) * p.c, c);
   for (int32_t i = nb; i < n; ++i) pixel(p, i / p.out.w, i % p.out.w, out + static_cast<int64_t>(i) * p.c);
 }
@@ -309,7 +314,7 @@ tt_status eval_as(TrainContext& ctx) {
   GO* out = reinterpret_cast<GO*>(p.out.data);
   if (ctx.mode() == tfmt::kNormal) {
     if (plain_1x1(p)) {
-      plain_1x1_normal(p, out);
+      plain_1x1_pixels(p, out, 0, p.out.h * p.out.w);
       return TT_OK;
     }
     for (int32_t iy = 0; iy < p.out.h; ++iy)
@@ -322,19 +327,60 @@ tt_status eval_as(TrainContext& ctx) {
   // (those four included), which the addresses decide.
   GO* scratch = reinterpret_cast<GO*>(ctx.scratch());
   const bool up = ctx.layout_is("pixel_ascending");
-  const int32_t n = p.out.h * p.out.w;
+  int32_t n = p.out.h * p.out.w;
+  if (!up) {
+    // Descending (an output pixel larger than an input one): the top pixels whose outputs lie
+    // wholly beyond grad_y's bytes overwrite nothing unread, so they run first, as in normal mode
+    // (in whole four-pixel blocks, when three or more make the weight table pay).
+    const int64_t g_bytes = static_cast<int64_t>(n) * p.o * static_cast<int64_t>(sizeof(GI));
+    int32_t first = n;
+    while (first > 0 &&
+           disjoint(out + static_cast<int64_t>(first - 1) * p.c, static_cast<int64_t>(n - first + 1) * p.c *
+                    static_cast<int64_t>(sizeof(GO)), p.g, g_bytes))
+      --first;
+    first += (n - first) % 4;
+    if (n - first >= 12) {
+      plain_1x1_pixels(p, out, first, n);
+      n = first;
+    }
+  }
+  const int64_t in_px = static_cast<int64_t>(p.o) * static_cast<int64_t>(sizeof(GI));
+  const int64_t out_px = static_cast<int64_t>(p.c) * static_cast<int64_t>(sizeof(GO));
   for (int32_t k = 0; k < n;) {
     if (k + 4 <= n) {
       const int32_t b = up ? k : n - 4 - k;  // the block's first pixel
       const GI* unread = up ? p.g + static_cast<int64_t>(b) * p.o : p.g;
-      const int64_t unread_n = (up ? static_cast<int64_t>(n - b) * p.o : static_cast<int64_t>(b + 4) * p.o) *
-                               static_cast<int64_t>(sizeof(GI));
+      const int64_t unread_n = (up ? static_cast<int64_t>(n - b) : static_cast<int64_t>(b + 4)) * in_px;
       GO* dst = out + static_cast<int64_t>(b) * p.c;
-      if (disjoint(dst, 4 * static_cast<int64_t>(p.c) * static_cast<int64_t>(sizeof(GO)), unread, unread_n)) {
+      if (disjoint(dst, 4 * out_px, unread, unread_n)) {
         four_pixels_1x1(p, p.g + static_cast<int64_t>(b) * p.o, dst);
         k += 4;
         continue;
       }
+    }
+    // Four or three pixels whose inputs fit in the scratch (the next ones in the layout's order)
+    // and whose outputs overwrite no other unread input: read from a copy (fewer cost more in the
+    // four-pixel block than one at a time).
+    int32_t cnt = n - k < 4 ? n - k : 4;
+    const int64_t fit = in_px > 0 ? static_cast<int64_t>(ctx.scratch_bytes()) / in_px : 0;
+    if (cnt > fit) cnt = static_cast<int32_t>(fit);
+    for (; cnt >= 3; --cnt) {
+      const int32_t b = up ? k : n - k - cnt;
+      const GI* other = up ? p.g + static_cast<int64_t>(b + cnt) * p.o : p.g;
+      const int64_t other_n = (up ? static_cast<int64_t>(n - b - cnt) : static_cast<int64_t>(b)) * in_px;
+      if (disjoint(out + static_cast<int64_t>(b) * p.c, cnt * out_px, other, other_n)) break;
+    }
+    if (cnt >= 3) {
+      const int32_t b = up ? k : n - k - cnt;
+      memcpy(scratch, p.g + static_cast<int64_t>(b) * p.o, static_cast<size_t>(cnt * in_px));
+      const GI* copy = reinterpret_cast<const GI*>(scratch);
+      GO* dst = out + static_cast<int64_t>(b) * p.c;
+      if (cnt == 4)
+        four_pixels_1x1(p, copy, dst);
+      else
+        four_pixels_1x1<GI, GO, 3>(p, copy, dst);
+      k += cnt;
+      continue;
     }
     const int32_t i = up ? k : n - 1 - k;
     pixel(p, i / p.out.w, i % p.out.w, scratch);

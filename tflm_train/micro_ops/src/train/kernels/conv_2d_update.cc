@@ -153,6 +153,25 @@ void element_grads4(const ConvUpdate<G>& p, const float* deq, int32_t o, int32_t
   b.store(grads, 4);
 }
 
+// element_grads4 of a 1x1 stride-1 unpadded weight over the whole stored input: output pixel i
+// reads input pixel i, so the pixels run as one sequence (oy, then ox ascending) without rows.
+template <typename G>
+void element_grads4_1x1(const ConvUpdate<G>& p, const float* deq, int32_t o, const int32_t* cs, float* grads) {
+  const int8_t* px = reinterpret_cast<const int8_t*>(p.x.data);
+  const G* g = p.u.g + o;
+  const int32_t c0 = cs[0], c1 = cs[1], c2 = cs[2], c3 = cs[3], n = p.oh * p.ow;
+  Block4x4 b = {};
+  for (int32_t i = 0; i < n; ++i, g += p.o, px += p.c)
+    b.mac(widen(g[0]), widen(g[1]), widen(g[2]), widen(g[3]), deq[px[c0]], deq[px[c1]], deq[px[c2]], deq[px[c3]]);
+  b.store(grads, 4);
+}
+
+template <typename G>
+bool plain_1x1(const ConvUpdate<G>& p) {
+  return p.kh == 1 && p.kw == 1 && p.geo.stride_h == 1 && p.geo.stride_w == 1 && p.geo.pad_top == 0 &&
+         p.geo.pad_left == 0 && p.x.top == 0 && p.x.left == 0 && p.x.h == p.oh && p.x.w == p.ow;
+}
+
 // Gradients of output channels o + 1 .. o + 3 kept while o's elements are updated (rows of
 // kh * kw * nsel elements): as many channels per pass as their rows fit (1.5 KB of stack).
 constexpr int32_t kNextFloats = 384;
@@ -168,6 +187,8 @@ tt_status eval_as(TrainContext& ctx) {
   const int32_t nsel = static_cast<int32_t>(p.u.channels.length);
   const int32_t row_elems = p.kh * p.kw * nsel;
   float next[kNextFloats];  // o + r's gradients at next + (r - 1) * row_elems, in its element order
+  uint32_t rng = *p.u.rng;  // in a register while the weights are stored (int8 stores may alias it)
+  const bool one_by_one = plain_1x1(p);
   const int32_t extra = row_elems > 0 ? kNextFloats / row_elems : 0;  // rows kept besides o's
   for (int32_t o = 0; o < p.o; ++o) {
     // Up to four output channels per pass over the input; the updates still run element by
@@ -184,14 +205,17 @@ tt_status eval_as(TrainContext& ctx) {
           float grads[16];  // output channel o + r, channel cs[i] at 4 * r + i
           for (int32_t i = 0; i < k; ++i) cs[i] = p.u.channels.at(j + i);
           if (nout == 4 && k == 4) {
-            element_grads4(p, deq, o, ky, kx, cs, grads);
+            if (one_by_one)
+              element_grads4_1x1(p, deq, o, cs, grads);
+            else
+              element_grads4(p, deq, o, ky, kx, cs, grads);
           } else {
             element_grads(p, deq, o, nout >= 2, ky, kx, cs, k, grads);
             if (nout >= 3) element_grads(p, deq, o + 2, nout == 4, ky, kx, cs, k, grads + 8);
           }
           for (int32_t i = 0; i < k; ++i) {  // element order: the RNG draws stay in sequence
             int8_t* w = p.u.element(row, j + i);
-            *w = qas_update_weight(*w, grads[i], p.u.lr, ws, p.u.rng);
+            *w = qas_update_weight(*w, grads[i], p.u.lr, ws, &rng);
           }
           float* kept = next + (ky * p.kw + kx) * nsel + j;
           for (int32_t r = 1; r < nout; ++r)
@@ -205,12 +229,13 @@ tt_status eval_as(TrainContext& ctx) {
         const int32_t row = oc * p.kh * p.kw + t;
         for (int32_t j = 0; j < nsel; ++j) {
           int8_t* w = p.u.element(row, j);
-          *w = qas_update_weight(*w, next[(r - 1) * row_elems + t * nsel + j], p.u.lr, wsr, p.u.rng);
+          *w = qas_update_weight(*w, next[(r - 1) * row_elems + t * nsel + j], p.u.lr, wsr, &rng);
         }
       }
     }
     o += nout - 1;
   }
+  *p.u.rng = rng;
   return TT_OK;
 }
 

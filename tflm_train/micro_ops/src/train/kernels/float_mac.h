@@ -36,6 +36,11 @@ struct Block4x4 {
 #pragma GCC unroll 16
     for (int32_t k = 0; k < 16; ++k) d[(k >> 2) * stride + (k & 3)] = narrow<T>(a[k]);
   }
+  // Rows 0 .. rows - 1 only.
+  template <typename T>
+  void store_rows(T* d, int32_t stride, int32_t rows) const {
+    for (int32_t k = 0; k < 4 * rows; ++k) d[(k >> 2) * stride + (k & 3)] = narrow<T>(a[k]);
+  }
   void load(const float* d, int32_t stride) {
 #pragma GCC unroll 16
     for (int32_t k = 0; k < 16; ++k) a[k] = d[(k >> 2) * stride + (k & 3)];
