@@ -396,7 +396,38 @@ def _quick_arena(tg, steps, d: StorageDecisions) -> int:
     return arena_end(blocks, place(blocks, "greedy_by_size", base), base)
 
 
-def refine_in_place(tg, steps, extra, d: StorageDecisions, forbid: Sequence[int] = (),
+class _Decisions:
+    """``decide`` and the quick arena of its result for one schedule and one set of flags,
+    memoized per (band chains, steps kept out of place).
+
+    Why: ``plan_train_graph`` chooses band chains twice (with and without chain outputs over
+    their inputs), and the two greedy passes try mostly the same decisions; a scheme search
+    plans hundreds of times. Decisions are never modified once made, so sharing them is safe."""
+
+    def __init__(self, tg, steps, extra, flags):
+        self.tg, self.steps, self.extra = tg, steps, extra
+        self.flags = {k: v for k, v in flags.items() if k != "bands"}
+        self._memo: Dict[tuple, list] = {}
+
+    def _entry(self, bands, no_inplace) -> list:
+        key = (tuple(tuple(int(v) for v in c) for c in bands), tuple(sorted(set(no_inplace))))
+        if key not in self._memo:
+            d = decide(self.tg, self.steps, self.extra, bands=list(key[0]), no_inplace=list(key[1]), **self.flags)
+            self._memo[key] = [d, None]
+        return self._memo[key]
+
+    def get(self, bands=(), no_inplace=()) -> StorageDecisions:
+        return self._entry(bands, no_inplace)[0]
+
+    def arena(self, bands=(), no_inplace=()) -> int:
+        """The quick (greedy by size) arena of ``get(bands, no_inplace)``."""
+        entry = self._entry(bands, no_inplace)
+        if entry[1] is None:
+            entry[1] = _quick_arena(self.tg, self.steps, entry[0])
+        return entry[1]
+
+
+def refine_in_place(tg, steps, extra, d: StorageDecisions, forbid: Sequence[int] = (), memo: Optional[_Decisions] = None,
                     **flags) -> Tuple[StorageDecisions, List[int]]:
     """Drop in-place steps that make the arena larger.
 
@@ -404,14 +435,16 @@ def refine_in_place(tg, steps, extra, d: StorageDecisions, forbid: Sequence[int]
     offset to the input's for both lifetimes, which can force a long-lived buffer (or a
     large short one) high in the arena. Greedy pass in step order: an in-place step is
     kept unless planning without it (greedy by size) gives a smaller arena. ``forbid``:
-    steps already kept out of place (``choose_bands``)."""
-    best = _quick_arena(tg, steps, d)
+    steps already kept out of place (``choose_bands``); ``d`` must be the decisions for
+    ``flags`` (its ``bands``) and ``forbid``."""
+    memo = memo or _Decisions(tg, steps, extra, flags)
+    chains = flags.get("bands", ())
     forbid = list(forbid)
+    best = memo.arena(chains, forbid)
     for k in [k for k, m in enumerate(d.modes) if m == "in_place"]:
-        trial = decide(tg, steps, extra, no_inplace=forbid + [k], **flags)
-        size = _quick_arena(tg, steps, trial)
+        size = memo.arena(chains, forbid + [k])
         if size < best:
-            best, d = size, trial
+            best, d = size, memo.get(chains, forbid + [k])
             forbid.append(k)
     return d, forbid
 
@@ -444,7 +477,7 @@ def _not_streamed(tg, steps, d: StorageDecisions) -> str:
     return "it is a graph output"
 
 
-def choose_bands(tg, steps, extra, d: StorageDecisions, over_input: bool = True,
+def choose_bands(tg, steps, extra, d: StorageDecisions, over_input: bool = True, memo: Optional[_Decisions] = None,
                  **flags) -> Tuple[StorageDecisions, List[Tuple[int, int, int]], List[int]]:
     """Band chains that make the arena smaller, and the chains' last steps kept from writing
     their output over their input.
@@ -460,8 +493,10 @@ def choose_bands(tg, steps, extra, d: StorageDecisions, over_input: bool = True,
     With ``stream_input`` in ``flags`` the run starting at the image is kept in any case
     (its best band height), since a streamed image must be read by a chain. Last, each
     chosen chain's band height is tried again with the others fixed (a chain chosen later
-    can make an earlier one's step the peak), kept where the arena gets smaller."""
-    best = _quick_arena(tg, steps, d)
+    can make an earlier one's step the peak), kept where the arena gets smaller.
+    ``d``: the decisions without band chains and with no step kept out of place."""
+    memo = memo or _Decisions(tg, steps, extra, flags)
+    best = memo.arena()
     chosen: List[Tuple[int, int, int]] = []
     forbid: List[int] = []
     for first, last in band_candidates(tg, steps, extra, fuse=flags.get("fuse", True),
@@ -471,20 +506,20 @@ def choose_bands(tg, steps, extra, d: StorageDecisions, over_input: bool = True,
         sizes, possible = {}, False
         for rows in sorted(BAND_ROWS):
             chains = chosen + [(first, last, rows)]
-            over = decide(tg, steps, extra, bands=chains, no_inplace=forbid, **flags)
-            variants = [(over, False)]
+            over = memo.get(chains, forbid)
+            variants = [((chains, forbid), False)]
             if over.inplace_input[last] is not None:  # the rules allow the output over the input
                 possible = True
-                variants = [(decide(tg, steps, extra, bands=chains, no_inplace=forbid + [last], **flags), False)]
+                variants = [((chains, forbid + [last]), False)]
                 if over_input:
-                    variants.append((over, True))
+                    variants.append(((chains, forbid), True))
             for trial, kept in variants:
-                sizes[(_quick_arena(tg, steps, trial), kept, -rows)] = trial
+                sizes[(memo.arena(*trial), kept, -rows)] = trial
             if min(size for size, _, r in sizes if r == -rows) >= best and not must:
                 break
         key = min(sizes)
         if key[0] < best or must:
-            best, d = key[0], sizes[key]
+            best, d = key[0], memo.get(*sizes[key])
             chosen.append((first, last, -key[2]))
             if possible and not key[1]:
                 forbid.append(last)
@@ -495,10 +530,9 @@ def choose_bands(tg, steps, extra, d: StorageDecisions, over_input: bool = True,
             if r == rows:
                 continue
             chains = chosen[:i] + [(first, last, r)] + chosen[i + 1:]
-            trial = decide(tg, steps, extra, bands=chains, no_inplace=forbid, **flags)
-            size = _quick_arena(tg, steps, trial)
+            size = memo.arena(chains, forbid)
             if size < best:
-                best, d, chosen = size, trial, chains
+                best, d, chosen = size, memo.get(chains, forbid), chains
     return d, chosen, forbid
 
 
@@ -508,33 +542,44 @@ def plan_train_graph(tg, reorder: bool = True, fuse: bool = True, inplace: bool 
     """``bands``: True (``choose_bands``), False, or the chains ``(first step, last step,
     band rows)`` to run in bands. With True and ``inplace``, the chains are chosen twice,
     with and without chain outputs written over their inputs (greedy choices on the quick
-    arena differ), and the plan with the smaller peak is kept. ``stream_input``: the image
+    arena differ), and the plan with the smaller peak is kept (placed once when both choose
+    the same chains: the same decisions give the same plan). ``stream_input``: the image
     arrives row by row (``tt_train_step_rows``) into a window of the band chain that starts
     at it; GraphError if no chain can (the image read by a trained layer, ...)."""
     steps, extra = build_schedule(tg, reorder)
     flags = dict(fuse=fuse, inplace=inplace, masks=masks, sparse_params=sparse_params, stream_input=stream_input)
-    args = (tg, steps, extra, flags, reorder, algorithm, refine)
+    memo = _Decisions(tg, steps, extra, flags)
     if bands is True and inplace:
-        plans = [_plan_steps(*args, bands=True, over_input=over) for over in (False, True)]
+        choices = [_choose_storage(memo, flags, True, over) for over in (False, True)]
+        if choices[1][1:] == choices[0][1:]:
+            choices = choices[:1]
+        plans = [_place_plan(memo, *c, reorder, algorithm, refine) for c in choices]
         return min(plans, key=lambda p: (p.peak_bytes, p.arena_bytes))  # ties: no output over an input
-    return _plan_steps(*args, bands=bands, over_input=True)
+    return _place_plan(memo, *_choose_storage(memo, flags, bands, True), reorder, algorithm, refine)
 
 
-def _plan_steps(tg, steps, extra, flags, reorder, algorithm, refine, bands, over_input: bool) -> MemoryPlan:
+def _choose_storage(memo: _Decisions, flags, bands, over_input: bool):
+    """(decisions, flags with the band chains, steps kept out of place) before the in-place refinement."""
     flags = dict(flags)
-    d = decide(tg, steps, extra, **flags)
+    d = memo.get()
     forbid: List[int] = []  # steps kept out of place although the rules allow it
     if bands is True:
-        d, chosen, forbid = choose_bands(tg, steps, extra, d, over_input=over_input, **flags)
+        d, chosen, forbid = choose_bands(memo.tg, memo.steps, memo.extra, d, over_input=over_input, memo=memo,
+                                         **flags)
         flags["bands"] = chosen
     elif bands:
         flags["bands"] = [tuple(int(v) for v in c) for c in bands]
-        d = decide(tg, steps, extra, **flags)
+        d = memo.get(flags["bands"])
     if flags["stream_input"] and d.streamed is None:
-        raise GraphError(f"stream_input: {tg.name or 'the model'}'s input {tg.inputs[0]!r} cannot arrive in rows: "
-                         f"{_not_streamed(tg, steps, d)}")
+        raise GraphError(f"stream_input: {memo.tg.name or 'the model'}'s input {memo.tg.inputs[0]!r} cannot arrive "
+                         f"in rows: {_not_streamed(memo.tg, memo.steps, d)}")
+    return d, flags, forbid
+
+
+def _place_plan(memo: _Decisions, d: StorageDecisions, flags, forbid, reorder, algorithm, refine) -> MemoryPlan:
+    tg, steps = memo.tg, memo.steps
     if refine and flags["inplace"]:
-        d, forbid = refine_in_place(tg, steps, extra, d, forbid, **flags)
+        d, forbid = refine_in_place(tg, steps, memo.extra, d, forbid, memo=memo, **flags)
     offsets, base = _persistent_offsets(d)
     blocks = blocks_of(tg, steps, d)
     if algorithm == "best":

@@ -18,6 +18,7 @@ Conventions
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -197,7 +198,7 @@ class TrainTensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return int(math.prod(int(v) for v in self.shape))  # not np.prod: planners ask millions of times
 
     @property
     def nbytes(self) -> int:
