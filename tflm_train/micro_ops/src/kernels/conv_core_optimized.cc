@@ -1018,6 +1018,33 @@ void dw_run_sse2(const int16_t* const* rows, const DwPacked& w, int32_t c0, int3
   for (; i + 4 <= m; i += 4) dw_block4_sse2<K>(rows, c0 + i, w, acc + i);
   for (; i < m; ++i) acc[i] = dw_window<K>(rows, c0 + i, w.wp, w.wl);
 }
+
+// Stride 2: four outputs at window columns c, c + 2, c + 4, c + 6. Their tap pairs (k, k + 1)
+// are the adjacent pairs of the eight values at c + k, so one 8-element load per pair and
+// PMADDWD; the odd last tap from the load at c + K - 1 against (w, 0). The loads reach one
+// element past this block's last tap: only used while another output follows in the row.
+template <int K>
+inline void dw_block4_s2_sse2(const int16_t* const* r, int32_t c, const DwPacked& w, int32_t* acc) {
+  __m128i sum = _mm_setzero_si128();
+#pragma GCC unroll 7
+  for (int32_t ky = 0; ky < K; ++ky) {
+    const int16_t* x = r[ky] + c;
+#pragma GCC unroll 3
+    for (int32_t k = 0; k < K / 2; ++k)
+      sum = _mm_add_epi32(sum, _mm_madd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 2 * k)),
+                                              _mm_set1_epi32(w.wp[ky * (K / 2) + k])));
+    sum = _mm_add_epi32(sum, _mm_madd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + K - 1)),
+                                            _mm_set1_epi32(w.wl[ky] & 0xFFFF)));
+  }
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(acc), sum);
+}
+
+template <int K>
+void dw_run_s2_sse2(const int16_t* const* rows, const DwPacked& w, int32_t c0, int32_t m, int32_t* acc) {
+  int32_t i = 0;
+  for (; i + 4 < m; i += 4) dw_block4_s2_sse2<K>(rows, c0 + 2 * i, w, acc + i);
+  for (; i < m; ++i) acc[i] = dw_window<K>(rows, c0 + 2 * i, w.wp, w.wl);
+}
 #endif
 
 void dw_run_generic(const DwCore& p, const int16_t* const* rows, const int32_t* wv, int32_t c0, int32_t m,
@@ -1111,6 +1138,9 @@ void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride
       if (fixed == 3 && p.stride_w == 1) dw_run_sse2<3>(rows, packed, c0, m, acc + filled);
       else if (fixed == 5 && p.stride_w == 1) dw_run_sse2<5>(rows, packed, c0, m, acc + filled);
       else if (fixed == 7 && p.stride_w == 1) dw_run_sse2<7>(rows, packed, c0, m, acc + filled);
+      else if (fixed == 3 && p.stride_w == 2) dw_run_s2_sse2<3>(rows, packed, c0, m, acc + filled);
+      else if (fixed == 5 && p.stride_w == 2) dw_run_s2_sse2<5>(rows, packed, c0, m, acc + filled);
+      else if (fixed == 7 && p.stride_w == 2) dw_run_s2_sse2<7>(rows, packed, c0, m, acc + filled);
       else
 #endif
       if (fixed == 3 && p.stride_w <= 2) dw3_run(rows, packed, c0, p.stride_w, m, acc + filled);
@@ -1132,6 +1162,7 @@ void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride
   if (filled) requantize_run(p.tail, q, acc, filled, out + flushed * out_stride, out_stride);
 }
 
+#ifdef TT_SMLAD
 namespace {
 
 // Depthwise over a channel-interleaved input (depth multiplier 1), four channels at a time,
@@ -1141,6 +1172,7 @@ namespace {
 // so every output runs the same branch-free window and the sums equal the reference's,
 // which skips those taps. Per tap: one word load, SXTAB16 twice (the even and odd channels
 // with the offset added), four SMLAxy against weights pre-split the same way once per group.
+// Cortex-M4 only (dw_four_channel_path).
 // Strided and small convolutions, where dw_channel expands 2-4 input values per output or
 // spends its row set-up on a few outputs, get cheaper; a wide stride-1 plane costs about the same.
 constexpr int32_t kDw4Chunk = 32;       // output pixels per group requantized together
@@ -1172,48 +1204,12 @@ void dw4_weights(const DwCore& p, int32_t c0, Dw4Weights* w) {
   }
 }
 
-// One tap of four channels: v the tap's four input bytes. On the Cortex-M4 one asm statement
-// per tap, so that the compiler cannot hoist later taps' loads and spill the accumulators.
-inline void dw4_tap(uint32_t v, int32_t off2, int32_t we, int32_t wo, int32_t& s0, int32_t& s1, int32_t& s2,
-                    int32_t& s3) {
-#ifdef TT_SMLAD
-  int32_t e;
-  __asm__("sxtab16 %[e], %[off], %[v]\n\t"
-          "sxtab16 %[v], %[off], %[v], ror #8\n\t"
-          "smlabb %[s0], %[e], %[we], %[s0]\n\t"
-          "smlatt %[s2], %[e], %[we], %[s2]\n\t"
-          "smlabb %[s1], %[v], %[wo], %[s1]\n\t"
-          "smlatt %[s3], %[v], %[wo], %[s3]"
-          : [v] "+r"(v), [e] "=&r"(e), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3)
-          : [off] "r"(off2), [we] "r"(we), [wo] "r"(wo));
-#else
-  const int32_t off = static_cast<int16_t>(off2);
-  s0 += (static_cast<int8_t>(v) + off) * static_cast<int16_t>(we);
-  s1 += (static_cast<int8_t>(v >> 8) + off) * static_cast<int16_t>(wo);
-  s2 += (static_cast<int8_t>(v >> 16) + off) * (we >> 16);
-  s3 += (static_cast<int8_t>(v >> 24) + off) * (wo >> 16);
-#endif
-}
-
 // The four sums of one output whose window starts at word r of the first of K padded rows
 // (row_bytes apart), into a[0], a[kDw4Chunk], a[2 kDw4Chunk], a[3 kDw4Chunk] (the group's
-// accumulator columns).
+// accumulator columns). Defined for K = 3, 5, 7 below.
 template <int K>
-inline void dw4_window(const uint32_t* r, int32_t row_bytes, int32_t off2, const int32_t* w, int32_t* a) {
-  int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-#pragma GCC unroll 7
-  for (int32_t ky = 0; ky < K; ++ky, w += 2 * K) {
-    const uint32_t* x = r + ky * (row_bytes / 4);
-#pragma GCC unroll 7
-    for (int32_t kx = 0; kx < K; ++kx) dw4_tap(x[kx], off2, w[2 * kx], w[2 * kx + 1], s0, s1, s2, s3);
-  }
-  a[0] = s0;
-  a[kDw4Chunk] = s1;
-  a[2 * kDw4Chunk] = s2;
-  a[3 * kDw4Chunk] = s3;
-}
+void dw4_window(const uint32_t* r, int32_t row_bytes, int32_t off2, const int32_t* w, int32_t* a);
 
-#ifdef TT_SMLAD
 // K x K (3, 5, 7) in one asm block: 12 registers, none spilled (the compiler's own schedule
 // of the same operations hoists the loads and spills the accumulators).
 #define TT_DW4_TAP(T, COL)                                       \
@@ -1256,7 +1252,6 @@ TT_DW4_WINDOW(7, TT_DW4_ROW7(0) TT_DW4_NEXT TT_DW4_ROW7(7) TT_DW4_NEXT TT_DW4_RO
 #undef TT_DW4_ROW5
 #undef TT_DW4_ROW3
 #undef TT_DW4_TAP
-#endif
 
 // One padded row of the group, written to dst and to its twin dst2: [j] = the four channels
 // of input pixel (iy, j - pad_left), or four zero points outside the input.
@@ -1326,27 +1321,36 @@ int32_t dw4_row_len(const DwCore& p) {
   if (p.in_offset < -127 || p.in_offset > 128 || p.oh < 1 || p.ow < 1) return 0;
   const int64_t row_len = static_cast<int64_t>(p.ow - 1) * p.stride_w + k;
   if (row_len * 2 * k > kDw4RingWords) return 0;
-#ifdef TT_SMLAD
   if (p.stride_h == 1 && p.stride_w == 1 && ((k == 3 && p.ow > 16) || (k == 7 && p.ow > 8))) return 0;
-#else
-  // The portable taps (the host library) only beat dw_channel's planes on strided 3x3 windows
-  // (CPU time on x86-64: 8.4 -> 7.5 and 11.3 -> 7.8 ns per output; elsewhere equal or slower).
-  if (k != 3 || (p.stride_h == 1 && p.stride_w == 1)) return 0;
-#endif
   return static_cast<int32_t>(row_len);
 }
 
 }  // namespace
+#endif  // TT_SMLAD
 
-bool dw_four_channel_path(const DwCore& p) { return dw4_row_len(p) != 0; }
+// The four-channel path is the Cortex-M4's (SXTAB16 / SMLAxy); elsewhere the per-channel planes
+// (on x86-64 with SSE2 runs) are as fast or faster.
+bool dw_four_channel_path(const DwCore& p) {
+#ifdef TT_SMLAD
+  return dw4_row_len(p) != 0;
+#else
+  (void)p;
+  return false;
+#endif
+}
 
 bool dw_four_channels(const DwCore& p, int32_t c0, const int8_t* in, int32_t in_stride, int8_t* out) {
+#ifdef TT_SMLAD
   const int32_t row_len = dw4_row_len(p);
   if (!row_len || c0 < 0 || c0 + 4 > p.oc) return false;
   if (p.kh == 3) dw4_group<3>(p, in, in_stride, c0, row_len, out);
   else if (p.kh == 5) dw4_group<5>(p, in, in_stride, c0, row_len, out);
   else dw4_group<7>(p, in, in_stride, c0, row_len, out);
   return true;
+#else
+  (void)p, (void)c0, (void)in, (void)in_stride, (void)out;
+  return false;
+#endif
 }
 
 void dw_interleaved(const DwCore& p, const int8_t* in, int32_t ic, int8_t* out) {
