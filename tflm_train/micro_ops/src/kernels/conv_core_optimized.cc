@@ -988,62 +988,43 @@ void dwk_run(const int16_t* const* rows, const DwPacked& w, int32_t c0, int32_t 
 }
 
 #if !defined(TT_SMLAD) && defined(__SSE2__)
-// x86-64 (the host library), stride 1: four consecutive outputs at window column c of rows
-// r[0..K) by PMADDWD: per row, the tap pairs (x[c+i+2k], x[c+i+2k+1]) of outputs i = 0..3
-// interleaved from two 4-element loads, times the packed weight pair; the odd last tap
-// against (w, 0). Each load reads exactly the 4 elements its outputs use.
-template <int K>
+// x86-64 (the host library): four outputs at window columns c + S i (i = 0..3) of rows r[0..K)
+// by PMADDWD. Per row, the tap pairs (k, k + 1) of the four outputs: at stride 1 interleaved
+// from two 4-element loads (each reads exactly what its outputs use); at stride 2 they are the
+// adjacent pairs of one 8-element load at c + k, which reaches one element past this block's
+// last tap (dw_run_sse2 uses such a block only while another output follows in the row). The
+// odd last tap against (w, 0).
+template <int K, int S>
 inline void dw_block4_sse2(const int16_t* const* r, int32_t c, const DwPacked& w, int32_t* acc) {
-  __m128i sum = _mm_setzero_si128();
-#pragma GCC unroll 7
-  for (int32_t ky = 0; ky < K; ++ky) {
-    const int16_t* x = r[ky] + c;
-#pragma GCC unroll 3
-    for (int32_t k = 0; k < K / 2; ++k) {
-      const __m128i a = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + 2 * k));
-      const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + 2 * k + 1));
-      sum = _mm_add_epi32(sum, _mm_madd_epi16(_mm_unpacklo_epi16(a, b), _mm_set1_epi32(w.wp[ky * (K / 2) + k])));
-    }
-    const __m128i last = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + K - 1));
-    sum = _mm_add_epi32(sum, _mm_madd_epi16(_mm_unpacklo_epi16(last, _mm_setzero_si128()),
-                                            _mm_set1_epi32(w.wl[ky] & 0xFFFF)));
-  }
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(acc), sum);
-}
-
-// dw_run_fixed<K> at stride 1: blocks of four outputs, the last m % 4 one at a time.
-template <int K>
-void dw_run_sse2(const int16_t* const* rows, const DwPacked& w, int32_t c0, int32_t m, int32_t* acc) {
-  int32_t i = 0;
-  for (; i + 4 <= m; i += 4) dw_block4_sse2<K>(rows, c0 + i, w, acc + i);
-  for (; i < m; ++i) acc[i] = dw_window<K>(rows, c0 + i, w.wp, w.wl);
-}
-
-// Stride 2: four outputs at window columns c, c + 2, c + 4, c + 6. Their tap pairs (k, k + 1)
-// are the adjacent pairs of the eight values at c + k, so one 8-element load per pair and
-// PMADDWD; the odd last tap from the load at c + K - 1 against (w, 0). The loads reach one
-// element past this block's last tap: only used while another output follows in the row.
-template <int K>
-inline void dw_block4_s2_sse2(const int16_t* const* r, int32_t c, const DwPacked& w, int32_t* acc) {
+  static_assert(S == 1 || S == 2, "stride 1 or 2");
+  const auto pairs = [](const int16_t* x) {
+    if (S == 2) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(x));
+    return _mm_unpacklo_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x)),
+                              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + 1)));
+  };
+  const auto single = [](const int16_t* x) {
+    if (S == 2) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(x));
+    return _mm_unpacklo_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x)), _mm_setzero_si128());
+  };
   __m128i sum = _mm_setzero_si128();
 #pragma GCC unroll 7
   for (int32_t ky = 0; ky < K; ++ky) {
     const int16_t* x = r[ky] + c;
 #pragma GCC unroll 3
     for (int32_t k = 0; k < K / 2; ++k)
-      sum = _mm_add_epi32(sum, _mm_madd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 2 * k)),
-                                              _mm_set1_epi32(w.wp[ky * (K / 2) + k])));
-    sum = _mm_add_epi32(sum, _mm_madd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + K - 1)),
-                                            _mm_set1_epi32(w.wl[ky] & 0xFFFF)));
+      sum = _mm_add_epi32(sum, _mm_madd_epi16(pairs(x + 2 * k), _mm_set1_epi32(w.wp[ky * (K / 2) + k])));
+    // at stride 2 the odd halves of this load meet 0 weights
+    sum = _mm_add_epi32(sum, _mm_madd_epi16(single(x + K - 1), _mm_set1_epi32(w.wl[ky] & 0xFFFF)));
   }
   _mm_storeu_si128(reinterpret_cast<__m128i*>(acc), sum);
 }
 
-template <int K>
-void dw_run_s2_sse2(const int16_t* const* rows, const DwPacked& w, int32_t c0, int32_t m, int32_t* acc) {
+// dw_run_fixed<K> at stride S (1, 2): blocks of four outputs, the rest one at a time.
+template <int K, int S>
+void dw_run_sse2(const int16_t* const* rows, const DwPacked& w, int32_t c0, int32_t m, int32_t* acc) {
   int32_t i = 0;
-  for (; i + 4 < m; i += 4) dw_block4_s2_sse2<K>(rows, c0 + 2 * i, w, acc + i);
-  for (; i < m; ++i) acc[i] = dw_window<K>(rows, c0 + 2 * i, w.wp, w.wl);
+  for (; S == 1 ? i + 4 <= m : i + 4 < m; i += 4) dw_block4_sse2<K, S>(rows, c0 + S * i, w, acc + i);
+  for (; i < m; ++i) acc[i] = dw_window<K>(rows, c0 + S * i, w.wp, w.wl);
 }
 #endif
 
@@ -1076,7 +1057,7 @@ __attribute__((noinline)) bool dw3_whole_plane(const DwCore& p, const FastQuant&
   (void)w2a;
   (void)w2b;
   const int16_t* rows[3] = {ring, ring + row_len, ring + 2 * row_len};
-  dw_run_sse2<3>(rows, w, 0, flat, acc);
+  dw_run_sse2<3, 1>(rows, w, 0, flat, acc);
 #else
   dw3_pairs<1>(ring, ring + row_len, ring + 2 * row_len, (flat + 1) / 2, w.wp[0], w.wp[1], w.wp[2], w2a, w2b, acc);
 #endif
@@ -1135,12 +1116,12 @@ void dw_channel(const DwCore& p, int32_t oc, const int8_t* in, int32_t in_stride
       const int32_t m = p.ow - ox < kDwChunk - filled ? p.ow - ox : kDwChunk - filled;
       const int32_t c0 = ox * p.stride_w;
 #if !defined(TT_SMLAD) && defined(__SSE2__)
-      if (fixed == 3 && p.stride_w == 1) dw_run_sse2<3>(rows, packed, c0, m, acc + filled);
-      else if (fixed == 5 && p.stride_w == 1) dw_run_sse2<5>(rows, packed, c0, m, acc + filled);
-      else if (fixed == 7 && p.stride_w == 1) dw_run_sse2<7>(rows, packed, c0, m, acc + filled);
-      else if (fixed == 3 && p.stride_w == 2) dw_run_s2_sse2<3>(rows, packed, c0, m, acc + filled);
-      else if (fixed == 5 && p.stride_w == 2) dw_run_s2_sse2<5>(rows, packed, c0, m, acc + filled);
-      else if (fixed == 7 && p.stride_w == 2) dw_run_s2_sse2<7>(rows, packed, c0, m, acc + filled);
+      if (fixed == 3 && p.stride_w == 1) dw_run_sse2<3, 1>(rows, packed, c0, m, acc + filled);
+      else if (fixed == 5 && p.stride_w == 1) dw_run_sse2<5, 1>(rows, packed, c0, m, acc + filled);
+      else if (fixed == 7 && p.stride_w == 1) dw_run_sse2<7, 1>(rows, packed, c0, m, acc + filled);
+      else if (fixed == 3 && p.stride_w == 2) dw_run_sse2<3, 2>(rows, packed, c0, m, acc + filled);
+      else if (fixed == 5 && p.stride_w == 2) dw_run_sse2<5, 2>(rows, packed, c0, m, acc + filled);
+      else if (fixed == 7 && p.stride_w == 2) dw_run_sse2<7, 2>(rows, packed, c0, m, acc + filled);
       else
 #endif
       if (fixed == 3 && p.stride_w <= 2) dw3_run(rows, packed, c0, p.stride_w, m, acc + filled);
