@@ -138,6 +138,10 @@ bool conv_case(int32_t c) {
   p.oc = pick(kChannels);
   p.kh = pick(kKernels);
   p.kw = (next_u32() & 3) ? p.kh : pick(kKernels);
+  if ((next_u32() & 3) == 0) {  // a first convolution: 3x3 over 3 channels (the short-window path)
+    p.ic = 3;
+    p.kh = p.kw = 3;
+  }
   p.stride_h = uniform(1, 3);
   p.stride_w = (next_u32() & 1) ? p.stride_h : uniform(1, 3);
   p.dilation_h = (next_u32() % 4 == 0) ? 2 : 1;

@@ -27,6 +27,13 @@ namespace tt {
 namespace optimized {
 namespace {
 
+// Short copy and fill loops stay loops: a memcpy / memset call costs more than them (GCC
+// would turn them into calls; clang has no such option and needs none here).
+#if defined(__GNUC__) && !defined(__clang__)
+#define TT_KEEP_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define TT_KEEP_LOOPS
+#endif
 constexpr int32_t kMaxTaps = 1024;     // int16 window of one pixel on the stack (2 KB)
 constexpr int32_t kMaxDwTaps = 64;     // depthwise window held as int32 weights
 constexpr int32_t kPointwiseChunk = 64;  // pixels of one channel requantized together
@@ -342,6 +349,7 @@ namespace {
 constexpr int32_t kWindowBuf = 2048;  // int16 windows of a run of pixels on the stack (4 KB)
 constexpr int32_t kPadTaps = 64;      // windows up to this long padded to a multiple of 4 taps
 void window_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out);
+bool short_window_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out);
 bool plain_pointwise(const ConvCore& p);
 void pointwise_run(const ConvCore& p, int32_t oc0, int32_t noc, const int8_t* x, int32_t pixels, int8_t* out,
                    int32_t out_stride);
@@ -369,6 +377,7 @@ void conv_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out) {
     reference::conv_rows(p, oy0, oy1, out);
     return;
   }
+  if (short_window_rows(p, oy0, oy1, out)) return;
   if (2 * n <= kWindowBuf) {
     window_rows(p, oy0, oy1, out);
     return;
@@ -410,51 +419,112 @@ inline void mac2x2_scalar(const X* x0, const X* x1, const W* w0, const W* w1, in
 // constants) times two weight rows interleaved by groups of four input channels
 // (wq: w0 of the group, then w1, each in SMLAD order; `groups` groups), then the last
 // `tail` channels from wt0 / wt1 (natural order): acc = {x0.w0, x0.w1, x1.w0, x1.w1}.
-inline void dot2x2_folded(const int8_t* x0, const int8_t* x1, const int16_t* wq, int32_t groups,
-                          const int16_t* wt0, const int16_t* wt1, int32_t tail, int32_t* acc) {
-  int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0;
+// G > 0: exactly G groups, known at compile time (the loop unrolled); the sums start at
+// {b0, b1, b0, b1} (the folded offsets) instead of 0.
+struct Sums2x2 {
+  int32_t s00, s01, s10, s11;
 #if !defined(TT_SMLAD) && defined(__SSE2__)
   __m128i sum0 = _mm_setzero_si128(), sum1 = _mm_setzero_si128();  // lanes: w0 pairs, then w1 pairs
 #endif
-  for (const int8_t* end = x0 + 4 * groups; x0 != end; x0 += 4, x1 += 4, wq += 8) {
+};
+// One group of four input channels of dot2x2_folded.
+inline void group_2x2(Sums2x2& s, const int8_t* x0, const int8_t* x1, const int16_t* wq) {
 #ifdef TT_SMLAD
-    const uint32_t u0 = load_u32(x0), u1 = load_u32(x1);
-    const int32_t x0a = __sxtb16(static_cast<int8x4_t>(u0)), x0b = sxtb16_ror8(u0);
-    const int32_t x1a = __sxtb16(static_cast<int8x4_t>(u1)), x1b = sxtb16_ror8(u1);
-    smlad_2x2(x0a, x0b, x1a, x1b, static_cast<int32_t>(load_u32(wq)), static_cast<int32_t>(load_u32(wq + 2)),
-              static_cast<int32_t>(load_u32(wq + 4)), static_cast<int32_t>(load_u32(wq + 6)), &s00, &s01, &s10, &s11);
+  const uint32_t u0 = load_u32(x0), u1 = load_u32(x1);
+  const int32_t x0a = __sxtb16(static_cast<int8x4_t>(u0)), x0b = sxtb16_ror8(u0);
+  const int32_t x1a = __sxtb16(static_cast<int8x4_t>(u1)), x1b = sxtb16_ror8(u1);
+  smlad_2x2(x0a, x0b, x1a, x1b, static_cast<int32_t>(load_u32(wq)), static_cast<int32_t>(load_u32(wq + 2)),
+            static_cast<int32_t>(load_u32(wq + 4)), static_cast<int32_t>(load_u32(wq + 6)), &s.s00, &s.s01, &s.s10,
+            &s.s11);
 #elif defined(__SSE2__)
-    // x86-64 (the host library): the group's 4 inputs as int16, twice, times both rows' 4
-    // weights (natural order there, see weight_lane), pairs summed by PMADDWD.
-    const __m128i v0 = _mm_cvtsi32_si128(static_cast<int32_t>(load_u32(x0)));
-    const __m128i v1 = _mm_cvtsi32_si128(static_cast<int32_t>(load_u32(x1)));
-    const __m128i e0 = _mm_srai_epi16(_mm_unpacklo_epi8(v0, v0), 8), e1 = _mm_srai_epi16(_mm_unpacklo_epi8(v1, v1), 8);
-    const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wq));
-    sum0 = _mm_add_epi32(sum0, _mm_madd_epi16(_mm_unpacklo_epi64(e0, e0), w));
-    sum1 = _mm_add_epi32(sum1, _mm_madd_epi16(_mm_unpacklo_epi64(e1, e1), w));
+  // x86-64 (the host library): the group's 4 inputs as int16, twice, times both rows' 4
+  // weights (natural order there, see weight_lane), pairs summed by PMADDWD.
+  const __m128i v0 = _mm_cvtsi32_si128(static_cast<int32_t>(load_u32(x0)));
+  const __m128i v1 = _mm_cvtsi32_si128(static_cast<int32_t>(load_u32(x1)));
+  const __m128i e0 = _mm_srai_epi16(_mm_unpacklo_epi8(v0, v0), 8), e1 = _mm_srai_epi16(_mm_unpacklo_epi8(v1, v1), 8);
+  const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wq));
+  s.sum0 = _mm_add_epi32(s.sum0, _mm_madd_epi16(_mm_unpacklo_epi64(e0, e0), w));
+  s.sum1 = _mm_add_epi32(s.sum1, _mm_madd_epi16(_mm_unpacklo_epi64(e1, e1), w));
 #else
-    for (int32_t k = 0; k < 4; ++k) {
-      s00 += x0[k] * wq[k];
-      s01 += x0[k] * wq[4 + k];
-      s10 += x1[k] * wq[k];
-      s11 += x1[k] * wq[4 + k];
-    }
+  for (int32_t k = 0; k < 4; ++k) {
+    s.s00 += x0[k] * wq[k];
+    s.s01 += x0[k] * wq[4 + k];
+    s.s10 += x1[k] * wq[k];
+    s.s11 += x1[k] * wq[4 + k];
+  }
 #endif
+}
+#ifdef TT_SMLAD
+// G groups of dot2x2_folded (G = 2, 4, 7) in one asm block: per group two input words, two
+// LDRD of weights, SXTB16 four times, eight SMLAD, in 13 registers (the compiler's schedule
+// of the same operations reloads input words and spills sums).
+template <int G>
+void groups_2x2_asm(Sums2x2& s, const int8_t* x0, const int8_t* x1, const int16_t* wq);
+#define TT_G2X2(G)                                     \
+  "ldr %[a], [%[x0], #(" #G ") * 4]\n\t"              \
+  "ldrd %[wa], %[wb], [%[w], #(" #G ") * 16]\n\t"     \
+  "sxtb16 %[b], %[a], ror #8\n\t"                     \
+  "sxtb16 %[a], %[a]\n\t"                             \
+  "smlad %[s00], %[a], %[wa], %[s00]\n\t"             \
+  "smlad %[s00], %[b], %[wb], %[s00]\n\t"             \
+  "ldr %[c], [%[x1], #(" #G ") * 4]\n\t"              \
+  "sxtb16 %[d], %[c], ror #8\n\t"                     \
+  "sxtb16 %[c], %[c]\n\t"                             \
+  "smlad %[s10], %[c], %[wa], %[s10]\n\t"             \
+  "smlad %[s10], %[d], %[wb], %[s10]\n\t"             \
+  "ldrd %[wa], %[wb], [%[w], #(" #G ") * 16 + 8]\n\t" \
+  "smlad %[s01], %[a], %[wa], %[s01]\n\t"             \
+  "smlad %[s01], %[b], %[wb], %[s01]\n\t"             \
+  "smlad %[s11], %[c], %[wa], %[s11]\n\t"             \
+  "smlad %[s11], %[d], %[wb], %[s11]\n\t"
+#define TT_G2X2_ASM(G, TEXT)                                                                                    \
+  template <>                                                                                                   \
+  inline void groups_2x2_asm<G>(Sums2x2 & s, const int8_t* x0, const int8_t* x1, const int16_t* wq) {            \
+    int32_t a, b, c, d, wa, wb;                                                                                 \
+    __asm__(TEXT                                                                                                \
+            : [s00] "+&r"(s.s00), [s01] "+&r"(s.s01), [s10] "+&r"(s.s10), [s11] "+&r"(s.s11), [a] "=&r"(a),      \
+              [b] "=&r"(b), [c] "=&r"(c), [d] "=&r"(d), [wa] "=&r"(wa), [wb] "=&r"(wb)                          \
+            : [x0] "r"(x0), [x1] "r"(x1), [w] "r"(wq)                                                           \
+            : "memory");                                                                                        \
+  }
+TT_G2X2_ASM(2, TT_G2X2(0) TT_G2X2(1))
+TT_G2X2_ASM(4, TT_G2X2(0) TT_G2X2(1) TT_G2X2(2) TT_G2X2(3))
+TT_G2X2_ASM(7, TT_G2X2(0) TT_G2X2(1) TT_G2X2(2) TT_G2X2(3) TT_G2X2(4) TT_G2X2(5) TT_G2X2(6))
+#undef TT_G2X2_ASM
+#undef TT_G2X2
+#endif
+
+template <int G = 0>
+inline void dot2x2_folded(const int8_t* x0, const int8_t* x1, const int16_t* wq, int32_t groups,
+                          const int16_t* wt0, const int16_t* wt1, int32_t tail, int32_t* acc, int32_t b0 = 0,
+                          int32_t b1 = 0) {
+  Sums2x2 s{b0, b1, b0, b1};
+  if constexpr (G > 0) {
+#ifdef TT_SMLAD
+    groups_2x2_asm<G>(s, x0, x1, wq);
+#else
+#pragma GCC unroll 16
+    for (int32_t g = 0; g < G; ++g) group_2x2(s, x0 + 4 * g, x1 + 4 * g, wq + 8 * g);
+#endif
+    x0 += 4 * G;
+    x1 += 4 * G;
+  } else {
+    for (const int8_t* end = x0 + 4 * groups; x0 != end; x0 += 4, x1 += 4, wq += 8) group_2x2(s, x0, x1, wq);
   }
 #if !defined(TT_SMLAD) && defined(__SSE2__)
   alignas(16) int32_t l0[4], l1[4];
-  _mm_store_si128(reinterpret_cast<__m128i*>(l0), sum0);
-  _mm_store_si128(reinterpret_cast<__m128i*>(l1), sum1);
-  s00 = l0[0] + l0[1];
-  s01 = l0[2] + l0[3];
-  s10 = l1[0] + l1[1];
-  s11 = l1[2] + l1[3];
+  _mm_store_si128(reinterpret_cast<__m128i*>(l0), s.sum0);
+  _mm_store_si128(reinterpret_cast<__m128i*>(l1), s.sum1);
+  s.s00 += l0[0] + l0[1];
+  s.s01 += l0[2] + l0[3];
+  s.s10 += l1[0] + l1[1];
+  s.s11 += l1[2] + l1[3];
 #endif
-  mac2x2_scalar(x0, x1, wt0, wt1, tail, s00, s01, s10, s11);
-  acc[0] = s00;
-  acc[1] = s01;
-  acc[2] = s10;
-  acc[3] = s11;
+  mac2x2_scalar(x0, x1, wt0, wt1, tail, s.s00, s.s01, s.s10, s.s11);
+  acc[0] = s.s00;
+  acc[1] = s.s01;
+  acc[2] = s.s10;
+  acc[3] = s.s11;
 }
 
 // dot2_s8_s16 over the pixel pairs of a run of n pixels for an input depth N known at
@@ -487,6 +557,24 @@ int32_t dot_pairs_fixed(const int8_t* x, int32_t n, int32_t offset, const int16_
   return i;
 }
 
+// The pixel pairs of a run of n pixels of depth 4 * G (no tail) by two weight rows, G known
+// at compile time (no loop set-up per pair), the folded offsets f0 / f1 as the sums' start;
+// returns the pixels done (n rounded down to even).
+template <int G>
+int32_t pairs_2x2_fixed(const int8_t* x, int32_t n, const int16_t* wq, int32_t f0, int32_t f1, int32_t* acc0,
+                        int32_t* acc1) {
+  int32_t i = 0;
+  for (; i + 2 <= n; i += 2, x += 8 * G) {
+    int32_t a[4];
+    dot2x2_folded<G>(x, x + 4 * G, wq, G, nullptr, nullptr, 0, a, f0, f1);
+    acc0[i] = a[0];
+    acc1[i] = a[1];
+    acc0[i + 1] = a[2];
+    acc1[i + 1] = a[3];
+  }
+  return i;
+}
+
 // Where weight q (0..3) of a group of four goes in the expanded rows of the pointwise paths:
 // SMLAD order on the Cortex-M4 (the order SXTB16 splits input words into), natural order
 // elsewhere (the portable and SSE2 loops read inputs in order).
@@ -501,11 +589,10 @@ inline int32_t weight_lane(int32_t q) {
 // Weight row of output channel oc as int16 with the trained channels merged in: the groups
 // of four input channels in weight_lane order, group g at grp + gstride * g, the last ic % 4
 // channels in natural order at tail. Returns the row's sum (for a folded input offset).
-int32_t expand_weight_row(const ConvCore& p, int32_t oc, int16_t* grp, int32_t gstride, int16_t* tail) {
-  const int8_t* row = p.w + static_cast<int64_t>(oc) * p.ic;
-  const int32_t groups = p.ic / 4;
+// Weights row[0 .. 4 * groups) as int16 groups of four in weight_lane order, group g at
+// d + gstride * g; returns their sum.
+int32_t expand_weight_groups(const int8_t* row, int32_t groups, int16_t* d, int32_t gstride) {
   int32_t sum = 0;
-  int16_t* d = grp;
   for (int32_t g = 0; g < groups; ++g, d += gstride) {
 #ifdef TT_SMLAD
     const uint32_t u = load_u32(row + 4 * g);
@@ -520,6 +607,13 @@ int32_t expand_weight_row(const ConvCore& p, int32_t oc, int16_t* grp, int32_t g
     }
 #endif
   }
+  return sum;
+}
+
+int32_t expand_weight_row(const ConvCore& p, int32_t oc, int16_t* grp, int32_t gstride, int16_t* tail) {
+  const int8_t* row = p.w + static_cast<int64_t>(oc) * p.ic;
+  const int32_t groups = p.ic / 4;
+  int32_t sum = expand_weight_groups(row, groups, grp, gstride);
   for (int32_t c = 4 * groups; c < p.ic; ++c) {
     tail[c - 4 * groups] = row[c];
     sum += row[c];
@@ -589,17 +683,25 @@ void pointwise_run(const ConvCore& p, int32_t oc0, int32_t noc, const int8_t* x,
     // sum (x + offset) * w = sum x * w + offset * sum w: exact in int32 for any int8 window
     // of up to kMaxTaps values, so the offset leaves the inner loop.
     const int32_t f0 = p.in_offset * sums[0], f1 = p.in_offset * sums[1];
+    if (tail == 0) {
+      // Input depths 8 and 16 (the expansions of the seed models' first blocks): the block's
+      // fixed cost outweighs its few MACs there, so those loops are unrolled; deeper inputs
+      // amortize it (and unrolled, GCC spills the weights).
+      if (groups == 2) i = pairs_2x2_fixed<2>(xi, n, wq, f0, f1, acc0, acc1);
+      else if (groups == 4) i = pairs_2x2_fixed<4>(xi, n, wq, f0, f1, acc0, acc1);
+      xi += static_cast<int64_t>(i) * p.ic;
+    }
     for (; i + 2 <= n; i += 2, xi += 2 * p.ic) {
-      dot2x2_folded(xi, xi + p.ic, wq, groups, wt0, wt1, tail, a);
-      acc0[i] = a[0] + f0;
-      acc1[i] = a[1] + f1;
-      acc0[i + 1] = a[2] + f0;
-      acc1[i + 1] = a[3] + f1;
+      dot2x2_folded(xi, xi + p.ic, wq, groups, wt0, wt1, tail, a, f0, f1);
+      acc0[i] = a[0];
+      acc1[i] = a[1];
+      acc0[i + 1] = a[2];
+      acc1[i + 1] = a[3];
     }
     if (i < n) {
-      dot2x2_folded(xi, xi, wq, groups, wt0, wt1, tail, a);
-      acc0[i] = a[0] + f0;
-      acc1[i] = a[1] + f1;
+      dot2x2_folded(xi, xi, wq, groups, wt0, wt1, tail, a, f0, f1);
+      acc0[i] = a[0];
+      acc1[i] = a[1];
     }
     int8_t* o = out + static_cast<int64_t>(i0) * out_stride;
     requantize_run(p.tail, q0, acc0, n, o, out_stride);
@@ -765,6 +867,178 @@ void window_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out) {
   }
 }
 
+// n bytes from src to dst, a word at a time (the short rows of a window).
+TT_KEEP_LOOPS inline void copy_bytes(int8_t* dst, const int8_t* src, int32_t n) {
+  for (; n >= 4; n -= 4, dst += 4, src += 4) {
+    const uint32_t v = load_u32(src);
+    memcpy(dst, &v, 4);
+  }
+  for (; n > 0; --n) *dst++ = *src++;
+}
+
+// N bytes from src to dst, N known at compile time (a 3x3x3 window's rows: 9).
+template <int N>
+inline void copy_fixed(int8_t* dst, const int8_t* src) {
+  for (int32_t i = 0; i + 4 <= N; i += 4) {
+    const uint32_t v = load_u32(src + i);
+    memcpy(dst + i, &v, 4);
+  }
+  for (int32_t i = N & ~3; i < N; ++i) dst[i] = src[i];
+}
+
+// The window of output pixel (oy, ox) as raw int8 in natural order (taps outside the input
+// hold the input zero point zp, so x + offset is 0 there and they add nothing, as the
+// reference skips them).
+TT_KEEP_LOOPS void window_s8(const ConvCore& p, int32_t oy, int32_t ox, int8_t zp, int8_t* o) {
+  const int32_t y0 = oy * p.stride_h - p.pad_top, x0 = ox * p.stride_w - p.pad_left;
+  const int32_t row = p.kw * p.ic;
+  const bool row_inside = p.dilation_w == 1 && x0 >= 0 && x0 + p.kw <= p.x_w;
+  for (int32_t ky = 0; ky < p.kh; ++ky) {
+    const int32_t iy = y0 + ky * p.dilation_h;
+    if (iy < 0 || iy >= p.x_h) {
+      for (int32_t t = 0; t < row; ++t) o[t] = zp;
+      o += row;
+      continue;
+    }
+    const int8_t* line = p.x + static_cast<int64_t>(iy) * p.x_w * p.ic;
+    if (row_inside) {  // the window row is kw * ic consecutive bytes
+      copy_bytes(o, line + static_cast<int64_t>(x0) * p.ic, row);
+      o += row;
+      continue;
+    }
+    for (int32_t kx = 0; kx < p.kw; ++kx, o += p.ic) {
+      const int32_t ix = x0 + kx * p.dilation_w;
+      if (ix < 0 || ix >= p.x_w) {
+        for (int32_t c = 0; c < p.ic; ++c) o[c] = zp;
+      } else {
+        copy_bytes(o, line + static_cast<int64_t>(ix) * p.ic, p.ic);
+      }
+    }
+  }
+}
+
+// The windows (window_s8, padded with zeros to np bytes) of cnt output pixels from (oy, ox)
+// on in row-major order into buf, np bytes apart. Every parameter a local: the byte stores
+// could alias the core's fields otherwise, which the compiler would then reload per pixel.
+TT_KEEP_LOOPS void short_windows(const ConvCore& p, int32_t oy, int32_t ox, int32_t cnt, int32_t np, int8_t* buf) {
+  const int32_t ow = p.ow, kh = p.kh, kw = p.kw, ic = p.ic, x_w = p.x_w, x_h = p.x_h;
+  const int32_t stride_w = p.stride_w, stride_h = p.stride_h, pad_left = p.pad_left, pad_top = p.pad_top;
+  const int32_t dil_h = p.dilation_h, row = kw * ic, n = kh * row;
+  const int8_t zp = static_cast<int8_t>(-p.in_offset);
+  const int64_t step = static_cast<int64_t>(dil_h) * x_w * ic;  // between a window's rows
+  const bool fixed = row == 9 && kh == 3;                        // 3x3x3
+  // the output columns [a, b) whose window columns lie inside the input (dilation_w 1)
+  const int32_t a = pad_left > 0 ? (pad_left + stride_w - 1) / stride_w : 0;
+  const int32_t b = x_w - kw + pad_left >= 0 ? (x_w - kw + pad_left) / stride_w + 1 : 0;
+  const int32_t pitch = stride_w * ic;  // input bytes between neighbouring windows
+  int8_t* win = buf;
+  for (int32_t k = 0; k < cnt;) {
+    // this output row's pixels up to cnt; those in [a, b), when the window's rows lie inside
+    // the input, are kh rows of kw * ic consecutive bytes each
+    const int32_t end = ox + (cnt - k) < ow ? ox + (cnt - k) : ow;
+    const int32_t y0 = oy * stride_h - pad_top;
+    const bool rows_inside = y0 >= 0 && y0 + (kh - 1) * dil_h < x_h && p.dilation_w == 1;
+    int32_t lo = end, hi = end;  // the inside run of this row's pixels
+    if (rows_inside) {
+      lo = ox > a ? ox : a;
+      hi = end < b ? end : b;
+      if (lo > hi) lo = hi = end;
+    }
+    for (; ox < lo; ++ox, ++k, win += np) window_s8(p, oy, ox, zp, win);
+    if (ox < hi) {
+      const int8_t* src = p.x + (static_cast<int64_t>(y0) * x_w + ox * stride_w - pad_left) * ic;
+      const int32_t m = hi - ox;
+      if (fixed) {
+        for (int32_t i = 0; i < m; ++i, src += pitch, win += np) {
+          copy_fixed<9>(win, src);
+          copy_fixed<9>(win + 9, src + step);
+          copy_fixed<9>(win + 18, src + 2 * step);
+        }
+      } else {
+        for (int32_t i = 0; i < m; ++i, src += pitch, win += np)
+          for (int32_t ky = 0; ky < kh; ++ky) copy_bytes(win + ky * row, src + ky * step, row);
+      }
+      ox += m;
+      k += m;
+    }
+    for (; ox < end; ++ox, ++k, win += np) window_s8(p, oy, ox, zp, win);
+    if (ox == ow) {
+      ox = 0;
+      ++oy;
+    }
+  }
+  for (int32_t k = 0; np != n && k < cnt; ++k)
+    for (int32_t t = n; t < np; ++t) buf[k * np + t] = 0;  // zero weights there
+}
+
+// conv_rows for a short window (at most kPadTaps taps: the first convolution's 3x3x3) without
+// split channels: each pixel's window copied once as raw int8 (window_s8), padded with zero
+// taps to a multiple of four, then the pointwise path's 2x2 blocks (dot2x2_folded: the input
+// offset folded into each channel's constant) over those windows as if they were pixels of
+// a 1x1 convolution. False (nothing written) where it does not apply: window_rows' case.
+bool short_window_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out) {
+  const int32_t n = p.kh * p.kw * p.ic;
+  const int32_t np = (n + 3) & ~3, groups = np / 4;
+  constexpr int32_t kWeights = 1024;   // every channel's expanded weights on the stack (2 KB)
+  constexpr int32_t kBufBytes = 2048;  // the windows of a run of pixels on the stack
+  constexpr int32_t kMaxChannels = 64;
+  const int32_t rows = (p.oc + 1) & ~1;  // an odd last channel's pair repeats it
+  if (n > kPadTaps || p.sel || p.in_offset < -127 || p.in_offset > 128 || p.oc > kMaxChannels ||
+      rows * np > kWeights)
+    return false;
+  // Channel pair j's rows in dot2x2_folded's interleaved layout at wq + 2 * np * j, zero
+  // weights after the n taps; f[c]: channel c's folded input offset.
+  alignas(4) int16_t wq[kWeights];
+  int32_t f[kMaxChannels];
+  for (int32_t oc = 0; oc < rows; ++oc) {
+    const int8_t* w = p.w + static_cast<int64_t>(oc < p.oc ? oc : p.oc - 1) * n;
+    int16_t* d = wq + 2 * np * (oc / 2) + 4 * (oc % 2);
+    int32_t sum = expand_weight_groups(w, n / 4, d, 8);
+    if (np != n) {  // the last group: the window's last n % 4 taps, then zeros
+      int16_t* last = d + 8 * (n / 4);
+      for (int32_t q = 0; q < 4; ++q) {
+        const int32_t t = 4 * (n / 4) + q, v = t < n ? w[t] : 0;
+        last[weight_lane(q)] = static_cast<int16_t>(v);
+        sum += v;
+      }
+    }
+    if (oc < p.oc) f[oc] = p.in_offset * sum;
+  }
+  const int32_t run = kBufBytes / np < kPointwiseChunk ? kBufBytes / np : kPointwiseChunk;
+  alignas(4) int8_t buf[kBufBytes];
+  int32_t acc0[kPointwiseChunk], acc1[kPointwiseChunk];
+  const int32_t total = (oy1 - oy0) * p.ow;
+  for (int32_t i0 = 0; i0 < total; i0 += run) {
+    const int32_t cnt = total - i0 < run ? total - i0 : run;
+    short_windows(p, i0 / p.ow + oy0, i0 % p.ow, cnt, np, buf);
+    int8_t* o = out + static_cast<int64_t>(i0) * p.oc;
+    for (int32_t oc = 0; oc < p.oc; oc += 2) {
+      const int32_t oc1 = oc + 1 < p.oc ? oc + 1 : oc;  // an odd last channel computed twice, written once
+      const int16_t* w = wq + 2 * np * (oc / 2);
+      const int32_t f0 = f[oc], f1 = f[oc1];
+      int32_t a[4];
+      // the windows are np = 4 * groups bytes apart: pixels of a 1x1 convolution of depth np
+      int32_t k = groups == 7 ? pairs_2x2_fixed<7>(buf, cnt, w, f0, f1, acc0, acc1) : 0;
+      for (; k + 2 <= cnt; k += 2) {
+        const int8_t* x0 = buf + k * np;
+        dot2x2_folded(x0, x0 + np, w, groups, nullptr, nullptr, 0, a, f0, f1);
+        acc0[k] = a[0];
+        acc1[k] = a[1];
+        acc0[k + 1] = a[2];
+        acc1[k + 1] = a[3];
+      }
+      if (k < cnt) {
+        dot2x2_folded(buf + k * np, buf + k * np, w, groups, nullptr, nullptr, 0, a, f0, f1);
+        acc0[k] = a[0];
+        acc1[k] = a[1];
+      }
+      requantize_run(p.tail, fast_quant(p.tail, oc), acc0, cnt, o + oc, p.oc);
+      if (oc1 != oc) requantize_run(p.tail, fast_quant(p.tail, oc1), acc1, cnt, o + oc1, p.oc);
+    }
+  }
+  return true;
+}
+
 // Whether conv_rows can treat the convolution as a matrix product over consecutive pixels.
 bool plain_pointwise(const ConvCore& p) {
   return p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_top == 0 && p.pad_left == 0 &&
@@ -803,12 +1077,8 @@ constexpr int32_t kDwChunk = 64;        // accumulators of a row requantized tog
 
 // One padded row: ring[j] = x(iy, j - pad_left) + offset inside the input, else 0.
 // The zero loops stay loops: rows and margins are short, a memset call costs more than them
-// (GCC would turn them into memset calls; clang has no such option and needs none here).
-#if defined(__GNUC__) && !defined(__clang__)
-#define TT_KEEP_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
-#else
-#define TT_KEEP_LOOPS
-#endif
+// (GCC would turn them into memset calls; clang has no such option and needs none here:
+// TT_KEEP_LOOPS).
 __attribute__((noinline)) TT_KEEP_LOOPS void dw_load_row(
     const DwCore& p, const int8_t* in, int32_t in_stride, int32_t iy, int32_t row_len, int16_t* dst) {
   if (iy < 0 || iy >= p.x_h) {
