@@ -976,23 +976,15 @@ TT_KEEP_LOOPS void short_windows(const ConvCore& p, int32_t oy, int32_t ox, int3
 // taps to a multiple of four, then the pointwise path's 2x2 blocks (dot2x2_folded: the input
 // offset folded into each channel's constant) over those windows as if they were pixels of
 // a 1x1 convolution. False (nothing written) where it does not apply: window_rows' case.
-bool short_window_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out) {
+// Channels [oc0, oc0 + 2 * pairs) (an odd last channel's pair repeats it) of a short window
+// as dot2x2_folded's weight pairs: pair j's interleaved rows at wq + 2 * np * j, zero weights
+// after the n taps; f[j]: the folded input offsets of pair j's two rows.
+void short_window_weights(const ConvCore& p, int32_t oc0, int32_t pairs, int32_t np, int16_t* wq, int32_t* f) {
   const int32_t n = p.kh * p.kw * p.ic;
-  const int32_t np = (n + 3) & ~3, groups = np / 4;
-  constexpr int32_t kWeights = 1024;   // every channel's expanded weights on the stack (2 KB)
-  constexpr int32_t kBufBytes = 2048;  // the windows of a run of pixels on the stack
-  constexpr int32_t kMaxChannels = 64;
-  const int32_t rows = (p.oc + 1) & ~1;  // an odd last channel's pair repeats it
-  if (n > kPadTaps || p.sel || p.in_offset < -127 || p.in_offset > 128 || p.oc > kMaxChannels ||
-      rows * np > kWeights)
-    return false;
-  // Channel pair j's rows in dot2x2_folded's interleaved layout at wq + 2 * np * j, zero
-  // weights after the n taps; f[c]: channel c's folded input offset.
-  alignas(4) int16_t wq[kWeights];
-  int32_t f[kMaxChannels];
-  for (int32_t oc = 0; oc < rows; ++oc) {
-    const int8_t* w = p.w + static_cast<int64_t>(oc < p.oc ? oc : p.oc - 1) * n;
-    int16_t* d = wq + 2 * np * (oc / 2) + 4 * (oc % 2);
+  for (int32_t r = 0; r < 2 * pairs; ++r) {
+    const int32_t oc = oc0 + r < p.oc ? oc0 + r : p.oc - 1;
+    const int8_t* w = p.w + static_cast<int64_t>(oc) * n;
+    int16_t* d = wq + 2 * np * (r / 2) + 4 * (r % 2);
     int32_t sum = expand_weight_groups(w, n / 4, d, 8);
     if (np != n) {  // the last group: the window's last n % 4 taps, then zeros
       int16_t* last = d + 8 * (n / 4);
@@ -1002,8 +994,28 @@ bool short_window_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out)
         sum += v;
       }
     }
-    if (oc < p.oc) f[oc] = p.in_offset * sum;
+    f[r] = p.in_offset * sum;
   }
+}
+
+bool short_window_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out) {
+  const int32_t n = p.kh * p.kw * p.ic;
+  const int32_t np = (n + 3) & ~3, groups = np / 4;
+  if (n > kPadTaps || p.sel || p.in_offset < -127 || p.in_offset > 128) return false;
+  // Expanded weights of up to `cap` channel pairs on the stack (1 KB): all of them once per
+  // call where they fit (the seed models' first convolutions: 16 channels), else a chunk of
+  // pairs at a time for each run of pixels.
+  constexpr int32_t kWeights = 512;
+  constexpr int32_t kMaxPairs = 32;
+  const int32_t cap = kWeights / (2 * np) < kMaxPairs ? kWeights / (2 * np) : kMaxPairs;
+  const int32_t pairs = (p.oc + 1) / 2;
+  const bool once = pairs <= cap;
+  alignas(4) int16_t wq[kWeights];
+  int32_t f[2 * kMaxPairs];
+  if (once) short_window_weights(p, 0, pairs, np, wq, f);
+  // The windows of a run of pixels on the stack (2 KB): with the weights, a frame below
+  // dw_channel's, which the same band chains run.
+  constexpr int32_t kBufBytes = 2048;
   const int32_t run = kBufBytes / np < kPointwiseChunk ? kBufBytes / np : kPointwiseChunk;
   alignas(4) int8_t buf[kBufBytes];
   int32_t acc0[kPointwiseChunk], acc1[kPointwiseChunk];
@@ -1012,28 +1024,33 @@ bool short_window_rows(const ConvCore& p, int32_t oy0, int32_t oy1, int8_t* out)
     const int32_t cnt = total - i0 < run ? total - i0 : run;
     short_windows(p, i0 / p.ow + oy0, i0 % p.ow, cnt, np, buf);
     int8_t* o = out + static_cast<int64_t>(i0) * p.oc;
-    for (int32_t oc = 0; oc < p.oc; oc += 2) {
-      const int32_t oc1 = oc + 1 < p.oc ? oc + 1 : oc;  // an odd last channel computed twice, written once
-      const int16_t* w = wq + 2 * np * (oc / 2);
-      const int32_t f0 = f[oc], f1 = f[oc1];
-      int32_t a[4];
-      // the windows are np = 4 * groups bytes apart: pixels of a 1x1 convolution of depth np
-      int32_t k = groups == 7 ? pairs_2x2_fixed<7>(buf, cnt, w, f0, f1, acc0, acc1) : 0;
-      for (; k + 2 <= cnt; k += 2) {
-        const int8_t* x0 = buf + k * np;
-        dot2x2_folded(x0, x0 + np, w, groups, nullptr, nullptr, 0, a, f0, f1);
-        acc0[k] = a[0];
-        acc1[k] = a[1];
-        acc0[k + 1] = a[2];
-        acc1[k + 1] = a[3];
+    for (int32_t j0 = 0; j0 < pairs; j0 += cap) {
+      const int32_t chunk = pairs - j0 < cap ? pairs - j0 : cap;
+      if (!once) short_window_weights(p, 2 * j0, chunk, np, wq, f);
+      for (int32_t j = 0; j < chunk; ++j) {
+        const int32_t oc = 2 * (j0 + j);
+        const int32_t oc1 = oc + 1 < p.oc ? oc + 1 : oc;  // an odd last channel computed twice, written once
+        const int16_t* w = wq + 2 * np * (once ? j0 + j : j);
+        const int32_t f0 = f[2 * (once ? j0 + j : j)], f1 = f[2 * (once ? j0 + j : j) + 1];
+        int32_t a[4];
+        // the windows are np = 4 * groups bytes apart: pixels of a 1x1 convolution of depth np
+        int32_t k = groups == 7 ? pairs_2x2_fixed<7>(buf, cnt, w, f0, f1, acc0, acc1) : 0;
+        for (; k + 2 <= cnt; k += 2) {
+          const int8_t* x0 = buf + k * np;
+          dot2x2_folded(x0, x0 + np, w, groups, nullptr, nullptr, 0, a, f0, f1);
+          acc0[k] = a[0];
+          acc1[k] = a[1];
+          acc0[k + 1] = a[2];
+          acc1[k + 1] = a[3];
+        }
+        if (k < cnt) {
+          dot2x2_folded(buf + k * np, buf + k * np, w, groups, nullptr, nullptr, 0, a, f0, f1);
+          acc0[k] = a[0];
+          acc1[k] = a[1];
+        }
+        requantize_run(p.tail, fast_quant(p.tail, oc), acc0, cnt, o + oc, p.oc);
+        if (oc1 != oc) requantize_run(p.tail, fast_quant(p.tail, oc1), acc1, cnt, o + oc1, p.oc);
       }
-      if (k < cnt) {
-        dot2x2_folded(buf + k * np, buf + k * np, w, groups, nullptr, nullptr, 0, a, f0, f1);
-        acc0[k] = a[0];
-        acc1[k] = a[1];
-      }
-      requantize_run(p.tail, fast_quant(p.tail, oc), acc0, cnt, o + oc, p.oc);
-      if (oc1 != oc) requantize_run(p.tail, fast_quant(p.tail, oc1), acc1, cnt, o + oc1, p.oc);
     }
   }
   return true;
