@@ -38,7 +38,7 @@ import numpy as np
 
 from ..graph import GraphError, QuantGraph
 from ..training.scheme import SparseScheme
-from ..training.search import DEFAULT_RATIOS, Contributions
+from ..training.search import DEFAULT_RATIOS, Contributions, cache_root
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ RUN_METHOD = "masked-step-2"  # 2: the new head starts at zero (head_init), so o
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("TFLM_TRAIN_CACHE", Path.home() / ".cache" / "tflm_train")) / "contributions"
+    return cache_root() / "contributions"
 
 
 def cache_key(graph: QuantGraph, x: np.ndarray, y: np.ndarray, num_classes: int, settings: AnalysisSettings) -> str:
