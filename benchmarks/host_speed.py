@@ -213,7 +213,7 @@ def run_one(model: str, key: str, work: str, warmup: int, repeat: int, flex_pyth
     tf.config.threading.set_inter_op_parallelism_threads(1)
     import keras
 
-    km = from_graph(graph, num_classes=NUM_CLASSES, head="float", seed=SEED)
+    km = from_graph(graph, num_classes=NUM_CLASSES, head="float")
     km.compile(optimizer=QAS(keras.optimizers.SGD(LR)),
                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     SparseUpdate(scheme_of(scheme_path, graph)).apply_to(km)

@@ -94,8 +94,7 @@ def quantize_images(graph, x):
 def run(graph, head: str, lr: float, seed: int, train, test) -> dict:
     from tflm_train.training import SparseScheme, TrainState, build_train_graph, evaluate, train_step
 
-    tg = build_train_graph(graph, SparseScheme.full(graph), num_classes=10, head=head, lr=lr, seed=seed + 1,
-                           head_init_seed=seed)
+    tg = build_train_graph(graph, SparseScheme.full(graph), num_classes=10, head=head, lr=lr, seed=seed + 1)
     state = TrainState.from_train_graph(tg)
     x, y = train
     order = np.random.default_rng(seed).permutation(len(x))

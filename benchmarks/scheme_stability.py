@@ -8,9 +8,10 @@ several learning rates.
 Every run is the benchmark's (``scheme_search.Trainer``: the masked training step, the same
 initial weights, images, order and stochastic rounding per seed, 100 steps of batch 32, QAS(SGD)
 without momentum, 48x48, scored on the benchmark's test images); the one change some runs make
-is ``head_scale``: the new float head's initial kernel (``head_init``: uniform in
-+-1/sqrt(features)) multiplied by it before training (0: a zero head, whose first step sends no
-gradient into the backbone). Per run: the loss of the first batch (the initial head on the
+is ``head_scale``: the new float head's initial kernel is the former rule's (uniform in
++-1/sqrt(features) from ``numpy.random.default_rng(0)``, ``former_head_init``) multiplied by it
+(0: a zero head, whose first step sends no gradient into the backbone: the package's
+``head_init`` since this study). Per run: the loss of the first batch (the initial head on the
 pretrained features), the mean loss of each tenth of the run, the largest batch loss, and the
 test accuracy. Also, per model and task, the new head's input features (real values): their
 root mean square and the largest eigenvalue of their second moment, which bounds the head's
@@ -68,8 +69,16 @@ def head_features(masked, x: np.ndarray) -> dict:
             "mean_squared_norm": float(np.mean(np.sum(f ** 2, axis=1))), "lambda_max_second_moment": lam}
 
 
+def former_head_init(c_in: int, num_classes: int) -> np.ndarray:
+    """The new head's initial kernel ``[c_in, num_classes]`` before ``head_init`` became zero:
+    uniform in +-1/sqrt(c_in) (seed 0), kept here only for this comparison."""
+    a = 1.0 / np.sqrt(c_in)
+    return np.random.default_rng(0).uniform(-a, a, size=(num_classes, c_in)).astype(np.float32).T
+
+
 def run_one(masked, scheme, x, y, xt, yt, steps, batch, seed, head_scale) -> dict:
-    """``scheme_search.Trainer.run`` with the loss of every step recorded and the head scaled."""
+    """``scheme_search.Trainer.run`` with the loss of every step recorded and the head's kernel
+    ``head_scale`` times the former init."""
     import keras
     import tensorflow as tf
 
@@ -80,9 +89,8 @@ def run_one(masked, scheme, x, y, xt, yt, steps, batch, seed, head_scale) -> dic
         v.assign(value)
     masked._optimizer._seed_generator.state.assign(keras.random.SeedGenerator(seed).state.numpy())
     masked._set_masks(scheme)
-    if head_scale != 1.0:
-        head = next(layer for layer in masked.model.layers if isinstance(layer, FloatHead))
-        head.kernel.assign(head.kernel.numpy() * head_scale)
+    head = next(layer for layer in masked.model.layers if isinstance(layer, FloatHead))
+    head.kernel.assign(former_head_init(*head.kernel.shape) * head_scale)
     order = np.random.default_rng(seed).permutation(len(y))
     idx = np.resize(order, steps * batch)
     xs, ys = x[idx], y[idx]
@@ -107,6 +115,7 @@ def main(argv=None):
 
     from tflm_train.io.npz_reader import load_npz
     from tflm_train.keras.contribution import MaskedTrainer
+    from tflm_train.keras.layers import FloatHead
 
     bench.single_threaded()
     t0 = time.time()
@@ -124,8 +133,11 @@ def main(argv=None):
         for task in args.feature_tasks:
             x, y, _, _ = bench.task_data(task, graph, 3200, 2000, 0)
             row = {"model": model, "task": task, **head_features(masked, x[:1024])}
+            head = next(layer for layer in masked.model.layers if isinstance(layer, FloatHead))
+            head.kernel.assign(former_head_init(*head.kernel.shape))  # the former head's first loss
             ev = masked.evaluate(x[:1024], y[:1024])
             row["initial_loss"], row["chance_loss"] = ev["loss"], float(np.log(10))
+            masked.model.set_weights(masked.initial)
             result["features"].append(row)
             print(json.dumps(row), flush=True)
             save()

@@ -145,8 +145,17 @@ def test_new_int8_head_writes_back_exactly(mcunet32):
         np.testing.assert_allclose(logits[b], z[0], rtol=1e-6, atol=1e-6)
 
 
+def random_float_head(model, seed=0):
+    """Random float head weights, uniform in +-1/sqrt(C) (the new head starts at zero: its logits
+    would be all zero and it would send the layers below no gradient)."""
+    kernel = model.get_layer("new_head").kernel
+    a = 1.0 / np.sqrt(kernel.shape[0])
+    kernel.assign(np.random.default_rng(seed).uniform(-a, a, size=kernel.shape).astype(np.float32))
+
+
 def test_float_head_quantized_with_calibration(mcunet32):
-    model = from_graph(mcunet32, 10, head="float", seed=3)
+    model = from_graph(mcunet32, 10, head="float")
+    random_float_head(model, seed=3)
     xs = images(8, 32, seed=4)
     g2 = to_graph(model, calibration_data=xs)
     z_keras = model.predict(xs, verbose=0)
@@ -160,13 +169,15 @@ def test_float_head_quantized_with_calibration(mcunet32):
 
 
 def test_head_matches_reference_trainer_init(mcunet32, scheme_99kb):
-    """Same seed, same starting head as the NumPy reference trainer (for fair comparisons)."""
+    """The same starting head as the training-graph compiler (one rule, head_init: zero weights
+    and bias; the int8 head on the same weight grid), for fair comparisons."""
     for head in ("int8", "float"):
-        model = from_graph(mcunet32, 10, head=head, seed=7)
-        tg = build_train_graph(mcunet32, scheme_99kb, num_classes=10, head=head, head_init_seed=7)
+        model = from_graph(mcunet32, 10, head=head)
+        tg = build_train_graph(mcunet32, scheme_99kb, num_classes=10, head=head)
         layer = model.get_layer("new_head")
         w = layer.kernel.numpy()
         want = tg.tensors["head/weight"].data
+        assert not np.any(w) and not np.any(layer.bias.numpy()) and not np.any(tg.tensors["head/bias"].data)
         if head == "float":
             np.testing.assert_array_equal(w.T, want)
         else:
@@ -181,6 +192,7 @@ def test_qas_step_is_the_formula(mcunet32):
     import tensorflow as tf
 
     model = from_graph(mcunet32, 10, head="float")
+    random_float_head(model)
     xs, ys = images(4, 32, seed=5), np.array([1, 4, 7, 2])
     with tf.GradientTape() as tape:
         loss = LOSS(ys, model(xs.astype(np.float32), training=True))
@@ -245,13 +257,16 @@ def test_keras_step_matches_reference_trainer(mcunet32, scheme_99kb, grad_dtype)
     reference rounds weights stochastically, biases to nearest), also when both store the
     gradients as float16 (Keras: GradientStore's simulation)."""
     x, label, lr = images(1, 32, seed=6), 3, 0.05
-    tg = build_train_graph(mcunet32, scheme_99kb, num_classes=10, head="int8", lr=lr, head_init_seed=0,
-                           grad_dtype=grad_dtype)
+    tg = build_train_graph(mcunet32, scheme_99kb, num_classes=10, head="int8", lr=lr, grad_dtype=grad_dtype)
     state = TrainState.from_train_graph(tg)
+    # the same random head on both sides (the zero head_init would send the backbone no gradient)
+    head_w = np.random.default_rng(0).integers(-63, 64, size=state.values["head/weight"].shape).astype(np.int8)
+    state.values["head/weight"] = head_w
     start = {n: v.copy() for n, v in state.values.items()}
     train_step(tg, state, x[0], label)
 
-    model = from_graph(mcunet32, 10, head="int8", seed=0, grad_dtype=grad_dtype)
+    model = from_graph(mcunet32, 10, head="int8", grad_dtype=grad_dtype)
+    model.get_layer("new_head").kernel.assign(head_w.astype(np.float32))
     model.compile(optimizer=QAS(keras.optimizers.SGD(lr)), loss=LOSS)
     model.fit(x, np.array([label]), batch_size=1, epochs=1, verbose=0, shuffle=False,
               callbacks=[SparseUpdate(scheme_99kb)])

@@ -90,7 +90,7 @@ def test_analysis_candidates_fit_the_budget(backbone):
 
 
 def test_cli_search_writes_a_scheme_plan_takes_and_the_cache_is_reused(backbone, digits_npz, cache, tmp_path,
-                                                                         capsys):
+                                                                         capsys, monkeypatch):
     out = str(tmp_path / "scheme.json")
     assert cli.main(["search", BACKBONE, "--data", digits_npz, "--budget-kb", "150", "-o", out] + TINY) == 0
     printed = capsys.readouterr().out
@@ -110,6 +110,23 @@ def test_cli_search_writes_a_scheme_plan_takes_and_the_cache_is_reused(backbone,
     analysis = ContributionAnalysis(backbone, x, y, 10, settings)
     depths, layers = analysis_candidates(CostModel(backbone), 150 * 1024, (0.5, 1.0), 1, 1)
     assert analysis.pending(depths, layers, (0.5, 1.0)) == 0
+    # ... and every planned number from the plan cache (CostModel.cached): no planner call, no export
+    plans = list((cache / "plans").glob("*.json"))
+    assert len(plans) == 1 and CostModel.cached(backbone).path == plans[0]
+    memo = CostModel.cached(backbone)
+    assert memo._quick and memo._exact and memo._flash
+    assert memo.exact_peak(scheme) == tflm_train.plan(backbone, scheme).peak_bytes
+
+    def no_planning(*args, **kwargs):
+        raise AssertionError("planned again")
+
+    import importlib
+
+    planner = importlib.import_module("tflm_train.planner.plan")  # the module (the package exports a function plan)
+    train_export = importlib.import_module("tflm_train.io.train_export")
+
+    for module, name in ((planner, "plan"), (planner, "plan_peak"), (train_export, "export")):
+        monkeypatch.setattr(module, name, no_planning)
     again = tflm_train.search_scheme(backbone, z["x"], z["y"], 150, settings=settings, ratios=(0.5, 1.0),
                                      bias_points=1, max_weight_layers=1, verify=VerifySettings(steps=3, seeds=(0,)))
     assert again.to_dict() == scheme.to_dict()

@@ -186,12 +186,30 @@ def test_int8_head(mcunet, scheme_49kb):
     assert loss.attrs["logits_scale"] == pytest.approx(1 / 8)
 
 
-def test_head_initialization_is_seeded(mcunet, scheme_49kb):
-    a = build_train_graph(mcunet, scheme_49kb, head_init_seed=1)
-    b = build_train_graph(mcunet, scheme_49kb, head_init_seed=1)
-    c = build_train_graph(mcunet, scheme_49kb, head_init_seed=2)
-    assert np.array_equal(a.tensors["head/weight"].data, b.tensors["head/weight"].data)
-    assert not np.array_equal(a.tensors["head/weight"].data, c.tensors["head/weight"].data)
+@pytest.mark.parametrize("head", ["float", "int8"])
+def test_new_head_starts_at_zero_and_sends_no_first_gradient(mcunet, scheme_49kb, head):
+    """head_init: a new head's weights and bias are zero (the int8 head on the grid 2a/127,
+    a = 1/sqrt(C)); so the first step's logits are at chance, the backbone gets a zero gradient
+    and its trained parameters stay as they are, while the head itself moves."""
+    from tflm_train.training import TrainState, run_step
+
+    tg = build_train_graph(mcunet, scheme_49kb, num_classes=10, head=head, lr=0.01)
+    w, b = tg.tensors["head/weight"], tg.tensors["head/bias"]
+    assert w.data.size == 10 * tg.tensors[tg.head["features"]].size
+    assert not np.any(w.data) and not np.any(b.data)
+    if head == "int8":
+        c_in = w.data.size // 10
+        np.testing.assert_allclose(w.scale, 2.0 / np.sqrt(c_in) / 127.0, rtol=1e-6)
+    state = TrainState.from_train_graph(tg)
+    x = np.random.default_rng(3).integers(-128, 128, size=tg.tensors[tg.inputs[0]].shape).astype(np.int8)
+    values = run_step(tg, state, x, 4)
+    assert values["loss"].reshape(-1)[0] == pytest.approx(np.log(10), rel=1e-5)
+    feature_grad = f"grad/{tg.head['features']}"
+    assert not np.any(values[feature_grad])
+    assert np.any(values["head/weight"] != w.data)
+    for layer in tg.layers:  # the backbone: unchanged bytes after the first step
+        if layer["weight"] != "head/weight" and layer["channels"]:
+            assert np.array_equal(values[layer["weight"]], state.values[layer["weight"]]), layer["weight"]
 
 
 def test_residual_gradients_are_accumulated(mcunet):

@@ -5,7 +5,9 @@ Pipeline: the data (an ``.npz`` with ``x`` / ``y``, or a folder with one sub-fol
 per class) is resized and quantized to the model's int8 input; the candidates the budget
 allows are measured by the contribution analysis (``tflm_train.keras.contribution``, cached
 on disk); the knapsack + refinement search (``tflm_train.training.search``) picks the scheme,
-whose planned peak and training-file size come from the planner and the exporter.
+whose planned peak and training-file size come from the planner and the exporter (memoized
+on disk per model, head and package source, ``CostModel.cached``, so a warm search plans only
+what it has not planned before).
 
 Data rules: uint8 images are pixels 0..255; float images are pixels 0..255, or 0..1 when no
 value exceeds 1 (scaled by 255); int8 images are taken as the model's int8 input as they are
@@ -178,8 +180,10 @@ def search_scheme(graph: QuantGraph, x, y, budget_kb: Optional[float] = None, *,
     depths, plus the deepest bias-only scheme and the data-free rule) are measured before one
     is chosen (0: the largest predicted gain is taken as it is); ``verify``:
     ``tflm_train.keras.contribution.VerifySettings``, how they are measured (default: two
-    seeds of 100 steps of batch 32 on the training part, scored on the held-out images). Returns a
-    ``SparseScheme`` (with ``return_result``: ``(scheme, SearchResult, Contributions)``).
+    seeds of 100 steps of batch 32 on the training part, scored on the held-out images). ``cache``:
+    read and write the contribution cache and the plan cache (``$TFLM_TRAIN_CACHE`` or
+    ``~/.cache/tflm_train``). Returns a ``SparseScheme`` (with ``return_result``:
+    ``(scheme, SearchResult, Contributions)``).
     """
     from .keras.contribution import AnalysisSettings, ContributionAnalysis, VerifySettings
     from .training.search import (DEFAULT_BUDGET_KB, DEFAULT_RATIOS, CostModel, analysis_candidates, check_budget,
@@ -208,7 +212,7 @@ def search_scheme(graph: QuantGraph, x, y, budget_kb: Optional[float] = None, *,
     settings = settings or AnalysisSettings(head=head)
     budget = int(budget_kb * 1024)
     flash = None if flash_kb is None else int(flash_kb * 1024)
-    cost = CostModel(graph, int(num_classes), head)
+    cost = CostModel.cached(graph, int(num_classes), head) if cache else CostModel(graph, int(num_classes), head)
     bar = _Progress(progress)
     check_budget(cost, budget)
     depths, layers = analysis_candidates(cost, budget, ratios, bias_points, max_weight_layers, depthwise,
@@ -225,6 +229,7 @@ def search_scheme(graph: QuantGraph, x, y, budget_kb: Optional[float] = None, *,
                         verify_top=verify_top)
     finally:
         bar.close()
+        cost.save()  # what was planned so far, also after an interruption
     return (result.scheme, result, contrib) if return_result else result.scheme
 
 
@@ -266,7 +271,7 @@ def add_parser(sub) -> None:
                    help="training steps of each proposal's measurement, as long as the fine-tuning to come "
                         "(default 100, batch 32)")
     s.add_argument("--verify-seeds", type=int, default=2, help="seeds each proposal is measured over (default 2)")
-    s.add_argument("--no-cache", action="store_true", help="neither read nor write the contribution cache")
+    s.add_argument("--no-cache", action="store_true", help="neither read nor write the contribution and plan caches")
     s.set_defaults(func=cmd_search)
 
 

@@ -12,7 +12,8 @@ Metric: by default the paper's, the held-out accuracy gain (``metric="accuracy"`
 ``metric="loss"`` uses the decrease of the held-out cross-entropy, capped at chance level
 (``ln K``): at 30 steps of lr 0.01 on MCUNet-5FPS / MNIST at 48x48 the classifier alone
 reached 43 % held-out accuracy with a cross-entropy of 3.8, above chance's 2.3 (an
-over-confident new head), so the loss ranks runs by confidence as much as by accuracy.
+over-confident new head; measured with the former random head init, before ``head_init``
+made the new head start at zero), so the loss ranks runs by confidence as much as by accuracy.
 
 Runs: one traced training step shared by every candidate, the scheme given as gradient
 masks (``_set_masks``): Keras' ``fit`` with ``SparseUpdate`` re-traces the model for each
@@ -37,7 +38,7 @@ import numpy as np
 
 from ..graph import GraphError, QuantGraph
 from ..training.scheme import SparseScheme
-from ..training.search import DEFAULT_RATIOS, Contributions
+from ..training.search import DEFAULT_RATIOS, Contributions, cache_root
 
 
 @dataclass(frozen=True)
@@ -93,12 +94,13 @@ class VerifySettings:
             raise GraphError(f"verification settings: steps and batch_size must be >= 1 and seeds non-empty ({self})")
 
 
-#: How a run trains (part of the cache key): one traced step, gradient masks per scheme.
-RUN_METHOD = "masked-step-1"
+#: How a run trains (part of the cache key): one traced step, gradient masks per scheme, the head
+#: as ``head_init`` makes it.
+RUN_METHOD = "masked-step-2"  # 2: the new head starts at zero (head_init), so older runs do not count
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("TFLM_TRAIN_CACHE", Path.home() / ".cache" / "tflm_train")) / "contributions"
+    return cache_root() / "contributions"
 
 
 def cache_key(graph: QuantGraph, x: np.ndarray, y: np.ndarray, num_classes: int, settings: AnalysisSettings) -> str:
@@ -247,7 +249,7 @@ class ContributionAnalysis:
 class MaskedTrainer:
     """Fine-tuning runs of many schemes on one model with one traced training step.
 
-    ``from_graph(graph, num_classes, head, seed)`` trained by ``QAS(SGD(lr))`` without momentum
+    ``from_graph(graph, num_classes, head)`` (a new head at zero) trained by ``QAS(SGD(lr))`` without momentum
     (as the device trains), the scheme given as gradient masks: a masked element gets a zero
     gradient, so plain SGD leaves it as it is and QAS' rounding of an integer keeps it (the
     frozen parameters stay byte-identical, as with ``SparseUpdate``'s trainable flags), and
@@ -266,7 +268,7 @@ class MaskedTrainer:
 
         self.graph = graph
         keras.utils.set_random_seed(seed)
-        self.model = model = from_graph(graph, num_classes, head=head, seed=seed)
+        self.model = model = from_graph(graph, num_classes, head=head)
         self.initial = model.get_weights()
         self._variables = list(model.trainable_variables)
         # one gradient mask per trainable variable: a run sets them, the traced step stays

@@ -6,14 +6,14 @@ Only RESHAPE, SOFTMAX, QUANTIZE and DEQUANTIZE may follow it; the Keras model re
 real-valued logits (the classifier chain's output before any SOFTMAX), since training uses
 softmax cross-entropy on the dequantized logits (DESIGN.md).
 
-Head rules (a new ``num_classes`` head; the same as the NumPy reference trainer's, so both
-start from the same head for the same ``seed``):
+Head rules (a new ``num_classes`` head; the same as the training-graph compiler's, so both
+start from the same head):
 
-- initial real weights uniform in ``±a``, ``a = 1/sqrt(c_in)``, from
-  ``numpy.random.default_rng(seed)``; bias 0.
+- initial weights and bias zero (``head_init``: the one rule of the compiler, the device
+  file and this front-end; why zero is in its docstring).
 - ``head="int8"``: an emulated int8 layer of the classifier's op type; one weight scale
-  ``head_weight_headroom * a / 127`` (default 2: room to double before the [-127, 127]
-  clamp) for every channel, bias scale ``s_x * s_w``, logits int8 with zero point 0 and
+  ``head_weight_headroom * a / 127``, ``a = 1/sqrt(c_in)`` (default 2: weights up to
+  ``±2a`` before the [-127, 127] clamp) for every channel, bias scale ``s_x * s_w``, logits int8 with zero point 0 and
   scale ``head_logits_scale`` (default 1/8: real range about [-16, 16]).
 - ``head="float"``: a float32 ``FloatHead``. ``to_graph`` quantizes it: weights symmetric
   per output channel for CONV_2D, per tensor for FULLY_CONNECTED (``s_w = max|w| / 127``),
@@ -170,12 +170,12 @@ def _op_layer(graph: QuantGraph, op_index: int, quantized: bool):
 
 
 # --------------------------------------------------------------------------- head
-def _new_int8_head(graph, cls_index, num_classes, seed, weight_headroom, logits_scale) -> QuantConv:
+def _new_int8_head(graph, cls_index, num_classes, weight_headroom, logits_scale) -> QuantConv:
     op = graph.ops[cls_index]
     x_scale, x_zp = _qparams(graph, op.inputs[0], op)
     c_in = int(graph.tensors[op.inputs[0]].size)
-    real = head_init(c_in, num_classes, seed).astype(np.float64)
-    # one scale for every channel: weight_headroom x the init bound, room to grow before the clamp
+    real = head_init(c_in, num_classes).astype(np.float64)
+    # one scale for every channel: weights up to weight_headroom / sqrt(c_in) before the clamp
     w_scale = weight_headroom * (1.0 / np.sqrt(c_in)) / 127.0
     kernel = round_to_int(real / w_scale, -127, 127, np.int8)
     if op.type == "CONV_2D":
@@ -270,7 +270,6 @@ def from_graph(
     num_classes: Optional[int] = None,
     head: str = "float",
     quantized: bool = True,
-    seed: int = 0,
     head_weight_headroom: float = 2.0,
     head_logits_scale: float = DEFAULT_INT8_LOGITS_SCALE,
     name: Optional[str] = None,
@@ -282,7 +281,7 @@ def from_graph(
       many outputs; ``None`` keeps the whole graph (then ``to_graph`` gives it back
       unchanged until trained).
     - ``head``: "float" (float32 Dense on the dequantized features) or "int8" (emulated int8
-      layer); the head rules are in the module docstring. ``seed`` seeds the head's init.
+      layer), starting at zero; the head rules are in the module docstring.
     - ``quantized=False`` builds the float version of the same network (real weights, no
       rounding, clamps kept) with a float head: the fp32 baseline.
 
@@ -350,12 +349,12 @@ def from_graph(
             f_t = graph.tensors[cls_op.inputs[0]]
             s, z = _qparams(graph, cls_op.inputs[0], cls_op)
             layer = FloatHead(num_classes, s, z, quantized=quantized, op_index=cls_index, name="new_head",
-                              kernel_values=head_init(int(f_t.size), int(num_classes), seed).T,
+                              kernel_values=head_init(int(f_t.size), int(num_classes)).T,
                               bias_values=np.zeros(num_classes))
             out = layer(features)  # float logits (their gradient stays float32): no graph tensor to map
         else:
             b.float32_grads.update(t for op in graph.ops[cls_index:] for t in op.outputs)  # grad/logits: float32
-            layer = b.call(cls_index, _new_int8_head(graph, cls_index, int(num_classes), seed,
+            layer = b.call(cls_index, _new_int8_head(graph, cls_index, int(num_classes),
                                                      head_weight_headroom, head_logits_scale))
             out_name, qparams = cls_op.outputs[0], (layer.y_scale, layer.y_zero_point)
             for i in range(cls_index + 1, len(graph.ops)):

@@ -594,17 +594,17 @@ class GradientStore(keras.layers.Layer):
 class FloatHead(_GraphLayer):
     """A new float32 classifier on the flattened features: ``x @ kernel + bias``.
 
-    ``kernel`` is ``[in, num_classes]``, ``head_init(in, num_classes, seed)`` unless given; bias 0.
+    ``kernel`` is ``[in, num_classes]``, ``head_init(in, num_classes).T`` (zero) unless given; bias
+    zero unless given.
     With ``quantized=True`` the int8 features are dequantized first (``x_scale``,
     ``x_zero_point``); with ``quantized=False`` they are already real.
     """
 
-    def __init__(self, num_classes, x_scale=1.0, x_zero_point=0, seed=0, kernel_values=None,
+    def __init__(self, num_classes, x_scale=1.0, x_zero_point=0, kernel_values=None,
                  bias_values=None, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
         self.x_scale, self.x_zero_point = float(x_scale), int(x_zero_point)
-        self.seed = int(seed)
         self.is_new_head = True
         self._kernel_values = _as_array(kernel_values, np.float32)
         self._bias_values = _as_array(bias_values, np.float32)
@@ -612,7 +612,7 @@ class FloatHead(_GraphLayer):
 
     def build(self, input_shape):
         n_in = int(np.prod(input_shape[1:]))
-        values = head_init(n_in, self.num_classes, self.seed).T if self._kernel_values is None else self._kernel_values
+        values = head_init(n_in, self.num_classes).T if self._kernel_values is None else self._kernel_values
         kernel_init = keras.initializers.Constant(values)
         bias_init = "zeros" if self._bias_values is None else keras.initializers.Constant(self._bias_values)
         self.kernel = self.add_weight(name="kernel", shape=(n_in, self.num_classes), initializer=kernel_init)
@@ -638,8 +638,7 @@ class FloatHead(_GraphLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes, x_scale=self.x_scale, x_zero_point=self.x_zero_point,
-                      seed=self.seed)
+        config.update(num_classes=self.num_classes, x_scale=self.x_scale, x_zero_point=self.x_zero_point)
         return config
 
 

@@ -68,16 +68,24 @@ def _f32_list(a) -> List[float]:
     return [float(x) for x in np.asarray(a, dtype=np.float32).reshape(-1)]
 
 
-def head_init(c_in: int, num_classes: int, seed: int) -> np.ndarray:
-    """Initial real head weights ``[num_classes, c_in]``: uniform in ``+-1/sqrt(c_in)`` from
-    ``numpy.random.default_rng(seed)`` (the Keras front-end starts from the same values)."""
-    a = 1.0 / np.sqrt(c_in)
-    return np.random.default_rng(seed).uniform(-a, a, size=(num_classes, c_in)).astype(np.float32)
+def head_init(c_in: int, num_classes: int) -> np.ndarray:
+    """Initial real weights ``[num_classes, c_in]`` of a new head (float or int8): zero, as its bias.
+
+    The one rule the compiler, the device file (which carries the compiler's values) and the
+    Keras front-end (``FloatHead``, the int8 head, ``MaskedTrainer``) share. A zero head's first
+    step sends no gradient into the backbone (``dL/dx = W^T (p - y) = 0``) and its logits start
+    at chance, so the head moves before the trained layers see its gradient; softmax regression
+    on fixed features is convex and its gradient differs per class, so zero has no symmetry to
+    break. A random head sized for unit features (uniform in ``+-1/sqrt(c_in)``, the former
+    rule) meets pretrained features of rms 2.4-5.7 here, starts overconfident and its large
+    first gradients wrecked fully trained pointwise convolutions
+    (``benchmarks/results/scheme_stability.json``)."""
+    return np.zeros((int(num_classes), int(c_in)), np.float32)
 
 
 class _Compiler:
     def __init__(self, graph: QuantGraph, scheme: SparseScheme, num_classes: int, head: str, lr, seed: int,
-                 head_init_seed: int, int8_logits_scale: float, grad_dtype: str = DEFAULT_GRAD_DTYPE):
+                 int8_logits_scale: float, grad_dtype: str = DEFAULT_GRAD_DTYPE):
         if head not in HEADS:
             raise GraphError(f"head must be one of {HEADS}, not {head!r}")
         if int(num_classes) < 2:
@@ -95,7 +103,6 @@ class _Compiler:
         self.head_type = "int8" if self.keep_head else head
         self.lr = default_lr(head) if lr is None else check_lr(lr)
         self.seed = int(seed)
-        self.head_init_seed = int(head_init_seed)
         self.logits_scale = float(int8_logits_scale)
         self.tensors: Dict[str, TrainTensor] = {}
         self.ops: List[TrainOp] = []
@@ -212,7 +219,7 @@ class _Compiler:
 
     # ------------------------------------------------------------------ head
     def head_init(self, c_in: int) -> np.ndarray:
-        return head_init(c_in, self.num_classes, self.head_init_seed)
+        return head_init(c_in, self.num_classes)
 
     def build_head(self, cls_op: Op) -> dict:
         feat = self.tensors[self.feature]
@@ -222,7 +229,7 @@ class _Compiler:
             type=self.head_type, classifier_op=cls_op.name, classifier_type=cls_op.type,
             classifier_weight=cls_op.inputs[1], classifier_bias=cls_op.inputs[2] if len(cls_op.inputs) > 2 else None,
             classifier_output=cls_op.outputs[0], features=self.feature, num_classes=self.num_classes,
-            weight="head/weight", bias="head/bias", logits="logits", init_seed=self.head_init_seed,
+            weight="head/weight", bias="head/bias", logits="logits",
         )
         s_x = float(feat.scale[0])
         if self.head_type == "float":
@@ -235,7 +242,8 @@ class _Compiler:
             return info
         if self.keep_head:
             return self.keep_classifier(cls_op, info)
-        # int8 head: the classifier's op type with new weights, scale 2a/127 leaves room to double
+        # int8 head: the classifier's op type with new (zero) weights on the grid s_w = 2a/127,
+        # a = 1/sqrt(c_in): weights can grow to +-2/sqrt(c_in) before the [-127, 127] clamp
         a = 1.0 / np.sqrt(c_in)
         per_channel = cls_op.type == "CONV_2D"
         n = self.num_classes
@@ -554,7 +562,6 @@ def build_train_graph(
     head: str = "float",
     lr: Optional[float] = None,
     seed: int = 1,
-    head_init_seed: int = 0,
     int8_logits_scale: float = DEFAULT_INT8_LOGITS_SCALE,
     grad_dtype: str = DEFAULT_GRAD_DTYPE,
 ) -> TrainGraph:
@@ -564,9 +571,10 @@ def build_train_graph(
     ``"float"`` (float32 FC on the dequantized pooled features) or ``"int8"`` (the
     classifier's op type with new int8 weights, logits quantized with
     ``int8_logits_scale``), or the classifier itself keeps training with ``"keep"``
-    (an int8 head initialized from the model, e.g. after fine-tuning in Keras). ``lr`` is the SGD
+    (an int8 head initialized from the model, e.g. after fine-tuning in Keras). A new head starts
+    at zero, weights and bias (``head_init``). ``lr`` is the SGD
     learning rate of every update (QAS makes one rate fit all int8 layers; None: ``default_lr(head)``), ``seed`` the xorshift32 seed of stochastic rounding,
-    ``head_init_seed`` the seed of the head's initialization, ``grad_dtype`` the storage of
+    ``grad_dtype`` the storage of
     every gradient tensor (``"float32"``, or ``"float16"``: IEEE binary16, arithmetic still float32).
     """
     if not isinstance(graph, QuantGraph):
@@ -574,5 +582,4 @@ def build_train_graph(
     if not isinstance(scheme, SparseScheme):
         raise GraphError(f"build_train_graph needs a SparseScheme, not {type(scheme).__name__}")
     check(graph, training=True)
-    return _Compiler(graph, scheme, num_classes, head, lr, seed, head_init_seed,
-                     float(int8_logits_scale), grad_dtype).compile()
+    return _Compiler(graph, scheme, num_classes, head, lr, seed, float(int8_logits_scale), grad_dtype).compile()
