@@ -648,7 +648,7 @@ void pointwise_weight_pair(const ConvCore& p, int32_t oc, int16_t* wq, int32_t* 
 // two pixels by two channels per pass, the requantization of each channel hoisted.
 void pointwise_run(const ConvCore& p, int32_t oc0, int32_t noc, const int8_t* x, int32_t pixels, int8_t* out,
                    int32_t out_stride) {
-  int16_t w[kMaxTaps];
+  alignas(4) int16_t w[kMaxTaps];  // word-aligned: the asm blocks read it with LDRD
   int16_t* w0 = w;
   int32_t sums[2] = {0, 0};
   const int32_t groups = p.ic / 4, tail = p.ic - 4 * groups;
