@@ -494,23 +494,32 @@ TT_G2X2_ASM(7, TT_G2X2(0) TT_G2X2(1) TT_G2X2(2) TT_G2X2(3) TT_G2X2(4) TT_G2X2(5)
 #undef TT_G2X2
 #endif
 
+// The groups of 4 taps of one 2x2 block: G > 0 known at compile time (unrolled, or the
+// assembly block on the Cortex-M4), G == 0 a run-time count. A full specialization rather
+// than `if constexpr`, as the Arduino cores compile libraries as C++14.
+template <int G>
+inline void groups_2x2(Sums2x2& s, const int8_t*& x0, const int8_t*& x1, const int16_t* wq, int32_t) {
+#ifdef TT_SMLAD
+  groups_2x2_asm<G>(s, x0, x1, wq);
+#else
+#pragma GCC unroll 16
+  for (int32_t g = 0; g < G; ++g) group_2x2(s, x0 + 4 * g, x1 + 4 * g, wq + 8 * g);
+#endif
+  x0 += 4 * G;
+  x1 += 4 * G;
+}
+
+template <>
+inline void groups_2x2<0>(Sums2x2& s, const int8_t*& x0, const int8_t*& x1, const int16_t* wq, int32_t groups) {
+  for (const int8_t* end = x0 + 4 * groups; x0 != end; x0 += 4, x1 += 4, wq += 8) group_2x2(s, x0, x1, wq);
+}
+
 template <int G = 0>
 inline void dot2x2_folded(const int8_t* x0, const int8_t* x1, const int16_t* wq, int32_t groups,
                           const int16_t* wt0, const int16_t* wt1, int32_t tail, int32_t* acc, int32_t b0 = 0,
                           int32_t b1 = 0) {
   Sums2x2 s{b0, b1, b0, b1};
-  if constexpr (G > 0) {
-#ifdef TT_SMLAD
-    groups_2x2_asm<G>(s, x0, x1, wq);
-#else
-#pragma GCC unroll 16
-    for (int32_t g = 0; g < G; ++g) group_2x2(s, x0 + 4 * g, x1 + 4 * g, wq + 8 * g);
-#endif
-    x0 += 4 * G;
-    x1 += 4 * G;
-  } else {
-    for (const int8_t* end = x0 + 4 * groups; x0 != end; x0 += 4, x1 += 4, wq += 8) group_2x2(s, x0, x1, wq);
-  }
+  groups_2x2<G>(s, x0, x1, wq, groups);
 #if !defined(TT_SMLAD) && defined(__SSE2__)
   alignas(16) int32_t l0[4], l1[4];
   _mm_store_si128(reinterpret_cast<__m128i*>(l0), s.sum0);
